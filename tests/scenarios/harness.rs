@@ -1,0 +1,397 @@
+//! What the scenarios share: root check, the workload helper, pod-shaped
+//! cgroups with kubelet-style log directories under a test host root, and a
+//! running `tracer watch --output` whose JSON lines the tests read.
+
+use std::{
+    fs,
+    io::Read as _,
+    os::unix::fs::symlink,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+pub const TRACER: &str = env!("CARGO_BIN_EXE_tracer");
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Scenario tests need root and BPF. Without them they fail, loudly: a
+/// scenario that skips proves nothing.
+pub fn require_root() {
+    if !nix::unistd::geteuid().is_root() {
+        panic!(
+            "\n\n*** scenario tests need root and BPF (they load kernel programs and create cgroups).\n\
+             *** Run them as root: `cargo xtask test`. They do not skip.\n"
+        );
+    }
+}
+
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)).expect("/dev/urandom");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn random_uid() -> String {
+    let h = random_hex(16);
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// A scratch directory with the workload helper compiled into it.
+pub struct Workdir {
+    pub dir: tempfile::TempDir,
+    helper: PathBuf,
+}
+
+impl Workdir {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new().prefix("tracer-scenario-").tempdir().expect("tempdir");
+        let helper = dir.path().join("helper");
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios/helper.c");
+        let status = Command::new("cc")
+            .args(["-O0", "-pthread", "-o"])
+            .arg(&helper)
+            .arg(&source)
+            .status()
+            .expect("running cc to build the workload helper");
+        assert!(status.success(), "cc failed on {}", source.display());
+        Self { dir, helper }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The helper under another name, so that the kernel's comm is `name`.
+    pub fn program(&self, name: &str) -> PathBuf {
+        let path = self.path().join(name);
+        if !path.exists() {
+            fs::copy(&self.helper, &path).expect("copying the helper");
+        }
+        path
+    }
+
+    /// A copy of a system program under another name (`sh` as `vGhyM0`).
+    pub fn renamed(&self, system_program: &str, name: &str) -> PathBuf {
+        let path = self.path().join(name);
+        fs::copy(system_program, &path).expect("copying a system program");
+        path
+    }
+
+    pub fn host_root(&self) -> PathBuf {
+        let root = self.path().join("host");
+        fs::create_dir_all(root.join("var/log/pods")).expect("host root");
+        fs::create_dir_all(root.join("var/log/containers")).expect("host root");
+        root
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    Systemd,
+    Cgroupfs,
+}
+
+/// The cgroup hierarchy processes are placed in: the v1 `pids` hierarchy on
+/// hybrid and v1 hosts, the v2 root on pure v2 hosts.
+pub fn v1_or_v2_hierarchy() -> PathBuf {
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "/sys/fs/cgroup".into()
+    } else {
+        "/sys/fs/cgroup/pids".into()
+    }
+}
+
+/// The cgroup2 hierarchy: the root on pure v2 hosts, `unified` on hybrid ones.
+pub fn v2_hierarchy() -> PathBuf {
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "/sys/fs/cgroup".into()
+    } else {
+        "/sys/fs/cgroup/unified".into()
+    }
+}
+
+/// A pod-shaped cgroup (nested under a per-test prefix, as on kind nodes),
+/// with kubelet's log directory for it under the test host root.
+pub struct Pod {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub dir: PathBuf,
+    top: PathBuf,
+    host_root: PathBuf,
+    driver: Driver,
+    pub containers: Vec<(String, String, PathBuf)>,
+}
+
+impl Pod {
+    pub fn create(hierarchy: &Path, host_root: &Path, driver: Driver, namespace: &str, name: &str) -> Self {
+        let uid = random_uid();
+        let top = hierarchy.join(format!("tracer-test-{}", random_hex(4)));
+        let dir = match driver {
+            Driver::Systemd => top
+                .join("kubepods.slice/kubepods-burstable.slice")
+                .join(format!("kubepods-burstable-pod{}.slice", uid.replace('-', "_"))),
+            Driver::Cgroupfs => top.join("kubepods/burstable").join(format!("pod{uid}")),
+        };
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating cgroup {}: {e}", dir.display()));
+        let pod_logs = host_root.join("var/log/pods").join(format!("{namespace}_{name}_{uid}"));
+        fs::create_dir_all(&pod_logs).expect("pod log dir");
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+            uid,
+            dir,
+            top,
+            host_root: host_root.into(),
+            driver,
+            containers: Vec::new(),
+        }
+    }
+
+    /// A container cgroup in the pod and its kubelet log files; returns the
+    /// cgroup directory.
+    pub fn add_container(&mut self, container: &str) -> (String, PathBuf) {
+        let id = random_hex(32);
+        let dir = match self.driver {
+            Driver::Systemd => self.dir.join(format!("cri-containerd-{id}.scope")),
+            Driver::Cgroupfs => self.dir.join(&id),
+        };
+        fs::create_dir_all(&dir).expect("container cgroup");
+        let logs = self.host_root.join("var/log/pods").join(format!("{}_{}_{}", self.namespace, self.name, self.uid)).join(container);
+        fs::create_dir_all(&logs).expect("container log dir");
+        let restart = fs::read_dir(&logs).map(|d| d.count()).unwrap_or(0);
+        let log = logs.join(format!("{restart}.log"));
+        fs::write(&log, b"").expect("container log");
+        let link = self
+            .host_root
+            .join("var/log/containers")
+            .join(format!("{}_{}_{}-{}.log", self.name, self.namespace, container, id));
+        symlink(&log, link).expect("container log symlink");
+        self.containers.push((container.into(), id.clone(), dir.clone()));
+        (id, dir)
+    }
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        // Kill what is left in the test's cgroups, then remove them leaf first.
+        let mut dirs = Vec::new();
+        collect_dirs(&self.top, &mut dirs);
+        for dir in &dirs {
+            if let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) {
+                for pid in procs.lines().filter_map(|l| l.parse::<i32>().ok()) {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+        }
+        for dir in dirs.iter().rev() {
+            for _ in 0..50 {
+                if fs::remove_dir(dir).is_ok() || !dir.exists() {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
+    if !dir.is_dir() {
+        return;
+    }
+    out.push(dir.to_path_buf());
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                collect_dirs(&entry.path(), out);
+            }
+        }
+    }
+}
+
+/// Starts `program args` already inside `cgroup`: a shell moves itself there
+/// and then execs, as a container runtime does before the container starts.
+pub fn spawn_in_cgroup(cgroup: &Path, program: &Path, args: &[&str]) -> Child {
+    Command::new("sh")
+        .arg("-c")
+        .arg(r#"echo $$ > "$0/cgroup.procs" && exec "$@""#)
+        .arg(cgroup)
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawning a workload")
+}
+
+/// Starts `program args` on the host (no pod).
+pub fn spawn(program: &Path, args: &[&str]) -> Child {
+    Command::new(program).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).spawn().expect("spawning a workload")
+}
+
+/// First line a workload prints on stdout.
+pub fn read_line(child: &mut Child) -> String {
+    let stdout = child.stdout.as_mut().expect("piped stdout");
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while stdout.read(&mut byte).unwrap_or(0) == 1 && byte[0] != b'\n' {
+        line.push(byte[0]);
+    }
+    String::from_utf8_lossy(&line).into_owned()
+}
+
+/// Waits until `pid` runs `comm` (after the exec in `spawn_in_cgroup`).
+pub fn wait_for_comm(pid: u32, comm: &str) {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim() == comm).unwrap_or(false) {
+            return;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    panic!("process {pid} never became {comm}");
+}
+
+/// A running `tracer watch --output FILE`.
+pub struct Tracer {
+    child: Option<Child>,
+    pub output: PathBuf,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+pub struct Finished {
+    pub status: ExitStatus,
+    pub records: Vec<Value>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Tracer {
+    /// Starts tracer and waits until its programs are attached (its `start` record).
+    pub fn start(work: &Workdir, host_root: &Path, extra: &[&str]) -> Self {
+        let tag = random_hex(4);
+        let output = work.path().join(format!("events-{tag}.jsonl"));
+        let stdout = work.path().join(format!("stdout-{tag}.txt"));
+        let stderr = work.path().join(format!("stderr-{tag}.txt"));
+        let child = Command::new(TRACER)
+            .arg("watch")
+            .arg("--output")
+            .arg(&output)
+            .arg("--host-root")
+            .arg(host_root)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&stdout).expect("stdout file"))
+            .stderr(fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("starting tracer");
+        let mut tracer = Self { child: Some(child), output, stdout, stderr };
+        tracer.wait_for("the start record", |r| r["kind"] == "start");
+        tracer
+    }
+
+    pub fn records(&self) -> Vec<Value> {
+        read_records(&self.output)
+    }
+
+    /// Waits for a record matching `pred`; on timeout fails with everything
+    /// tracer said.
+    pub fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(found) = self.records().into_iter().find(|r| pred(r)) {
+                return found;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("tracer exited ({status}) before {what}:\n{}", self.said());
+            }
+            if Instant::now() > deadline {
+                panic!("no {what} within {WAIT:?}:\n{}", self.said());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn said(&self) -> String {
+        format!(
+            "--- stderr\n{}\n--- stdout\n{}\n--- records\n{}",
+            fs::read_to_string(&self.stderr).unwrap_or_default(),
+            fs::read_to_string(&self.stdout).unwrap_or_default(),
+            fs::read_to_string(&self.output).unwrap_or_default()
+        )
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Stops tracer with `signal` and collects everything it wrote.
+    pub fn stop_with(mut self, signal: nix::sys::signal::Signal) -> Finished {
+        let mut child = self.child.take().expect("running tracer");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).expect("signalling tracer");
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("waiting for tracer") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("tracer did not stop within {WAIT:?} of {signal}:\n{}", self.said());
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        Finished {
+            status,
+            records: read_records(&self.output),
+            stdout: fs::read_to_string(&self.stdout).unwrap_or_default(),
+            stderr: fs::read_to_string(&self.stderr).unwrap_or_default(),
+        }
+    }
+
+    pub fn stop(self) -> Finished {
+        self.stop_with(nix::sys::signal::Signal::SIGINT)
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn read_records(path: &Path) -> Vec<Value> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect()
+}
+
+/// Runs tracer to completion with a time limit (for the bad-input checks).
+pub fn run_tracer(args: &[&str], uid: Option<u32>) -> (ExitStatus, String) {
+    use std::os::unix::process::CommandExt as _;
+    let mut cmd = Command::new(TRACER);
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    if let Some(uid) = uid {
+        cmd.uid(uid).gid(uid);
+    }
+    let mut child = cmd.spawn().expect("starting tracer");
+    let deadline = Instant::now() + WAIT;
+    while child.try_wait().expect("waiting").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("tracer {args:?} did not exit on bad input within {WAIT:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("tracer output");
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+}

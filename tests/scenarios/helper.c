@@ -1,0 +1,41 @@
+/* A stand-in workload for the scenario tests, copied under the names the
+ * scenarios need (server, graceful, crasher).
+ *   helper sleep              sleep until killed
+ *   helper threads            start a second thread named "worker", print its tid, sleep
+ *   helper segv               fault on a null pointer
+ *   helper handle-term        on SIGTERM keep running (a slow shutdown)
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static void *worker(void *arg) {
+    (void)arg;
+    pthread_setname_np(pthread_self(), "worker");
+    printf("%ld\n", (long)syscall(SYS_gettid));
+    fflush(stdout);
+    for (;;) pause();
+    return NULL;
+}
+
+static void on_term(int sig) { (void)sig; }
+
+int main(int argc, char **argv) {
+    const char *mode = argc > 1 ? argv[1] : "sleep";
+    if (strcmp(mode, "threads") == 0) {
+        pthread_t t;
+        pthread_create(&t, NULL, worker, NULL);
+    } else if (strcmp(mode, "segv") == 0) {
+        volatile int *p = NULL;
+        *p = 1;
+    } else if (strcmp(mode, "handle-term") == 0) {
+        signal(SIGTERM, on_term);
+        printf("ready\n");
+        fflush(stdout);
+    }
+    for (;;) pause();
+}

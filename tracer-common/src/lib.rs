@@ -1,0 +1,205 @@
+//! The records tracer's BPF programs write into the ring buffer, and the kernel
+//! struct offsets userspace hands to them.
+//!
+//! Everything here is `#[repr(C)]`, plain old data, and identical on both
+//! sides: the BPF programs fill these structs in place inside a ring-buffer
+//! reservation, and userspace reads them back from the same bytes.
+#![no_std]
+
+/// Length of `task_struct.comm`, the kernel's process name (with its NUL).
+pub const COMM_LEN: usize = 16;
+
+/// How many processes above the sender of a signal the kernel walks through
+/// `task_struct.real_parent` (the sender itself included).
+pub const MAX_ANCESTRY: usize = 16;
+
+/// The first field of every record: tells userspace which struct follows.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordKind {
+    Signal = 1,
+    Fork = 2,
+    Exec = 3,
+    Exit = 4,
+}
+
+impl RecordKind {
+    pub const ALL: [RecordKind; 4] = [Self::Signal, Self::Fork, Self::Exec, Self::Exit];
+
+    pub fn from_raw(raw: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| *kind as u32 == raw)
+    }
+
+    /// Index of this kind's slot in the per-CPU `LOST` counters.
+    pub const fn lost_slot(self) -> u32 {
+        self as u32 - 1
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Signal => "signal",
+            Self::Fork => "fork",
+            Self::Exec => "exec",
+            Self::Exit => "exit",
+        }
+    }
+}
+
+/// Number of slots in the `LOST` per-CPU array (one per [`RecordKind`]).
+pub const LOST_SLOTS: u32 = RecordKind::ALL.len() as u32;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Header {
+    pub kind: u32,
+    pub cpu: u32,
+    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC nanoseconds.
+    pub ktime_ns: u64,
+}
+
+/// One task as the kernel knows it at the time of the event.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Task {
+    /// Thread id (`task_struct.pid`, in the initial pid namespace).
+    pub tid: u32,
+    /// Process id (`task_struct.tgid`).
+    pub tgid: u32,
+    /// Start of the process (its group leader), CLOCK_MONOTONIC nanoseconds.
+    pub start_ns: u64,
+    /// The process's name (its group leader's `comm`).
+    pub comm: [u8; COMM_LEN],
+    /// This thread's own name, which threads often set (`worker-3`).
+    pub thread_comm: [u8; COMM_LEN],
+}
+
+/// One process in the sender's ancestry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Ancestor {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub start_ns: u64,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// `signal:signal_generate`: a signal was generated for a task.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SignalRecord {
+    pub header: Header,
+    /// The task running when the signal was generated: the sender for
+    /// kill/tkill/sigqueue, the faulting or interrupted task otherwise.
+    pub sender: Task,
+    pub target: Task,
+    pub sig: u32,
+    /// `kernel_siginfo.si_code` (SI_USER for `SEND_SIG_NOINFO`, SI_KERNEL for `SEND_SIG_PRIV`).
+    pub si_code: i32,
+    /// 1 when the whole thread group was targeted (kill), 0 for one thread (tkill/tgkill).
+    pub group: u32,
+    /// The kernel's `TRACE_SIGNAL_*` result.
+    pub result: u32,
+    /// Valid entries in `ancestry`, sender first, then its parent, and so on.
+    pub ancestry_len: u32,
+    /// 1 when the walk stopped at `MAX_ANCESTRY` before reaching pid 1 or 0.
+    pub ancestry_truncated: u32,
+    pub ancestry: [Ancestor; MAX_ANCESTRY],
+}
+
+/// `sched:sched_process_fork` for a new process (new threads are filtered out in the kernel).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ForkRecord {
+    pub header: Header,
+    pub parent: Task,
+    pub child: Task,
+}
+
+/// `sched:sched_process_exec`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecRecord {
+    pub header: Header,
+    /// After the exec: `comm` is the new program's name.
+    pub task: Task,
+    /// The process's parent (`real_parent->tgid`).
+    pub ppid: u32,
+    pub _pad: u32,
+}
+
+/// `sched:sched_process_exit` when the last thread of a process exits.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExitRecord {
+    pub header: Header,
+    pub task: Task,
+    /// `task_struct.exit_code`: the wait status (signal in the low 7 bits,
+    /// 0x80 for a core dump, exit status in bits 8-15).
+    pub exit_code: u32,
+    pub ppid: u32,
+}
+
+/// Member offsets in kernel structs, read from the running kernel's BTF by
+/// userspace and passed to the BPF programs as a read-only global: rustc emits
+/// no CO-RE relocations, so the programs cannot ask the loader for them.
+///
+/// An offset of [`OFFSET_UNKNOWN`] means the member was not found; the
+/// programs then leave the corresponding field zeroed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_comm: u32,
+    pub task_real_parent: u32,
+    pub task_group_leader: u32,
+    pub task_start_time: u32,
+    pub task_exit_code: u32,
+    pub task_signal: u32,
+    pub signal_live: u32,
+    pub _pad: u32,
+}
+
+pub const OFFSET_UNKNOWN: u32 = u32::MAX;
+
+impl KernelOffsets {
+    pub const UNKNOWN: Self = Self {
+        task_pid: OFFSET_UNKNOWN,
+        task_tgid: OFFSET_UNKNOWN,
+        task_comm: OFFSET_UNKNOWN,
+        task_real_parent: OFFSET_UNKNOWN,
+        task_group_leader: OFFSET_UNKNOWN,
+        task_start_time: OFFSET_UNKNOWN,
+        task_exit_code: OFFSET_UNKNOWN,
+        task_signal: OFFSET_UNKNOWN,
+        signal_live: OFFSET_UNKNOWN,
+        _pad: 0,
+    };
+}
+
+/// Settings userspace passes to the BPF programs as read-only globals.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Bit `sig - 1` set for each signal to report; the rest are dropped in the kernel.
+    pub signal_mask: u64,
+}
+
+/// Names of the globals and maps, shared so that a rename breaks the build
+/// rather than the load.
+pub mod names {
+    pub const OFFSETS: &str = "OFFSETS";
+    pub const CONFIG: &str = "CONFIG";
+    pub const EVENTS: &str = "EVENTS";
+    pub const LOST: &str = "LOST";
+}
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+    // SAFETY: all of these are #[repr(C)] plain data without padding holes
+    // that could leak uninitialised bytes into the kernel, and every bit
+    // pattern is a valid value.
+    unsafe impl aya::Pod for KernelOffsets {}
+    unsafe impl aya::Pod for Config {}
+}

@@ -1,0 +1,83 @@
+//! Reading `task_struct` and friends without CO-RE: every member offset comes
+//! from the running kernel's BTF, found by userspace and stored in `OFFSETS`.
+
+use aya_ebpf::helpers::bpf_probe_read_kernel;
+use tracer_common::{Config, KernelOffsets, Task, COMM_LEN, OFFSET_UNKNOWN};
+
+/// Overwritten by userspace at load time (a `.rodata` global, so the verifier
+/// sees constants).
+#[unsafe(no_mangle)]
+static OFFSETS: KernelOffsets = KernelOffsets::UNKNOWN;
+
+#[unsafe(no_mangle)]
+static CONFIG: Config = Config { signal_mask: 0 };
+
+#[inline(always)]
+pub fn offsets() -> KernelOffsets {
+    // Volatile: otherwise the compiler folds the default value in.
+    unsafe { core::ptr::read_volatile(&OFFSETS) }
+}
+
+#[inline(always)]
+pub fn config() -> Config {
+    unsafe { core::ptr::read_volatile(&CONFIG) }
+}
+
+/// A kernel pointer as the programs pass it around (raw tracepoint arguments
+/// are plain u64s).
+pub type KPtr = u64;
+
+/// Reads a `T` at `base + offset`, or `None` when the offset is unknown, the
+/// pointer is null or the read faults.
+#[inline(always)]
+pub fn read<T: Copy>(base: KPtr, offset: u32) -> Option<T> {
+    if base == 0 || offset == OFFSET_UNKNOWN {
+        return None;
+    }
+    unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T).ok() }
+}
+
+/// The task's thread-group leader, i.e. the process it belongs to.
+#[inline(always)]
+pub fn group_leader(task: KPtr, o: &KernelOffsets) -> KPtr {
+    read::<KPtr>(task, o.task_group_leader).unwrap_or(task)
+}
+
+/// The process that forked this one (`real_parent`, not the ptracer), as its leader.
+#[inline(always)]
+pub fn parent_process(task: KPtr, o: &KernelOffsets) -> KPtr {
+    let parent = read::<KPtr>(task, o.task_real_parent).unwrap_or(0);
+    if parent == 0 {
+        return 0;
+    }
+    group_leader(parent, o)
+}
+
+#[inline(always)]
+pub fn tgid(task: KPtr, o: &KernelOffsets) -> u32 {
+    read::<u32>(task, o.task_tgid).unwrap_or(0)
+}
+
+#[inline(always)]
+pub fn comm(task: KPtr, o: &KernelOffsets) -> [u8; COMM_LEN] {
+    read::<[u8; COMM_LEN]>(task, o.task_comm).unwrap_or([0; COMM_LEN])
+}
+
+#[inline(always)]
+pub fn start_ns(task: KPtr, o: &KernelOffsets) -> u64 {
+    read::<u64>(task, o.task_start_time).unwrap_or(0)
+}
+
+/// Identity of `task`: thread id, process id, the process's start time and
+/// name, and the thread's own name.
+#[inline(always)]
+pub fn task_identity(task: KPtr, o: &KernelOffsets) -> Task {
+    let leader = group_leader(task, o);
+    Task {
+        tid: read::<u32>(task, o.task_pid).unwrap_or(0),
+        tgid: tgid(task, o),
+        start_ns: start_ns(leader, o),
+        comm: comm(leader, o),
+        thread_comm: comm(task, o),
+    }
+}

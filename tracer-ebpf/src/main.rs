@@ -1,0 +1,22 @@
+//! tracer's BPF programs. One module per event family; `kernel` reads kernel
+//! structs through the offsets userspace found in BTF, `ring` owns the ring
+//! buffer and the loss counters.
+#![no_std]
+#![no_main]
+
+mod kernel;
+mod lifecycle;
+mod ring;
+mod signal;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any reachable panic path, so this is never run.
+    loop {}
+}
+
+/// `bpf_probe_read_kernel` is a GPL-only helper.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,40 @@
+//! The one ring buffer all programs write to, and the per-CPU counters of
+//! records that did not fit: a loss is counted here and reported by
+//! userspace, never silent.
+
+use aya_ebpf::{
+    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns},
+    macros::map,
+    maps::{PerCpuArray, RingBuf},
+};
+use tracer_common::{Header, RecordKind, LOST_SLOTS};
+
+/// 4 MiB: about 5000 signal records or 35000 lifecycle records of slack
+/// while userspace is descheduled.
+#[map(name = "EVENTS")]
+static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+
+#[map(name = "LOST")]
+static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(LOST_SLOTS, 0);
+
+/// Reserves room for a `T`, or counts the loss and returns `None`.
+#[inline(always)]
+pub fn reserve<T: 'static>(kind: RecordKind) -> Option<aya_ebpf::maps::ring_buf::RingBufEntry<T>> {
+    let entry = EVENTS.reserve::<T>(0);
+    if entry.is_none() {
+        if let Some(counter) = LOST.get_ptr_mut(kind.lost_slot()) {
+            // Per-CPU slot: no other writer can race this increment.
+            unsafe { *counter += 1 };
+        }
+    }
+    entry
+}
+
+#[inline(always)]
+pub fn header(kind: RecordKind) -> Header {
+    Header {
+        kind: kind as u32,
+        cpu: unsafe { bpf_get_smp_processor_id() },
+        ktime_ns: unsafe { bpf_ktime_get_ns() },
+    }
+}
