@@ -1,0 +1,224 @@
+//! tracer's developer commands: `cargo xtask setup|build|run|test`.
+//! `cargo xtask --help` explains them.
+
+mod cmd;
+mod setup;
+
+use std::{
+    ffi::OsString,
+    os::unix::process::CommandExt as _,
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+    time::Instant,
+};
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+
+use setup::BuildEnv;
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Build, run and test tracer",
+    long_about = "Build, run and test tracer.\n\n\
+        tracer embeds BPF programs (the tracer-ebpf crate) that must be compiled for \
+        bpfel-unknown-none with a special toolchain and bpf-linker. `setup` installs them, \
+        and every other command runs it first and passes the result to tracer/build.rs \
+        through TRACER_BPF_TOOLCHAIN and TRACER_BPF_LINKER_DIR, so a plain \
+        `cargo xtask run` works on a fresh clone.",
+    after_help = "Examples:\n  \
+        cargo xtask setup                 install the toolchain (root installs Debian packages)\n  \
+        cargo xtask run                   build in release mode and run `tracer watch` (needs root)\n  \
+        cargo xtask run -- --help         show tracer's own help\n  \
+        cargo xtask test                  the whole suite, exactly as CI runs it"
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building tracer needs; quick when everything is there
+    #[command(
+        long_about = "Install what building tracer needs; quick when everything is there.\n\n\
+        Chooses a route for building BPF: Debian's own Rust (rustc-web with the prebuilt core \
+        of libstd-rust-web-dev-bpf, linked into rustup as the `tracer-bpf` toolchain) when it \
+        is installed or apt-get can install it, otherwise a rustup nightly with rust-src. \
+        Then installs the missing Debian packages (as root: one apt-get update and one \
+        apt-get install; as another user it prints the command to run), bpf-linker 0.13.0 \
+        (built once per machine, about 2 minutes) under \
+        ${TRACER_TOOLCHAIN_DIR:-$HOME/.cache/tracer-toolchain}/bpf-linker, and the rustup link.\n\n\
+        Safe to run again: it checks each piece and installs only what is missing."
+    )]
+    Setup,
+    /// Run setup, then build tracer (debug unless --release)
+    #[command(
+        long_about = "Run setup, then `cargo build --package tracer` with the BPF toolchain \
+        setup chose. The binary, with its BPF programs embedded, is target/debug/tracer \
+        (or target/release/tracer with --release)."
+    )]
+    Build {
+        /// Build with optimizations (target/release/tracer)
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build tracer (release) and run it in place of this command; needs root
+    #[command(
+        long_about = "Run setup, build tracer in release mode (debug with --debug) and run it: \
+            xtask replaces itself with tracer, so Ctrl-C reaches tracer directly. \
+            tracer loads BPF programs and needs root (or CAP_BPF and CAP_PERFMON).",
+        after_help = "Examples:\n  \
+            cargo xtask run                       tracer watch\n  \
+            cargo xtask run --debug -- --help     tracer's own help, from a debug build"
+    )]
+    Run {
+        /// Build and run the debug binary instead of the release one
+        #[arg(long)]
+        debug: bool,
+        /// Arguments for tracer, after `--` [default: watch]
+        #[arg(last = true, value_name = "ARGS")]
+        args: Vec<OsString>,
+    },
+    /// Run the whole suite, as CI does: setup, fmt, clippy, tests
+    #[command(
+        long_about = "Run the whole suite, as CI does (.ci/run calls exactly this): setup, \
+            `cargo fmt --all -- --check`, `cargo clippy --workspace --all-targets -- -D warnings` \
+            (without tracer-ebpf, which only builds for BPF) and `cargo test --workspace`, stopping at the first step that fails.\n\n\
+            The scenario tests load BPF programs and start workloads: they need root and a \
+            kernel with BPF. As another user they run anyway, and fail.",
+        after_help = "Examples:\n  \
+            cargo xtask test                                      everything\n  \
+            cargo xtask test -- --test scenarios                  only the scenario tests\n  \
+            cargo xtask test -- --test scenarios -- --nocapture   and show their output"
+    )]
+    Test {
+        /// Extra arguments for `cargo test --workspace`, after `--`
+        #[arg(last = true, value_name = "CARGO_TEST_ARGS")]
+        args: Vec<OsString>,
+    },
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().task {
+        Task::Setup => setup::setup().map(drop),
+        Task::Build { release } => setup::setup().and_then(|env| build(&env, release)),
+        Task::Run { debug, args } => run(debug, args),
+        Task::Test { args } => test(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn build(env: &BuildEnv, release: bool) -> Result<()> {
+    let mut build = cargo(env, &["build", "--package", "tracer"]);
+    if release {
+        build.arg("--release");
+    }
+    cmd::run(&mut build)
+}
+
+fn run(debug: bool, args: Vec<OsString>) -> Result<()> {
+    let env = setup::setup()?;
+    build(&env, !debug)?;
+    let tracer = target_dir()
+        .join(if debug { "debug" } else { "release" })
+        .join("tracer");
+    let args = if args.is_empty() {
+        vec!["watch".into()]
+    } else {
+        args
+    };
+    if !setup::is_root() {
+        eprintln!("run: tracer needs root (or CAP_BPF and CAP_PERFMON) to load its BPF programs; starting it anyway");
+    }
+    // Only returns if tracer could not be started.
+    let err = Command::new(&tracer).args(&args).exec();
+    Err(err).with_context(|| format!("could not start `{}`", tracer.display()))
+}
+
+fn test(args: Vec<OsString>) -> Result<()> {
+    let start = Instant::now();
+    if !setup::is_root() {
+        eprintln!(
+            "\n\
+             !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
+             !! WARNING: not running as root.\n\
+             !! The scenario tests load BPF programs and start workloads: they need root\n\
+             !! and a kernel with BPF, and WILL FAIL here. Running them anyway.\n\
+             !! For a real result run the suite as root (CI does).\n\
+             !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+        );
+    }
+    println!("==> [1/4] setup");
+    let env = setup::setup().context("step `setup` failed")?;
+
+    let mut tests = cargo(&env, &["test", "--workspace"]);
+    tests.args(&args);
+    let steps = [
+        ("fmt", cargo(&env, &["fmt", "--all", "--", "--check"])),
+        // tracer-ebpf is `#![no_std] #![no_main]` code for the BPF target:
+        // checked for the host it fails with "unwinding panics are not
+        // supported without std". tracer/build.rs compiles it for real.
+        (
+            "clippy",
+            cargo(
+                &env,
+                &[
+                    "clippy",
+                    "--workspace",
+                    "--exclude",
+                    "tracer-ebpf",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+            ),
+        ),
+        ("test", tests),
+    ];
+    for (i, (name, mut command)) in steps.into_iter().enumerate() {
+        println!("==> [{}/4] {name}: {}", i + 2, cmd::line(&command));
+        cmd::run(&mut command).with_context(|| format!("step `{name}` failed"))?;
+    }
+    let secs = start.elapsed().as_secs();
+    println!(
+        "test: all 4 steps ok (setup, fmt, clippy, test) in {}m{:02}s",
+        secs / 60,
+        secs % 60
+    );
+    Ok(())
+}
+
+/// `cargo ARGS` in the workspace root, with the BPF build environment. `cargo`
+/// comes from PATH (rustup's proxy), not from the cargo that started xtask.
+fn cargo(env: &BuildEnv, args: &[&str]) -> Command {
+    let mut cargo = Command::new("cargo");
+    cargo
+        .current_dir(workspace_root())
+        .args(args)
+        .envs(env.vars());
+    cargo
+}
+
+fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in a directory of the workspace")
+}
+
+/// Where cargo puts the binaries: `CARGO_TARGET_DIR` if set, else `target/`.
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace_root().join(dir),
+        None => workspace_root().join("target"),
+    }
+}
