@@ -57,7 +57,11 @@ fn default_toolchain() -> String {
     let linked = Command::new("rustup")
         .args(["toolchain", "list"])
         .output()
-        .map(|out| String::from_utf8_lossy(&out.stdout).lines().any(|l| l.starts_with(LINKED_TOOLCHAIN)))
+        .map(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.starts_with(LINKED_TOOLCHAIN))
+        })
         .unwrap_or(false);
     if linked { LINKED_TOOLCHAIN } else { "nightly" }.to_owned()
 }
@@ -65,7 +69,9 @@ fn default_toolchain() -> String {
 fn default_linker_dir() -> Option<PathBuf> {
     let dir = env::var_os("TRACER_TOOLCHAIN_DIR")
         .map(PathBuf::from)
-        .or_else(|| env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/tracer-toolchain")))?
+        .or_else(|| {
+            env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/tracer-toolchain"))
+        })?
         .join("bpf-linker/bin");
     dir.join("bpf-linker").exists().then_some(dir)
 }

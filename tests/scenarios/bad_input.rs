@@ -5,12 +5,24 @@ use std::{fs, os::unix::fs::PermissionsExt as _, path::Path};
 
 use crate::harness::{require_root, run_tracer, Tracer, Workdir, TRACER};
 
-fn assert_one_line_error(args: &[&str], status: std::process::ExitStatus, stderr: &str, needle: &str) {
+fn assert_one_line_error(
+    args: &[&str],
+    status: std::process::ExitStatus,
+    stderr: &str,
+    needle: &str,
+) {
     assert!(!status.success(), "tracer {args:?} should fail");
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "tracer {args:?}: one line expected, got:\n{stderr}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "tracer {args:?}: one line expected, got:\n{stderr}"
+    );
     assert!(lines[0].starts_with("tracer: error: "), "{stderr}");
-    assert!(lines[0].contains(needle), "tracer {args:?}: expected '{needle}' in: {stderr}");
+    assert!(
+        lines[0].contains(needle),
+        "tracer {args:?}: expected '{needle}' in: {stderr}"
+    );
 }
 
 #[test]
@@ -39,7 +51,12 @@ fn missing_btf_is_refused() {
     require_root();
     let args = ["watch", "--btf", "/nonexistent/vmlinux"];
     let (status, stderr) = run_tracer(&args, None);
-    assert_one_line_error(&args, status, &stderr, "no kernel BTF at /nonexistent/vmlinux");
+    assert_one_line_error(
+        &args,
+        status,
+        &stderr,
+        "no kernel BTF at /nonexistent/vmlinux",
+    );
 }
 
 #[test]
@@ -57,7 +74,12 @@ fn unwritable_output_is_refused() {
     for path in ["/nonexistent-dir/events.jsonl", "/proc/version"] {
         let args = ["watch", "--output", path];
         let (status, stderr) = run_tracer(&args, None);
-        assert_one_line_error(&args, status, &stderr, &format!("cannot write --output {path}"));
+        assert_one_line_error(
+            &args,
+            status,
+            &stderr,
+            &format!("cannot write --output {path}"),
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     let as_dir = dir.path().to_str().unwrap();
@@ -73,7 +95,14 @@ fn unknown_signal_name_is_refused() {
     let (status, stderr) = run_tracer(&args, None);
     assert!(!status.success());
     assert!(stderr.contains("NOPE"), "{stderr}");
-    assert!(stderr.lines().next().unwrap_or_default().starts_with("error:"), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .starts_with("error:"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -95,13 +124,22 @@ fn sigterm_stops_cleanly_and_output_is_private() {
     let tracer = Tracer::start(&work, &host, &[]);
     let output = tracer.output.clone();
     let done = tracer.stop_with(nix::sys::signal::Signal::SIGTERM);
-    assert!(done.status.success(), "exit {}: {}", done.status, done.stderr);
+    assert!(
+        done.status.success(),
+        "exit {}: {}",
+        done.status,
+        done.stderr
+    );
     let stop = done.records.last().expect("records");
     assert_eq!(stop["kind"], "stop", "{stop}");
     assert_eq!(stop["reason"], "SIGTERM");
     assert_eq!(stop["lost"], 0);
     assert_eq!(stop["schema"], 1);
-    assert!(done.stderr.contains("stopped on SIGTERM"), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("stopped on SIGTERM"),
+        "{}",
+        done.stderr
+    );
     let mode = fs::metadata(&output).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 }
@@ -119,12 +157,20 @@ fn tracefs_is_mounted_when_missing() {
             break;
         }
     }
-    assert!(!tracefs.join("events").is_dir(), "could not unmount tracefs for the test");
+    assert!(
+        !tracefs.join("events").is_dir(),
+        "could not unmount tracefs for the test"
+    );
     let work = Workdir::new();
     let host = work.host_root();
     let tracer = Tracer::start(&work, &host, &[]);
     let done = tracer.stop();
     assert!(done.status.success());
-    assert!(done.stderr.contains("tracefs was not mounted: mounted it at /sys/kernel/tracing"), "{}", done.stderr);
+    assert!(
+        done.stderr
+            .contains("tracefs was not mounted: mounted it at /sys/kernel/tracing"),
+        "{}",
+        done.stderr
+    );
     assert!(tracefs.join("events").is_dir());
 }

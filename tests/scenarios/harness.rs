@@ -30,13 +30,22 @@ pub fn require_root() {
 
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
-    fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)).expect("/dev/urandom");
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .expect("/dev/urandom");
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn random_uid() -> String {
     let h = random_hex(16);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// A scratch directory with the workload helper compiled into it.
@@ -47,7 +56,10 @@ pub struct Workdir {
 
 impl Workdir {
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("tracer-scenario-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("tracer-scenario-")
+            .tempdir()
+            .expect("tempdir");
         let helper = dir.path().join("helper");
         let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios/helper.c");
         let status = Command::new("cc")
@@ -127,17 +139,29 @@ pub struct Pod {
 }
 
 impl Pod {
-    pub fn create(hierarchy: &Path, host_root: &Path, driver: Driver, namespace: &str, name: &str) -> Self {
+    pub fn create(
+        hierarchy: &Path,
+        host_root: &Path,
+        driver: Driver,
+        namespace: &str,
+        name: &str,
+    ) -> Self {
         let uid = random_uid();
         let top = hierarchy.join(format!("tracer-test-{}", random_hex(4)));
         let dir = match driver {
             Driver::Systemd => top
                 .join("kubepods.slice/kubepods-burstable.slice")
-                .join(format!("kubepods-burstable-pod{}.slice", uid.replace('-', "_"))),
+                .join(format!(
+                    "kubepods-burstable-pod{}.slice",
+                    uid.replace('-', "_")
+                )),
             Driver::Cgroupfs => top.join("kubepods/burstable").join(format!("pod{uid}")),
         };
-        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating cgroup {}: {e}", dir.display()));
-        let pod_logs = host_root.join("var/log/pods").join(format!("{namespace}_{name}_{uid}"));
+        fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("creating cgroup {}: {e}", dir.display()));
+        let pod_logs = host_root
+            .join("var/log/pods")
+            .join(format!("{namespace}_{name}_{uid}"));
         fs::create_dir_all(&pod_logs).expect("pod log dir");
         Self {
             namespace: namespace.into(),
@@ -160,17 +184,22 @@ impl Pod {
             Driver::Cgroupfs => self.dir.join(&id),
         };
         fs::create_dir_all(&dir).expect("container cgroup");
-        let logs = self.host_root.join("var/log/pods").join(format!("{}_{}_{}", self.namespace, self.name, self.uid)).join(container);
+        let logs = self
+            .host_root
+            .join("var/log/pods")
+            .join(format!("{}_{}_{}", self.namespace, self.name, self.uid))
+            .join(container);
         fs::create_dir_all(&logs).expect("container log dir");
         let restart = fs::read_dir(&logs).map(|d| d.count()).unwrap_or(0);
         let log = logs.join(format!("{restart}.log"));
         fs::write(&log, b"").expect("container log");
-        let link = self
-            .host_root
-            .join("var/log/containers")
-            .join(format!("{}_{}_{}-{}.log", self.name, self.namespace, container, id));
+        let link = self.host_root.join("var/log/containers").join(format!(
+            "{}_{}_{}-{}.log",
+            self.name, self.namespace, container, id
+        ));
         symlink(&log, link).expect("container log symlink");
-        self.containers.push((container.into(), id.clone(), dir.clone()));
+        self.containers
+            .push((container.into(), id.clone(), dir.clone()));
         (id, dir)
     }
 }
@@ -183,7 +212,10 @@ impl Drop for Pod {
         for dir in &dirs {
             if let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) {
                 for pid in procs.lines().filter_map(|l| l.parse::<i32>().ok()) {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
                 }
             }
         }
@@ -230,7 +262,12 @@ pub fn spawn_in_cgroup(cgroup: &Path, program: &Path, args: &[&str]) -> Child {
 
 /// Starts `program args` on the host (no pod).
 pub fn spawn(program: &Path, args: &[&str]) -> Child {
-    Command::new(program).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).spawn().expect("spawning a workload")
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawning a workload")
 }
 
 /// First line a workload prints on stdout.
@@ -248,7 +285,10 @@ pub fn read_line(child: &mut Child) -> String {
 pub fn wait_for_comm(pid: u32, comm: &str) {
     let deadline = Instant::now() + WAIT;
     while Instant::now() < deadline {
-        if fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim() == comm).unwrap_or(false) {
+        if fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|c| c.trim() == comm)
+            .unwrap_or(false)
+        {
             return;
         }
         thread::sleep(Duration::from_millis(10));
@@ -290,7 +330,12 @@ impl Tracer {
             .stderr(fs::File::create(&stderr).expect("stderr file"))
             .spawn()
             .expect("starting tracer");
-        let mut tracer = Self { child: Some(child), output, stdout, stderr };
+        let mut tracer = Self {
+            child: Some(child),
+            output,
+            stdout,
+            stderr,
+        };
         tracer.wait_for("the start record", |r| r["kind"] == "start");
         tracer
     }
@@ -307,7 +352,11 @@ impl Tracer {
             if let Some(found) = self.records().into_iter().find(|r| pred(r)) {
                 return found;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("tracer exited ({status}) before {what}:\n{}", self.said());
             }
             if Instant::now() > deadline {
@@ -333,7 +382,8 @@ impl Tracer {
     /// Stops tracer with `signal` and collects everything it wrote.
     pub fn stop_with(mut self, signal: nix::sys::signal::Signal) -> Finished {
         let mut child = self.child.take().expect("running tracer");
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).expect("signalling tracer");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal)
+            .expect("signalling tracer");
         let deadline = Instant::now() + WAIT;
         let status = loop {
             if let Some(status) = child.try_wait().expect("waiting for tracer") {
@@ -341,7 +391,10 @@ impl Tracer {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("tracer did not stop within {WAIT:?} of {signal}:\n{}", self.said());
+                panic!(
+                    "tracer did not stop within {WAIT:?} of {signal}:\n{}",
+                    self.said()
+                );
             }
             thread::sleep(Duration::from_millis(20));
         };
@@ -379,7 +432,10 @@ pub fn read_records(path: &Path) -> Vec<Value> {
 pub fn run_tracer(args: &[&str], uid: Option<u32>) -> (ExitStatus, String) {
     use std::os::unix::process::CommandExt as _;
     let mut cmd = Command::new(TRACER);
-    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     if let Some(uid) = uid {
         cmd.uid(uid).gid(uid);
     }
@@ -393,5 +449,8 @@ pub fn run_tracer(args: &[&str], uid: Option<u32>) -> (ExitStatus, String) {
         thread::sleep(Duration::from_millis(20));
     }
     let out = child.wait_with_output().expect("tracer output");
-    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

@@ -7,8 +7,8 @@ use nix::{sys::signal::Signal, unistd::Pid};
 use serde_json::Value;
 
 use crate::harness::{
-    read_line, require_root, spawn, spawn_in_cgroup, v1_or_v2_hierarchy, v2_hierarchy, wait_for_comm, Driver, Pod,
-    Tracer, Workdir,
+    read_line, require_root, spawn, spawn_in_cgroup, v1_or_v2_hierarchy, v2_hierarchy,
+    wait_for_comm, Driver, Pod, Tracer, Workdir,
 };
 
 fn kill(pid: u32, signal: Signal) {
@@ -39,7 +39,13 @@ fn pkill_from_a_shell_chain_is_named_with_ancestry_pod_and_exit_code() {
     require_root();
     let work = Workdir::new();
     let host = work.host_root();
-    let mut pod = Pod::create(&v1_or_v2_hierarchy(), &host, Driver::Systemd, "default", "web-7f9c-x2k4");
+    let mut pod = Pod::create(
+        &v1_or_v2_hierarchy(),
+        &host,
+        Driver::Systemd,
+        "default",
+        "web-7f9c-x2k4",
+    );
     let (container_id, cgroup) = pod.add_container("app");
     let mut tracer = Tracer::start(&work, &host, &[]);
 
@@ -57,11 +63,17 @@ fn pkill_from_a_shell_chain_is_named_with_ancestry_pod_and_exit_code() {
         r#"sh -c 'bash -c "pkill -9 -x -F {} server; true"; true'; true"#,
         pidfile.display()
     );
-    let status = Command::new(&vghym0).arg("-c").arg(&script).status().expect("running the chain");
+    let status = Command::new(&vghym0)
+        .arg("-c")
+        .arg(&script)
+        .status()
+        .expect("running the chain");
     assert!(status.success(), "the kill chain failed: {status}");
     let _ = server.wait();
 
-    let signal = tracer.wait_for("the SIGKILL record", |r| is_signal(r, server_pid, "SIGKILL"));
+    let signal = tracer.wait_for("the SIGKILL record", |r| {
+        is_signal(r, server_pid, "SIGKILL")
+    });
     assert_eq!(signal["sender"]["comm"], "pkill");
     assert_eq!(signal["signal"]["number"], 9);
     assert_eq!(signal["signal"]["origin"], "kill");
@@ -69,10 +81,30 @@ fn pkill_from_a_shell_chain_is_named_with_ancestry_pod_and_exit_code() {
     assert_eq!(signal["signal"]["directed"], "process");
     assert_eq!(signal["signal"]["result"], "delivered");
     let chain = comms(&signal["sender_ancestry"]);
-    let tail: Vec<&str> = chain.iter().rev().take(4).rev().map(String::as_str).collect();
-    assert_eq!(tail, ["vGhyM0", "sh", "bash", "pkill"], "ancestry {chain:?}");
-    assert_eq!(signal["sender_ancestry"].as_array().unwrap().last().unwrap()["pid"], signal["sender"]["pid"]);
-    assert!(signal["sender"].get("pod").is_none(), "the sender runs on the host: {signal}");
+    let tail: Vec<&str> = chain
+        .iter()
+        .rev()
+        .take(4)
+        .rev()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        tail,
+        ["vGhyM0", "sh", "bash", "pkill"],
+        "ancestry {chain:?}"
+    );
+    assert_eq!(
+        signal["sender_ancestry"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()["pid"],
+        signal["sender"]["pid"]
+    );
+    assert!(
+        signal["sender"].get("pod").is_none(),
+        "the sender runs on the host: {signal}"
+    );
     assert_eq!(signal["target"]["comm"], "server");
     assert_eq!(signal["target"]["pod"]["namespace"], "default");
     assert_eq!(signal["target"]["pod"]["name"], "web-7f9c-x2k4");
@@ -90,7 +122,12 @@ fn pkill_from_a_shell_chain_is_named_with_ancestry_pod_and_exit_code() {
     assert_eq!(exit["process"]["pod"]["name"], "web-7f9c-x2k4");
 
     let done = tracer.stop();
-    assert!(done.status.success(), "tracer exit: {}\n{}", done.status, done.stderr);
+    assert!(
+        done.status.success(),
+        "tracer exit: {}\n{}",
+        done.status,
+        done.stderr
+    );
     let pkill_pid = signal["sender"]["pid"].as_u64().unwrap();
     let text = &done.stdout;
     assert!(
@@ -98,7 +135,10 @@ fn pkill_from_a_shell_chain_is_named_with_ancestry_pod_and_exit_code() {
         "console:\n{text}"
     );
     assert!(text.contains("=> vGhyM0("), "console:\n{text}");
-    assert!(text.contains(&format!("=> pkill({pkill_pid})\n")), "console:\n{text}");
+    assert!(
+        text.contains(&format!("=> pkill({pkill_pid})\n")),
+        "console:\n{text}"
+    );
     assert!(text.contains("  sender pod: - (host)"), "console:\n{text}");
     assert!(
         text.contains(&format!(
@@ -124,17 +164,30 @@ fn term_then_kill_after_grace_period() {
 
     kill(pid, Signal::SIGTERM);
     thread::sleep(Duration::from_millis(700));
-    assert!(graceful.try_wait().unwrap().is_none(), "TERM should have been handled");
+    assert!(
+        graceful.try_wait().unwrap().is_none(),
+        "TERM should have been handled"
+    );
     kill(pid, Signal::SIGKILL);
     let _ = graceful.wait();
 
     let exit = tracer.wait_for("the exit record", |r| is_exit(r, pid));
     let records = tracer.records();
-    let term = records.iter().position(|r| is_signal(r, pid, "SIGTERM")).expect("TERM recorded");
-    let kill_at = records.iter().position(|r| is_signal(r, pid, "SIGKILL")).expect("KILL recorded");
+    let term = records
+        .iter()
+        .position(|r| is_signal(r, pid, "SIGTERM"))
+        .expect("TERM recorded");
+    let kill_at = records
+        .iter()
+        .position(|r| is_signal(r, pid, "SIGKILL"))
+        .expect("KILL recorded");
     assert!(term < kill_at, "TERM must come first");
-    let gap_ns = records[kill_at]["mono_ns"].as_u64().unwrap() - records[term]["mono_ns"].as_u64().unwrap();
-    assert!(gap_ns >= 600_000_000, "the grace period shows in the timestamps: {gap_ns} ns");
+    let gap_ns =
+        records[kill_at]["mono_ns"].as_u64().unwrap() - records[term]["mono_ns"].as_u64().unwrap();
+    assert!(
+        gap_ns >= 600_000_000,
+        "the grace period shows in the timestamps: {gap_ns} ns"
+    );
     assert_eq!(records[term]["sender"]["pid"], std::process::id());
     assert_eq!(exit["exit_code"], 137);
     assert_eq!(exit["after_signal"]["signal"], "SIGKILL");
@@ -155,7 +208,14 @@ fn tgkill_to_a_second_thread_is_attributed_to_the_process() {
     assert_ne!(tid, pid);
 
     // SAFETY: plain syscall on our own child.
-    let rc = unsafe { libc::syscall(libc::SYS_tgkill, pid as libc::c_long, tid as libc::c_long, libc::SIGUSR1 as libc::c_long) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_tgkill,
+            pid as libc::c_long,
+            tid as libc::c_long,
+            libc::SIGUSR1 as libc::c_long,
+        )
+    };
     assert_eq!(rc, 0, "tgkill failed");
     let _ = threaded.wait();
 
@@ -171,7 +231,9 @@ fn tgkill_to_a_second_thread_is_attributed_to_the_process() {
     assert_eq!(exit["killed_by"], "SIGUSR1");
     let done = tracer.stop();
     assert!(
-        done.stdout.contains(&format!("sent SIGUSR1 to thread worker({tid}) of threaded({pid}) via tkill(2)/tgkill(2)")),
+        done.stdout.contains(&format!(
+            "sent SIGUSR1 to thread worker({tid}) of threaded({pid}) via tkill(2)/tgkill(2)"
+        )),
         "console:\n{}",
         done.stdout
     );
@@ -192,14 +254,29 @@ fn self_inflicted_segfault_is_kernel_generated_and_exits_139() {
     let signal = tracer.wait_for("the SIGSEGV record", |r| is_signal(r, pid, "SIGSEGV"));
     assert_eq!(signal["signal"]["origin"], "fault");
     assert_eq!(signal["signal"]["code_name"], "SEGV_MAPERR");
-    assert_eq!(signal["sender"]["pid"], pid, "the faulting process is the context");
+    assert_eq!(
+        signal["sender"]["pid"], pid,
+        "the faulting process is the context"
+    );
     let exit = tracer.wait_for("the exit record", |r| is_exit(r, pid));
     assert_eq!(exit["exit_code"], 139);
     assert_eq!(exit["killed_by"], "SIGSEGV");
     assert_eq!(exit["after_signal"]["origin"], "fault");
     let done = tracer.stop();
-    assert!(done.stdout.contains(&format!("the kernel sent SIGSEGV (SEGV_MAPERR) to crasher({pid}) via a fault")), "{}", done.stdout);
-    assert!(done.stdout.contains(&format!("crasher({pid}) exited: killed by SIGSEGV from the kernel (SEGV_MAPERR)")), "{}", done.stdout);
+    assert!(
+        done.stdout.contains(&format!(
+            "the kernel sent SIGSEGV (SEGV_MAPERR) to crasher({pid}) via a fault"
+        )),
+        "{}",
+        done.stdout
+    );
+    assert!(
+        done.stdout.contains(&format!(
+            "crasher({pid}) exited: killed by SIGSEGV from the kernel (SEGV_MAPERR)"
+        )),
+        "{}",
+        done.stdout
+    );
 }
 
 /// `--pid` follows the process's pod: other processes' signals are left
@@ -211,15 +288,31 @@ fn pid_filter_follows_the_pod_across_a_container_restart() {
     require_root();
     let work = Workdir::new();
     let host = work.host_root();
-    let mut pod = Pod::create(&v2_hierarchy(), &host, Driver::Cgroupfs, "shop", "cart-5d8f-q2x7");
+    let mut pod = Pod::create(
+        &v2_hierarchy(),
+        &host,
+        Driver::Cgroupfs,
+        "shop",
+        "cart-5d8f-q2x7",
+    );
     let (_, first_cgroup) = pod.add_container("cart");
     let mut first = spawn_in_cgroup(&first_cgroup, &work.program("server"), &["sleep"]);
     let first_pid = first.id();
     wait_for_comm(first_pid, "server");
 
     let mut tracer = Tracer::start(&work, &host, &["--pid", &first_pid.to_string()]);
-    let start = tracer.records().into_iter().find(|r| r["kind"] == "start").unwrap();
-    assert!(start["scope"].as_str().unwrap().contains("pod shop/cart-5d8f-q2x7"), "{start}");
+    let start = tracer
+        .records()
+        .into_iter()
+        .find(|r| r["kind"] == "start")
+        .unwrap();
+    assert!(
+        start["scope"]
+            .as_str()
+            .unwrap()
+            .contains("pod shop/cart-5d8f-q2x7"),
+        "{start}"
+    );
 
     let mut bystander = spawn(&work.program("bystander"), &["sleep"]);
     let bystander_pid = bystander.id();
@@ -229,7 +322,9 @@ fn pid_filter_follows_the_pod_across_a_container_restart() {
 
     kill(first_pid, Signal::SIGKILL);
     let _ = first.wait();
-    tracer.wait_for("the first container's kill", |r| is_signal(r, first_pid, "SIGKILL"));
+    tracer.wait_for("the first container's kill", |r| {
+        is_signal(r, first_pid, "SIGKILL")
+    });
 
     // The container restarts: new cgroup scope, new PID, same pod.
     let (second_id, second_cgroup) = pod.add_container("cart");
@@ -238,14 +333,19 @@ fn pid_filter_follows_the_pod_across_a_container_restart() {
     wait_for_comm(second_pid, "server");
     kill(second_pid, Signal::SIGTERM);
     let _ = second.wait();
-    let signal = tracer.wait_for("the restarted container's TERM", |r| is_signal(r, second_pid, "SIGTERM"));
+    let signal = tracer.wait_for("the restarted container's TERM", |r| {
+        is_signal(r, second_pid, "SIGTERM")
+    });
     assert_eq!(signal["target"]["container"]["id"], second_id.as_str());
     tracer.wait_for("the restarted container's exit", |r| is_exit(r, second_pid));
 
     let done = tracer.stop();
     for r in &done.records {
         for side in ["target", "sender", "process"] {
-            assert_ne!(r[side]["pid"], bystander_pid, "a process outside the pod was reported: {r}");
+            assert_ne!(
+                r[side]["pid"], bystander_pid,
+                "a process outside the pod was reported: {r}"
+            );
         }
     }
     drop(pod);

@@ -1,0 +1,103 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{output::Format, signals::SignalSet, size::parse_size};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tracer",
+    version,
+    about = "Explains kernel events on a Kubernetes node, with pod names",
+    long_about = "Explains kernel events on a Kubernetes node, as they happen and with pod names: \
+who sent a signal (SIGKILL, SIGTERM, ...) to which process and pod, with the sender's process \
+ancestry, and which exit code followed.\n\nRun as root on the node (or in a privileged DaemonSet \
+with hostPID and the host mounted, see --host-root)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Watch the node and explain events as they happen (Ctrl-C to stop).
+    #[command(after_help = WATCH_EXAMPLES)]
+    Watch(WatchArgs),
+    /// Check what tracer can do on this kernel: privileges, BTF, tracefs, hooks.
+    Doctor(DoctorArgs),
+}
+
+const WATCH_EXAMPLES: &str = "Examples:
+  tracer watch                                 every fatal signal on the node
+  tracer watch --pid 7942                      what happens to 7942's pod, across restarts
+  tracer watch --pod default/web-7f9c-x2k4     one pod by name
+  tracer watch --signals KILL,TERM -o /var/log/tracer/events.jsonl
+                                               only SIGKILL and SIGTERM, also to a file";
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Follow only what this process belongs to: its pod (across container
+    /// restarts), else its container, else the process itself.
+    #[arg(long, value_name = "PID", conflicts_with_all = ["pod", "container"])]
+    pub pid: Option<u32>,
+
+    /// Follow only this pod, by name (recreated pods with the same name too).
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = crate::scope::parse_pod_name, conflicts_with = "container")]
+    pub pod: Option<(String, String)>,
+
+    /// Follow only this container (a prefix of its id is enough).
+    #[arg(long, value_name = "ID", value_parser = crate::scope::parse_container_id)]
+    pub container: Option<String>,
+
+    /// Signals to report: "default" (those whose default action terminates,
+    /// dumps core or stops a process), "all", or a list like KILL,TERM,SEGV.
+    /// Others are dropped in the kernel.
+    #[arg(long, value_name = "LIST", default_value = "default")]
+    pub signals: SignalSet,
+
+    /// Console format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// Also write every record as JSON lines to FILE (created 0600, rotated by size).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Rotate the output file when it would grow past this size.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+    pub output_max_size: u64,
+
+    /// Keep at most this many output files (FILE, FILE.1, ...): the disk used is
+    /// bounded by about N x --output-max-size.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub output_max_files: u32,
+
+    #[command(flatten)]
+    pub host: HostArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct HostArgs {
+    /// Where the host's filesystem is mounted: kubelet's /var/log/pods and
+    /// /var/log/containers are read below it (e.g. /host in a DaemonSet).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub host_root: PathBuf,
+
+    /// The host's procfs (with hostPID it is /proc).
+    #[arg(long, value_name = "DIR", default_value = "/proc")]
+    pub procfs: PathBuf,
+
+    /// Kernel BTF to read struct layouts from, for kernels without
+    /// /sys/kernel/btf/vmlinux.
+    #[arg(long, value_name = "FILE")]
+    pub btf: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub host: HostArgs,
+}

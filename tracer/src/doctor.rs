@@ -1,0 +1,86 @@
+//! `tracer doctor`: what tracer can do on this kernel, without watching.
+//! Loads and attaches every program once, reports, and detaches.
+
+use anyhow::Result;
+use tracer_common::Config;
+
+use crate::{cli::DoctorArgs, ebpf, kernel_btf, preflight};
+
+pub fn run(args: DoctorArgs) -> Result<()> {
+    println!("tracer {} doctor", env!("CARGO_PKG_VERSION"));
+    println!("kernel:     {}", preflight::kernel_release());
+    let mut ok = true;
+    let mut check = |what: &str, result: Result<String>| match result {
+        Ok(detail) => println!("{what:<11} ok: {detail}"),
+        Err(e) => {
+            ok = false;
+            println!("{what:<11} FAIL: {e:#}");
+        }
+    };
+    check(
+        "privileges",
+        preflight::check_privileges().map(|()| "can load BPF programs".into()),
+    );
+    check(
+        "tracefs",
+        preflight::ensure_tracefs().map(|t| format!("{} ({t:?})", preflight::TRACEFS)),
+    );
+    let btf_path = args
+        .host
+        .btf
+        .clone()
+        .unwrap_or_else(|| kernel_btf::DEFAULT_BTF.into());
+    let offsets = kernel_btf::load(&btf_path).and_then(|btf| kernel_btf::resolve(&btf));
+    let offsets = match offsets {
+        Ok(r) => {
+            let missing: Vec<String> = r
+                .missing
+                .iter()
+                .map(|(m, effect)| format!("{m} ({effect})"))
+                .collect();
+            let detail = if missing.is_empty() {
+                "every member found".to_string()
+            } else {
+                format!("missing {}", missing.join(", "))
+            };
+            check(
+                "btf",
+                Ok(format!(
+                    "{} ({detail}); {:?}",
+                    btf_path.display(),
+                    r.offsets
+                )),
+            );
+            Some(r.offsets)
+        }
+        Err(e) => {
+            check("btf", Err(e));
+            None
+        }
+    };
+    if let Some(offsets) = offsets {
+        match ebpf::load(&offsets, &Config { signal_mask: 0 }) {
+            Ok(loaded) => {
+                for h in &loaded.hooks {
+                    let label = format!("hook {}", h.hook.program);
+                    match &h.attached {
+                        Ok(()) => println!("{label:<30} ok: raw tracepoint {}", h.hook.tracepoint),
+                        Err(e) => {
+                            ok &= !h.hook.essential;
+                            println!("{label:<30} OFF ({}): {e}", h.hook.without_it);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                ok = false;
+                println!("programs    FAIL: {e:#}");
+            }
+        }
+    }
+    if !ok {
+        anyhow::bail!("tracer cannot watch this node as it is (see FAIL above)");
+    }
+    println!("verdict:    ready");
+    Ok(())
+}

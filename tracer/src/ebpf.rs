@@ -1,0 +1,154 @@
+//! Loads the embedded BPF object, hands it the kernel offsets and settings,
+//! and attaches each program to its hook. A hook the kernel lacks disables
+//! only what needs it; the start-up banner and `tracer doctor` say which.
+
+use anyhow::{Context as _, Result};
+use aya::{
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::RawTracePoint,
+    Ebpf, EbpfLoader,
+};
+use tracer_common::{names, Config, KernelOffsets, LOST_SLOTS};
+
+/// The object built from `tracer-ebpf` by build.rs.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
+
+/// One program and the kernel hook it needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Hook {
+    /// Program name in the object.
+    pub program: &'static str,
+    /// Raw tracepoint it attaches to.
+    pub tracepoint: &'static str,
+    /// What the user loses when it cannot attach.
+    pub without_it: &'static str,
+    /// Whether tracer has anything to say without it.
+    pub essential: bool,
+}
+
+pub const HOOKS: [Hook; 4] = [
+    Hook {
+        program: "signal_generate",
+        tracepoint: "signal_generate",
+        without_it: "no signal events",
+        essential: true,
+    },
+    Hook {
+        program: "sched_process_fork",
+        tracepoint: "sched_process_fork",
+        without_it: "processes started after tracer are attributed late or not at all",
+        essential: false,
+    },
+    Hook {
+        program: "sched_process_exec",
+        tracepoint: "sched_process_exec",
+        without_it: "processes that exec after tracer started keep their old name and cgroup",
+        essential: false,
+    },
+    Hook {
+        program: "sched_process_exit",
+        tracepoint: "sched_process_exit",
+        without_it: "no exit records: exit codes after a signal are not reported",
+        essential: false,
+    },
+];
+
+#[derive(Debug)]
+pub struct HookStatus {
+    pub hook: Hook,
+    /// `Err` holds the one-line reason the hook is off.
+    pub attached: Result<(), String>,
+}
+
+pub struct Loaded {
+    /// Keeps the programs attached; dropping it detaches them all.
+    pub ebpf: Ebpf,
+    pub events: RingBuf<MapData>,
+    pub lost: PerCpuArray<MapData, u64>,
+    pub hooks: Vec<HookStatus>,
+}
+
+pub fn load(offsets: &KernelOffsets, config: &Config) -> Result<Loaded> {
+    raise_memlock_limit();
+    let mut ebpf = EbpfLoader::new()
+        .override_global(names::OFFSETS, offsets, true)
+        .override_global(names::CONFIG, config, true)
+        .load(OBJECT)
+        .context("loading the BPF object")?;
+    let hooks = HOOKS
+        .iter()
+        .map(|hook| HookStatus {
+            hook: *hook,
+            attached: attach(&mut ebpf, hook.program, hook.tracepoint),
+        })
+        .collect();
+    let events = RingBuf::try_from(ebpf.take_map(names::EVENTS).context("map EVENTS missing")?)
+        .context("map EVENTS")?;
+    let lost = PerCpuArray::try_from(ebpf.take_map(names::LOST).context("map LOST missing")?)
+        .context("map LOST")?;
+    Ok(Loaded {
+        ebpf,
+        events,
+        lost,
+        hooks,
+    })
+}
+
+/// Loads `program` and attaches it to the raw tracepoint `tracepoint`.
+/// Errors are flattened to one line, with the verifier's last words when the
+/// kernel refused the program.
+pub fn attach(ebpf: &mut Ebpf, program: &str, tracepoint: &str) -> Result<(), String> {
+    let prog: &mut RawTracePoint = ebpf
+        .program_mut(program)
+        .ok_or_else(|| format!("program {program} is not in the BPF object"))?
+        .try_into()
+        .map_err(|e| format!("program {program}: {e}"))?;
+    if prog.fd().is_err() {
+        prog.load()
+            .map_err(|e| one_line(&format!("kernel refused program {program}: {e}")))?;
+    }
+    prog.attach(tracepoint).map(drop).map_err(|e| {
+        one_line(&format!(
+            "cannot attach to raw tracepoint {tracepoint}: {e}"
+        ))
+    })
+}
+
+/// Sum over CPUs of the records each kind could not fit into the ring buffer.
+pub fn lost_counts(lost: &PerCpuArray<MapData, u64>) -> [u64; LOST_SLOTS as usize] {
+    let mut totals = [0u64; LOST_SLOTS as usize];
+    for (slot, total) in totals.iter_mut().enumerate() {
+        if let Ok(values) = lost.get(&(slot as u32), 0) {
+            *total = values.iter().sum();
+        }
+    }
+    totals
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain syscall with a valid pointer; failure only matters on old
+    // kernels, where the load error that follows explains itself.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
+}
+
+/// Verifier logs run to thousands of lines; keep the end, where the reason is.
+fn one_line(message: &str) -> String {
+    let lines: Vec<&str> = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if lines.len() <= 3 {
+        return lines.join(" | ");
+    }
+    format!(
+        "{} | ... | {}",
+        lines[0],
+        lines[lines.len() - 2..].join(" | ")
+    )
+}

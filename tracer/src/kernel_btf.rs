@@ -1,0 +1,143 @@
+//! Member offsets of the kernel structs the BPF programs read, taken from the
+//! running kernel's BTF (`/sys/kernel/btf/vmlinux`, or `--btf FILE` for a
+//! kernel built without it). rustc emits no CO-RE relocations for BPF, so
+//! this is how the same object reads `task_struct` on every kernel.
+
+use std::path::Path;
+
+use anyhow::{bail, Context as _, Result};
+use btf_rs::{Btf, Type};
+use tracer_common::{KernelOffsets, OFFSET_UNKNOWN};
+
+pub const DEFAULT_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// The resolved offsets, and the optional members the kernel lacks (each
+/// disables only the detail that needs it).
+#[derive(Debug)]
+pub struct ResolvedOffsets {
+    pub offsets: KernelOffsets,
+    pub missing: Vec<(&'static str, &'static str)>,
+}
+
+pub fn load(path: &Path) -> Result<Btf> {
+    if !path.exists() {
+        bail!(
+            "no kernel BTF at {}: this kernel was built without CONFIG_DEBUG_INFO_BTF; pass a BTF file for it with --btf FILE",
+            path.display()
+        );
+    }
+    Btf::from_file(path).with_context(|| format!("cannot parse kernel BTF {}", path.display()))
+}
+
+pub fn resolve(btf: &Btf) -> Result<ResolvedOffsets> {
+    let mut missing = Vec::new();
+    let required = |strukt: &'static str, member: &'static str| -> Result<u32> {
+        member_offset(btf, strukt, member)?
+            .with_context(|| format!("kernel BTF has no {strukt}.{member}: tracer cannot identify processes on this kernel"))
+    };
+    let task_pid = required("task_struct", "pid")?;
+    let task_tgid = required("task_struct", "tgid")?;
+    let task_comm = required("task_struct", "comm")?;
+    let task_real_parent = required("task_struct", "real_parent")?;
+    let task_group_leader = required("task_struct", "group_leader")?;
+
+    let mut optional =
+        |strukt: &'static str, member: &'static str, effect: &'static str| -> Result<u32> {
+            Ok(match member_offset(btf, strukt, member)? {
+                Some(offset) => offset,
+                None => {
+                    missing.push((member, effect));
+                    OFFSET_UNKNOWN
+                }
+            })
+        };
+    let offsets = KernelOffsets {
+        task_pid,
+        task_tgid,
+        task_comm,
+        task_real_parent,
+        task_group_leader,
+        task_start_time: optional("task_struct", "start_time", "process start times unknown")?,
+        task_exit_code: optional("task_struct", "exit_code", "exit codes unknown")?,
+        task_signal: optional("task_struct", "signal", "exits reported per group leader")?,
+        signal_live: optional("signal_struct", "live", "exits reported per group leader")?,
+        _pad: 0,
+    };
+    Ok(ResolvedOffsets { offsets, missing })
+}
+
+/// Byte offset of `member` in `struct strukt`, looking through anonymous
+/// structs and unions (`task_struct` keeps many members in them).
+pub fn member_offset(btf: &Btf, strukt: &str, member: &str) -> Result<Option<u32>> {
+    let types = btf
+        .resolve_types_by_name(strukt)
+        .with_context(|| format!("kernel BTF has no struct {strukt}"))?;
+    for ty in types {
+        if let Type::Struct(s) = ty {
+            if let Some(bits) = find_member(btf, &s, member)? {
+                return Ok(Some(bits / 8));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn find_member(btf: &Btf, s: &btf_rs::Struct, wanted: &str) -> Result<Option<u32>> {
+    for m in &s.members {
+        let name = btf.resolve_name(m).unwrap_or_default();
+        if name == wanted {
+            return Ok(Some(m.bit_offset()));
+        }
+        if name.is_empty() {
+            if let Ok(Type::Struct(inner) | Type::Union(inner)) = btf.resolve_chained_type(m) {
+                if let Some(bits) = find_member(btf, &inner, wanted)? {
+                    return Ok(Some(m.bit_offset() + bits));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against the running kernel's own BTF: the offsets must be found and
+    /// must be plausible for a `task_struct`.
+    #[test]
+    fn resolves_task_struct_on_this_kernel() {
+        let btf = load(Path::new(DEFAULT_BTF)).expect("this machine's kernel has BTF");
+        let r = resolve(&btf).expect("offsets");
+        let o = r.offsets;
+        assert!(r.missing.is_empty(), "missing: {:?}", r.missing);
+        assert_ne!(o.task_pid, o.task_tgid);
+        // pid_t pid; pid_t tgid; are adjacent in every kernel's task_struct.
+        assert_eq!(o.task_tgid, o.task_pid + 4);
+        for off in [
+            o.task_comm,
+            o.task_real_parent,
+            o.task_group_leader,
+            o.task_start_time,
+        ] {
+            assert!(off > 0 && off < 16384, "implausible offset {off}");
+        }
+    }
+
+    #[test]
+    fn missing_btf_file_says_how_to_fix() {
+        let err = load(Path::new("/nonexistent/vmlinux"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--btf"), "{err}");
+    }
+
+    #[test]
+    fn unknown_member_is_none() {
+        let btf = load(Path::new(DEFAULT_BTF)).expect("kernel BTF");
+        assert_eq!(
+            member_offset(&btf, "task_struct", "no_such_member").unwrap(),
+            None
+        );
+    }
+}

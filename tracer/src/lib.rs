@@ -1,0 +1,23 @@
+//! tracer: explains kernel events on Kubernetes nodes, with pod names.
+//!
+//! Data flows kernel hook -> BPF program (`tracer-ebpf`) -> ring buffer ->
+//! [`records`] -> [`explain`] (with [`process`] and [`attribution`]) ->
+//! [`output`]. The binary in `main.rs` is only the command line.
+
+pub mod attribution;
+pub mod cli;
+pub mod clock;
+pub mod correlate;
+pub mod doctor;
+pub mod ebpf;
+pub mod event;
+pub mod explain;
+pub mod kernel_btf;
+pub mod output;
+pub mod preflight;
+pub mod process;
+pub mod records;
+pub mod scope;
+pub mod signals;
+pub mod size;
+pub mod watch;

@@ -1,0 +1,22 @@
+//! The `tracer` command.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use tracer::{cli, doctor, watch};
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Watch(args) => watch::run(args),
+        cli::Command::Doctor(args) => doctor::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the error and its causes, outermost first.
+            eprintln!("tracer: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! `tracer watch`: checks, loads, attaches, then explains records until
+//! SIGINT or SIGTERM, and on the way out drains, reports and detaches.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use serde::Serialize;
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{signal, SignalKind},
+};
+use tracer_common::{Config, RecordKind, LOST_SLOTS};
+
+use crate::{
+    attribution::Attributor,
+    cli::WatchArgs,
+    clock::Clock,
+    ebpf::{self, HookStatus},
+    explain::Explainer,
+    kernel_btf,
+    output::{jsonl::JsonlWriter, Output},
+    preflight,
+    process::ProcessTable,
+    records,
+    scope::Scope,
+    size::format_size,
+};
+
+pub fn run(args: WatchArgs) -> Result<()> {
+    // Everything that can be wrong with the input or the machine is checked
+    // before anything is attached.
+    preflight::check_privileges()?;
+    let btf_path = args
+        .host
+        .btf
+        .clone()
+        .unwrap_or_else(|| kernel_btf::DEFAULT_BTF.into());
+    let btf = kernel_btf::load(&btf_path)?;
+    let resolved = kernel_btf::resolve(&btf)?;
+    drop(btf);
+    let tracefs = preflight::ensure_tracefs()?;
+    if let Some(pid) = args.pid {
+        preflight::check_pid(&args.host.procfs, pid)?;
+    }
+    let file = match &args.output {
+        Some(path) => Some(
+            JsonlWriter::create(path, args.output_max_size, args.output_max_files)
+                .with_context(|| format!("cannot write --output {}", path.display()))?,
+        ),
+        None => None,
+    };
+    for hook in &ebpf::HOOKS {
+        if !preflight::tracepoint_exists(tracepoint_group(hook.tracepoint), hook.tracepoint)
+            && hook.essential
+        {
+            bail!(
+                "this kernel has no tracepoint {}: {}",
+                hook.tracepoint,
+                hook.without_it
+            );
+        }
+    }
+
+    let mut attributor = Attributor::new(&args.host.procfs, &args.host.host_root);
+    let mut processes = ProcessTable::new();
+    let scope = resolve_scope(&args, &mut attributor)?;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the event loop")?;
+    rt.block_on(async move {
+        // Handlers first: a SIGTERM during start-up still ends in a clean stop.
+        let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+
+        let loaded = ebpf::load(&resolved.offsets, &Config { signal_mask: args.signals.bits() })?;
+        if !loaded.hooks.iter().any(|h| h.hook.essential && h.attached.is_ok()) {
+            let reasons: Vec<_> = loaded.hooks.iter().filter_map(|h| h.attached.as_ref().err().cloned()).collect();
+            bail!("nothing to watch: {}", reasons.join("; "));
+        }
+        // Scan /proc only after the lifecycle hooks are on: nothing falls between.
+        processes.scan(&args.host.procfs, &mut attributor).context("scanning /proc")?;
+
+        let clock = Clock::new();
+        let mut output = Output::new(args.format, file, clock, preflight::node_name());
+        banner(&args, &scope, &loaded.hooks, tracefs, &resolved.missing);
+        output.record("start", Clock::now_mono_ns(), StartRecord::new(&args, &scope, &loaded.hooks))?;
+
+        let mut explainer = Explainer::new(processes, attributor, scope, args.signals);
+        let mut state = LoopState::default();
+        let lost_map = loaded.lost;
+        // SAFETY: the ring buffer owns its map fd and AsyncFd owns the ring
+        // buffer, so the fd stays open and the same while it is registered.
+        let mut events = unsafe { AsyncFd::register(loaded.events) }.context("polling the ring buffer")?;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let stop_reason = loop {
+            tokio::select! {
+                guard = events.readable_mut() => {
+                    let mut guard = guard.context("waiting for the ring buffer")?;
+                    drain(guard.get_inner_mut(), &mut explainer, &mut output, &mut state)?;
+                    guard.clear_ready();
+                }
+                _ = sigint.recv() => break "SIGINT",
+                _ = sigterm.recv() => break "SIGTERM",
+                _ = tick.tick() => {
+                    explainer.expire(Clock::now_mono_ns());
+                    report_losses(&lost_map, &mut output, &mut state)?;
+                }
+            }
+        };
+        // What is already in the ring buffer is still reported.
+        drain(events.get_mut(), &mut explainer, &mut output, &mut state)?;
+        report_losses(&lost_map, &mut output, &mut state)?;
+        let lost_total: u64 = state.lost.iter().sum();
+        output.record(
+            "stop",
+            Clock::now_mono_ns(),
+            StopRecord {
+                reason: stop_reason,
+                events: output.events_written,
+                records: state.records,
+                lost: lost_total,
+                lost_by_kind: LostByKind::new(&state.lost),
+                malformed: state.malformed,
+            },
+        )?;
+        output.sync()?;
+        eprintln!(
+            "tracer: stopped on {stop_reason}: {} events reported from {} kernel records; {} records lost, {} malformed",
+            output.events_written, state.records, lost_total, state.malformed
+        );
+        // Dropping the object detaches every program.
+        drop(loaded.ebpf);
+        Ok(())
+    })
+}
+
+#[derive(Default)]
+struct LoopState {
+    records: u64,
+    malformed: u64,
+    lost: [u64; LOST_SLOTS as usize],
+}
+
+fn drain(
+    ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
+    explainer: &mut Explainer,
+    output: &mut Output,
+    state: &mut LoopState,
+) -> Result<()> {
+    while let Some(item) = ring.next() {
+        state.records += 1;
+        match records::decode(&item) {
+            Ok(record) => {
+                if let Some(event) = explainer.handle(&record) {
+                    output.event(&event)?;
+                }
+            }
+            Err(e) => {
+                if state.malformed == 0 {
+                    eprintln!("tracer: warning: skipping a malformed kernel record ({e}); further ones are only counted");
+                }
+                state.malformed += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Losses are never silent: each increase is a `lost` record and a warning.
+fn report_losses(
+    lost_map: &aya::maps::PerCpuArray<aya::maps::MapData, u64>,
+    output: &mut Output,
+    state: &mut LoopState,
+) -> Result<()> {
+    let now = ebpf::lost_counts(lost_map);
+    if now == state.lost {
+        return Ok(());
+    }
+    let delta: Vec<u64> = now
+        .iter()
+        .zip(state.lost.iter())
+        .map(|(n, o)| n.saturating_sub(*o))
+        .collect();
+    let total: u64 = delta.iter().sum();
+    eprintln!("tracer: warning: {total} kernel records lost (ring buffer full); the explanations may be incomplete");
+    let mut delta_arr = [0u64; LOST_SLOTS as usize];
+    delta_arr.copy_from_slice(&delta);
+    output.record(
+        "lost",
+        Clock::now_mono_ns(),
+        LostRecord {
+            lost: total,
+            by_kind: LostByKind::new(&delta_arr),
+            total_since_start: now.iter().sum(),
+        },
+    )?;
+    state.lost = now;
+    Ok(())
+}
+
+fn resolve_scope(args: &WatchArgs, attributor: &mut Attributor) -> Result<Scope> {
+    if let Some(pid) = args.pid {
+        let attribution = attributor
+            .for_pid(pid)
+            .with_context(|| format!("cannot read the cgroup of PID {pid}"))?;
+        return Ok(Scope::for_process(pid, &attribution));
+    }
+    if let Some((namespace, name)) = &args.pod {
+        if attributor.kubelet().pods_named(namespace, name).is_empty() {
+            eprintln!(
+                "tracer: note: no pod {namespace}/{name} on this node yet (looked in {}): waiting for it",
+                args.host.host_root.join("var/log/pods").display()
+            );
+        }
+        return Ok(Scope::PodName {
+            namespace: namespace.clone(),
+            name: name.clone(),
+        });
+    }
+    if let Some(id) = &args.container {
+        return Ok(Scope::Container {
+            id_prefix: id.clone(),
+        });
+    }
+    Ok(Scope::Everything)
+}
+
+/// Tracepoint group under tracefs `events/` for the hooks tracer uses.
+fn tracepoint_group(tracepoint: &str) -> &'static str {
+    if tracepoint.starts_with("signal_") {
+        "signal"
+    } else {
+        "sched"
+    }
+}
+
+fn banner(
+    args: &WatchArgs,
+    scope: &Scope,
+    hooks: &[HookStatus],
+    tracefs: preflight::Tracefs,
+    missing: &[(&str, &str)],
+) {
+    eprintln!(
+        "tracer {} on {} (kernel {}): watching {}",
+        env!("CARGO_PKG_VERSION"),
+        preflight::node_name(),
+        preflight::kernel_release(),
+        args.signals.describe()
+    );
+    if tracefs == preflight::Tracefs::MountedNow {
+        eprintln!(
+            "  tracefs was not mounted: mounted it at {}",
+            preflight::TRACEFS
+        );
+    }
+    for h in hooks {
+        match &h.attached {
+            Ok(()) => eprintln!(
+                "  hook {:<20} raw tracepoint {}",
+                h.hook.program, h.hook.tracepoint
+            ),
+            Err(e) => eprintln!(
+                "  hook {:<20} OFF ({}): {e}",
+                h.hook.program, h.hook.without_it
+            ),
+        }
+    }
+    for (member, effect) in missing {
+        eprintln!("  kernel BTF lacks {member}: {effect}");
+    }
+    eprintln!("  following: {scope}");
+    if let Some(path) = &args.output {
+        eprintln!(
+            "  writing JSON lines to {} (rotated at {}, at most {} files)",
+            path.display(),
+            format_size(args.output_max_size),
+            args.output_max_files
+        );
+    }
+}
+
+#[derive(Serialize)]
+struct HookJson {
+    program: &'static str,
+    hook: String,
+    attached: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct StartRecord {
+    version: &'static str,
+    kernel: String,
+    signals: Vec<String>,
+    scope: String,
+    hooks: Vec<HookJson>,
+}
+
+impl StartRecord {
+    fn new(args: &WatchArgs, scope: &Scope, hooks: &[HookStatus]) -> Self {
+        Self {
+            version: env!("CARGO_PKG_VERSION"),
+            kernel: preflight::kernel_release(),
+            signals: (1..=64)
+                .filter(|s| args.signals.contains(*s))
+                .map(|s| crate::signals::signal_name(s).into_owned())
+                .collect(),
+            scope: scope.to_string(),
+            hooks: hooks
+                .iter()
+                .map(|h| HookJson {
+                    program: h.hook.program,
+                    hook: format!("raw_tp/{}", h.hook.tracepoint),
+                    attached: h.attached.is_ok(),
+                    error: h.attached.as_ref().err().cloned(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct LostByKind {
+    signal: u64,
+    fork: u64,
+    exec: u64,
+    exit: u64,
+}
+
+impl LostByKind {
+    fn new(counts: &[u64; LOST_SLOTS as usize]) -> Self {
+        let at = |kind: RecordKind| counts[kind.lost_slot() as usize];
+        Self {
+            signal: at(RecordKind::Signal),
+            fork: at(RecordKind::Fork),
+            exec: at(RecordKind::Exec),
+            exit: at(RecordKind::Exit),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct LostRecord {
+    lost: u64,
+    by_kind: LostByKind,
+    total_since_start: u64,
+}
+
+#[derive(Serialize)]
+struct StopRecord {
+    reason: &'static str,
+    events: u64,
+    records: u64,
+    lost: u64,
+    lost_by_kind: LostByKind,
+    malformed: u64,
+}
