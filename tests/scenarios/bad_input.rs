@@ -1,7 +1,7 @@
 //! Bad input and the machine's state: one clear line each, a non-zero exit,
 //! nothing attached. And stopping: SIGTERM flushes and exits 0.
 
-use std::{fs, os::unix::fs::PermissionsExt as _, path::Path};
+use std::{fs, os::unix::fs::PermissionsExt as _};
 
 use crate::harness::{require_root, run_tracer, Tracer, Workdir, TRACER};
 
@@ -144,33 +144,22 @@ fn sigterm_stops_cleanly_and_output_is_private() {
     assert_eq!(mode, 0o600);
 }
 
-/// tracefs not mounted: tracer mounts it and says so.
+/// tracefs not mounted: tracer mounts it and says so. Done in a private
+/// mount namespace, so other tracers running now keep theirs.
 #[test]
 fn tracefs_is_mounted_when_missing() {
     require_root();
-    let tracefs = Path::new("/sys/kernel/tracing");
-    // Unmount every tracefs stacked there; other scenario tracers running
-    // now have already passed their own check.
-    while tracefs.join("events").is_dir() {
-        let _ = nix::mount::umount2(tracefs, nix::mount::MntFlags::MNT_DETACH);
-        if tracefs.join("events").is_dir() && nix::mount::umount(tracefs).is_err() {
-            break;
-        }
-    }
-    assert!(
-        !tracefs.join("events").is_dir(),
-        "could not unmount tracefs for the test"
-    );
     let work = Workdir::new();
     let host = work.host_root();
-    let tracer = Tracer::start(&work, &host, &[]);
+    let unmount =
+        "while mountpoint -q /sys/kernel/tracing; do umount /sys/kernel/tracing || exit 1; done";
+    let tracer = Tracer::start_in_mount_namespace(&work, &host, unmount, &[]);
     let done = tracer.stop();
-    assert!(done.status.success());
+    assert!(done.status.success(), "{}", done.stderr);
     assert!(
         done.stderr
             .contains("tracefs was not mounted: mounted it at /sys/kernel/tracing"),
         "{}",
         done.stderr
     );
-    assert!(tracefs.join("events").is_dir());
 }

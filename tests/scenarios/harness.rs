@@ -314,11 +314,38 @@ pub struct Finished {
 impl Tracer {
     /// Starts tracer and waits until its programs are attached (its `start` record).
     pub fn start(work: &Workdir, host_root: &Path, extra: &[&str]) -> Self {
+        Self::launch(work, host_root, extra, None)
+    }
+
+    /// Starts tracer in a private mount namespace after `setup` (a shell
+    /// snippet) ran there: for tests that change mounts without disturbing
+    /// the other tracers running at the same time. The shell execs tracer,
+    /// so signals still reach it directly.
+    pub fn start_in_mount_namespace(
+        work: &Workdir,
+        host_root: &Path,
+        setup: &str,
+        extra: &[&str],
+    ) -> Self {
+        Self::launch(work, host_root, extra, Some(setup))
+    }
+
+    fn launch(work: &Workdir, host_root: &Path, extra: &[&str], setup: Option<&str>) -> Self {
         let tag = random_hex(4);
         let output = work.path().join(format!("events-{tag}.jsonl"));
         let stdout = work.path().join(format!("stdout-{tag}.txt"));
         let stderr = work.path().join(format!("stderr-{tag}.txt"));
-        let child = Command::new(TRACER)
+        let mut command = match setup {
+            None => Command::new(TRACER),
+            Some(setup) => {
+                let mut c = Command::new("unshare");
+                c.args(["--mount", "--propagation", "private", "sh", "-c"])
+                    .arg(format!(r#"{setup} && exec "$0" "$@""#))
+                    .arg(TRACER);
+                c
+            }
+        };
+        let child = command
             .arg("watch")
             .arg("--output")
             .arg(&output)
@@ -373,10 +400,6 @@ impl Tracer {
             fs::read_to_string(&self.stdout).unwrap_or_default(),
             fs::read_to_string(&self.output).unwrap_or_default()
         )
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
     /// Stops tracer with `signal` and collects everything it wrote.

@@ -7,7 +7,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     fmt, fs,
-    path::{Path, PathBuf},
+    path::Path,
     sync::Arc,
 };
 
@@ -121,10 +121,6 @@ impl ProcessTable {
 
     pub fn get(&self, tgid: u32) -> Option<&Process> {
         self.procs.get(&tgid)
-    }
-
-    pub fn len(&self) -> usize {
-        self.procs.len()
     }
 
     /// A new process starts in its parent's cgroup: inherit the parent's
@@ -262,11 +258,6 @@ fn parse_stat(stat: &str) -> Option<(Comm, u32)> {
     let _state = rest.next()?;
     let ppid = rest.next()?.parse().ok()?;
     Some((Comm::from_str_lossy(comm), ppid))
-}
-
-/// The procfs root tracer reads (`/proc`, or another mount of the host's).
-pub fn procfs_path(procfs: &Path, pid: u32) -> PathBuf {
-    procfs.join(pid.to_string())
 }
 
 #[cfg(test)]

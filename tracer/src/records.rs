@@ -6,6 +6,9 @@ use std::mem::size_of;
 
 use tracer_common::{ExecRecord, ExitRecord, ForkRecord, Header, RecordKind, SignalRecord};
 
+// Records are decoded on the stack and consumed at once; boxing the large
+// signal variant would allocate for every fork, exec and exit instead.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy)]
 pub enum Record {
     Signal(SignalRecord),
