@@ -61,6 +61,11 @@ impl Workdir {
             .tempdir()
             .expect("tempdir");
         let helper = dir.path().join("helper");
+        // Guests without a compiler get the helper prebuilt.
+        if let Some(prebuilt) = std::env::var_os("TRACER_SCENARIO_HELPER") {
+            fs::copy(&prebuilt, &helper).expect("copying the prebuilt helper");
+            return Self { dir, helper };
+        }
         let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios/helper.c");
         let status = Command::new("cc")
             .args(["-O0", "-pthread", "-o"])
@@ -369,6 +374,10 @@ impl Tracer {
 
     pub fn records(&self) -> Vec<Value> {
         read_records(&self.output)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
     /// Waits for a record matching `pred`; on timeout fails with everything

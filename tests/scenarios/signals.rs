@@ -350,3 +350,131 @@ fn pid_filter_follows_the_pod_across_a_container_restart() {
     }
     drop(pod);
 }
+
+/// A kill from a process in another pod names the sender's pod; `--pod`
+/// and `--container` each keep only their own pod's events; `--format json`
+/// prints the same records on stdout.
+#[test]
+fn kill_across_pods_and_the_pod_and_container_filters() {
+    require_root();
+    let work = Workdir::new();
+    let host = work.host_root();
+    let hierarchy = v1_or_v2_hierarchy();
+    let mut victim_pod = Pod::create(&hierarchy, &host, Driver::Systemd, "shop", "api-5d8f-q2x7");
+    let (_, victim_cgroup) = victim_pod.add_container("api");
+    let mut attacker_pod = Pod::create(
+        &hierarchy,
+        &host,
+        Driver::Cgroupfs,
+        "tools",
+        "debug-6c9b-z1z1",
+    );
+    let (attacker_id, attacker_cgroup) = attacker_pod.add_container("shell");
+
+    let mut by_pod = Tracer::start(
+        &work,
+        &host,
+        &["--pod", "shop/api-5d8f-q2x7", "--format", "json"],
+    );
+    let mut by_container = Tracer::start(&work, &host, &["--container", &attacker_id[..12]]);
+
+    let mut victim = spawn_in_cgroup(&victim_cgroup, &work.program("server"), &["sleep"]);
+    let victim_pid = victim.id();
+    wait_for_comm(victim_pid, "server");
+    let mut other = spawn(&work.program("bystander"), &["sleep"]);
+    let other_pid = other.id();
+    wait_for_comm(other_pid, "bystander");
+
+    // A shell inside the attacker's pod kills the server in the victim's pod,
+    // and then a process outside both pods.
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            r#"echo $$ > "{}/cgroup.procs" && kill -TERM {victim_pid} && kill -KILL {other_pid}"#,
+            attacker_cgroup.display()
+        ))
+        .status()
+        .expect("running the attacker");
+    assert!(status.success());
+    let _ = victim.wait();
+    let _ = other.wait();
+
+    let seen = by_pod.wait_for("the cross-pod TERM", |r| {
+        is_signal(r, victim_pid, "SIGTERM")
+    });
+    assert_eq!(seen["target"]["pod"]["name"], "api-5d8f-q2x7");
+    assert_eq!(seen["sender"]["pod"]["namespace"], "tools");
+    assert_eq!(seen["sender"]["pod"]["name"], "debug-6c9b-z1z1");
+    assert_eq!(seen["sender"]["container"]["name"], "shell");
+    by_pod.wait_for("the victim's exit", |r| is_exit(r, victim_pid));
+    // The container filter matches the sender: both of its kills are there.
+    by_container.wait_for("the TERM sent from the container", |r| {
+        is_signal(r, victim_pid, "SIGTERM")
+    });
+    by_container.wait_for("the KILL sent from the container", |r| {
+        is_signal(r, other_pid, "SIGKILL")
+    });
+
+    let pod_view = by_pod.stop();
+    assert!(
+        !pod_view
+            .records
+            .iter()
+            .any(|r| is_signal(r, other_pid, "SIGKILL")),
+        "--pod reported a kill between two processes outside the pod"
+    );
+    // --format json: stdout holds the same JSON lines as the file.
+    let stdout_records: Vec<Value> = pod_view
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line on stdout"))
+        .collect();
+    assert_eq!(stdout_records, pod_view.records);
+    let container_view = by_container.stop();
+    assert!(
+        container_view
+            .stdout
+            .contains("sender pod: pod tools/debug-6c9b-z1z1, container shell"),
+        "{}",
+        container_view.stdout
+    );
+    drop(victim_pod);
+    drop(attacker_pod);
+}
+
+/// Losses are never silent: with a one-page ring buffer and tracer stopped
+/// while processes start, the records that did not fit are counted and
+/// reported.
+#[test]
+fn ring_buffer_losses_are_counted_and_reported() {
+    require_root();
+    let work = Workdir::new();
+    let host = work.host_root();
+    let tracer = Tracer::start(&work, &host, &["--ring-buffer-size", "4KiB"]);
+    let tracer_pid = tracer.pid();
+    kill(tracer_pid, Signal::SIGSTOP);
+    let forks = 300;
+    for _ in 0..forks {
+        Command::new("true").status().expect("running true");
+    }
+    kill(tracer_pid, Signal::SIGCONT);
+    let mut tracer = tracer;
+    let lost = tracer.wait_for("a lost record", |r| r["kind"] == "lost");
+    assert!(lost["lost"].as_u64().unwrap() > 0, "{lost}");
+    assert!(lost["by_kind"]["fork"].as_u64().unwrap() > 0, "{lost}");
+    let done = tracer.stop();
+    let stop = done.records.last().unwrap();
+    assert_eq!(stop["kind"], "stop");
+    let lost_total = stop["lost"].as_u64().unwrap();
+    // Each `true` is one fork, one exec and one exit: what did not arrive was counted.
+    assert!(
+        lost_total > 0 && stop["records"].as_u64().unwrap() + lost_total >= 3 * forks,
+        "{stop}"
+    );
+    assert!(
+        done.stderr
+            .contains("kernel records lost (ring buffer full)"),
+        "{}",
+        done.stderr
+    );
+}

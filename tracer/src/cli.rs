@@ -75,6 +75,12 @@ pub struct WatchArgs {
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub output_max_files: u32,
 
+    /// Size of the kernel-to-tracer ring buffer (a power of two). Records
+    /// that do not fit are counted and reported as `lost`; raise it if that
+    /// happens.
+    #[arg(long, value_name = "SIZE", default_value = "4MiB", value_parser = crate::ebpf::parse_ring_buffer_size)]
+    pub ring_buffer_size: u32,
+
     #[command(flatten)]
     pub host: HostArgs,
 }

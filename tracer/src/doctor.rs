@@ -59,7 +59,12 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         }
     };
     if let Some(offsets) = offsets {
-        match ebpf::load(&offsets, &Config { signal_mask: 0 }) {
+        match ebpf::load(
+            &offsets,
+            &Config { signal_mask: 0 },
+            &ebpf::HOOKS,
+            ebpf::DEFAULT_RING_BUFFER_SIZE,
+        ) {
             Ok(loaded) => {
                 for h in &loaded.hooks {
                     let label = format!("hook {}", h.hook.program);

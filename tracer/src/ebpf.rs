@@ -68,14 +68,25 @@ pub struct Loaded {
     pub hooks: Vec<HookStatus>,
 }
 
-pub fn load(offsets: &KernelOffsets, config: &Config) -> Result<Loaded> {
+/// The ring buffer's size unless `--ring-buffer-size` says otherwise.
+pub const DEFAULT_RING_BUFFER_SIZE: u32 = 4 << 20;
+
+/// Loads the object and attaches `hooks` (normally [`HOOKS`]); a hook that
+/// fails is reported in [`Loaded::hooks`], the others still attach.
+pub fn load(
+    offsets: &KernelOffsets,
+    config: &Config,
+    hooks: &[Hook],
+    ring_buffer_size: u32,
+) -> Result<Loaded> {
     raise_memlock_limit();
     let mut ebpf = EbpfLoader::new()
         .override_global(names::OFFSETS, offsets, true)
         .override_global(names::CONFIG, config, true)
+        .map_max_entries(names::EVENTS, ring_buffer_size)
         .load(OBJECT)
         .context("loading the BPF object")?;
-    let hooks = HOOKS
+    let hooks = hooks
         .iter()
         .map(|hook| HookStatus {
             hook: *hook,
@@ -125,6 +136,18 @@ pub fn lost_counts(lost: &PerCpuArray<MapData, u64>) -> [u64; LOST_SLOTS as usiz
     totals
 }
 
+/// `--ring-buffer-size`: the kernel wants a power of two, in whole pages.
+pub fn parse_ring_buffer_size(s: &str) -> Result<u32, String> {
+    let bytes = crate::size::parse_size(s)?;
+    let page = 4096;
+    if bytes < page || !bytes.is_power_of_two() || bytes > 1 << 30 {
+        return Err(format!(
+            "{s}: the ring buffer size must be a power of two between 4KiB and 1GiB"
+        ));
+    }
+    Ok(bytes as u32)
+}
+
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
 fn raise_memlock_limit() {
     let unlimited = libc::rlimit {
@@ -151,4 +174,51 @@ fn one_line(message: &str) -> String {
         lines[0],
         lines[lines.len() - 2..].join(" | ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel_btf;
+
+    #[test]
+    fn ring_buffer_sizes() {
+        assert_eq!(parse_ring_buffer_size("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_ring_buffer_size("4096"), Ok(4096));
+        assert!(parse_ring_buffer_size("3MiB").is_err());
+        assert!(parse_ring_buffer_size("1024").is_err());
+    }
+
+    /// On the real kernel: a hook the kernel lacks is reported as off with a
+    /// one-line reason, and every other hook still attaches.
+    #[test]
+    fn a_missing_hook_disables_only_itself() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test loads BPF programs: run it as root (`cargo xtask test`)"
+        );
+        let btf =
+            kernel_btf::load(std::path::Path::new(kernel_btf::DEFAULT_BTF)).expect("kernel BTF");
+        let offsets = kernel_btf::resolve(&btf).expect("offsets").offsets;
+        let mut hooks = HOOKS.to_vec();
+        hooks[1].tracepoint = "no_such_tracepoint";
+        let loaded = load(
+            &offsets,
+            &Config {
+                signal_mask: u64::MAX,
+            },
+            &hooks,
+            4096,
+        )
+        .expect("load");
+        let error = loaded.hooks[1]
+            .attached
+            .as_ref()
+            .expect_err("bogus hook must fail");
+        assert!(error.contains("no_such_tracepoint"), "{error}");
+        assert!(!error.contains('\n'), "one line: {error}");
+        for (i, status) in loaded.hooks.iter().enumerate().filter(|(i, _)| *i != 1) {
+            assert!(status.attached.is_ok(), "hook {i} {:?}", status.attached);
+        }
+    }
 }

@@ -67,11 +67,17 @@ impl Explainer {
         self.correlator.expire(now_ns);
     }
 
-    fn process_ref(&mut self, task: &Task) -> ProcessRef {
-        self.processes.lookup_or_load(task, &mut self.attributor);
-        let attribution = self
-            .processes
-            .refresh_attribution(task.tgid, &mut self.attributor);
+    /// `fresh`: ask /proc for the process's cgroup now (signals, which are
+    /// rare) rather than trust the table (exits, where the process is gone).
+    fn process_ref(&mut self, task: &Task, fresh: bool) -> ProcessRef {
+        let attribution = if fresh {
+            self.processes
+                .current_attribution(task, &mut self.attributor)
+        } else {
+            self.processes.lookup_or_load(task, &mut self.attributor);
+            self.processes
+                .refresh_attribution(task.tgid, &mut self.attributor)
+        };
         ProcessRef {
             pid: task.tgid,
             tid: task.tid,
@@ -84,8 +90,8 @@ impl Explainer {
 
     fn signal(&mut self, r: &SignalRecord) -> Option<Event> {
         let code = decode_si_code(r.sig, r.si_code);
-        let target = self.process_ref(&r.target);
-        let sender = self.process_ref(&r.sender);
+        let target = self.process_ref(&r.target, true);
+        let sender = self.process_ref(&r.sender, true);
         if !self.scope.matches(target.pid, &target.attribution)
             && !self.scope.matches(sender.pid, &sender.attribution)
         {
@@ -137,7 +143,7 @@ impl Explainer {
         if cause.is_none() && !killed_by_watched {
             return None;
         }
-        let process = self.process_ref(&r.task);
+        let process = self.process_ref(&r.task, false);
         if !self.scope.matches(process.pid, &process.attribution) {
             return None;
         }

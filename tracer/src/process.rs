@@ -7,7 +7,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     fmt, fs,
-    path::Path,
+    path::{Path, PathBuf},
     sync::Arc,
 };
 
@@ -73,21 +73,24 @@ pub struct ProcessTable {
     /// Exit order, for expiry: (exit time, tgid, start time of that incarnation).
     exited: VecDeque<(u64, u32, u64)>,
     host: Arc<Attribution>,
+    procfs: PathBuf,
 }
 
 impl ProcessTable {
-    pub fn new() -> Self {
+    /// `procfs`: where the host's /proc is (`--procfs`).
+    pub fn new(procfs: &Path) -> Self {
         Self {
             procs: HashMap::new(),
             exited: VecDeque::new(),
             host: Arc::new(Attribution::host()),
+            procfs: procfs.to_path_buf(),
         }
     }
 
     /// Reads every process from `procfs`. Processes that vanish mid-scan are skipped.
-    pub fn scan(&mut self, procfs: &Path, attributor: &mut Attributor) -> std::io::Result<usize> {
+    pub fn scan(&mut self, attributor: &mut Attributor) -> std::io::Result<usize> {
         let mut found = 0;
-        for entry in fs::read_dir(procfs)? {
+        for entry in fs::read_dir(&self.procfs)? {
             let Ok(entry) = entry else { continue };
             let Some(tgid) = entry
                 .file_name()
@@ -196,6 +199,50 @@ impl ProcessTable {
         })
     }
 
+    /// The attribution as /proc says now, for the rare events (signals) where
+    /// a process moved to another cgroup without exec'ing since it was seen
+    /// must still be named right. Falls back to what the table knows when the
+    /// process is already gone (a short-lived `pkill`).
+    pub fn current_attribution(
+        &mut self,
+        task: &Task,
+        attributor: &mut Attributor,
+    ) -> Arc<Attribution> {
+        // A dead process (a zombie) reads as the root cgroup: only a read
+        // followed by proof of life counts.
+        let fresh = attributor
+            .for_pid(task.tgid)
+            .ok()
+            .filter(|_| self.is_alive(task.tgid));
+        match fresh {
+            Some(fresh) => {
+                let host = &self.host;
+                let entry = self.procs.entry(task.tgid).or_insert_with(|| Process {
+                    tgid: task.tgid,
+                    ppid: 0,
+                    comm: Comm::new(task.comm),
+                    start_ns: task.start_ns,
+                    attribution: host.clone(),
+                    exited_ns: None,
+                });
+                entry.attribution = fresh.clone();
+                fresh
+            }
+            None => {
+                self.lookup_or_load(task, attributor);
+                self.refresh_attribution(task.tgid, attributor)
+            }
+        }
+    }
+
+    /// Running or sleeping, not a zombie: its /proc files still tell the truth.
+    fn is_alive(&self, tgid: u32) -> bool {
+        fs::read_to_string(self.procfs.join(tgid.to_string()).join("stat"))
+            .ok()
+            .and_then(|stat| parse_state(&stat))
+            .is_some_and(|state| !matches!(state, 'Z' | 'X' | 'x'))
+    }
+
     /// Refreshes pod and container names that kubelet may have written since
     /// the process was first seen.
     pub fn refresh_attribution(
@@ -236,18 +283,20 @@ impl ProcessTable {
     }
 }
 
-impl Default for ProcessTable {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// (comm, ppid) from `/proc/<pid>/stat`. The comm sits in parentheses and may
 /// itself contain spaces and parentheses, so the fields after it are found
 /// from the last ')'.
 fn read_stat(dir: &Path) -> Option<(Comm, u32)> {
     let stat = fs::read_to_string(dir.join("stat")).ok()?;
     parse_stat(&stat)
+}
+
+fn parse_state(stat: &str) -> Option<char> {
+    stat.get(stat.rfind(')')? + 1..)?
+        .split_ascii_whitespace()
+        .next()?
+        .chars()
+        .next()
 }
 
 fn parse_stat(stat: &str) -> Option<(Comm, u32)> {
@@ -271,6 +320,7 @@ mod tests {
         assert_eq!(ppid, 17);
         assert!(parse_stat("garbage").is_none());
         assert!(parse_stat("1 (x").is_none());
+        assert_eq!(parse_state("4242 (a) b) Z 1"), Some('Z'));
     }
 
     #[test]
@@ -297,7 +347,7 @@ mod tests {
     fn exited_processes_are_kept_then_expire() {
         let dir = tempfile::tempdir().unwrap();
         let mut attributor = Attributor::new(dir.path(), dir.path());
-        let mut table = ProcessTable::new();
+        let mut table = ProcessTable::new(Path::new("/proc"));
         table.on_fork(&task(1, "init", 1), &task(100, "bash", 10), &mut attributor);
         table.on_exec(&task(100, "pkill", 10), 1, &mut attributor);
         table.on_exit(&task(100, "pkill", 10), 1, 1_000);
@@ -312,7 +362,7 @@ mod tests {
     fn reused_pid_survives_expiry_of_its_predecessor() {
         let dir = tempfile::tempdir().unwrap();
         let mut attributor = Attributor::new(dir.path(), dir.path());
-        let mut table = ProcessTable::new();
+        let mut table = ProcessTable::new(Path::new("/proc"));
         table.on_fork(&task(1, "init", 1), &task(100, "old", 10), &mut attributor);
         table.on_exit(&task(100, "old", 10), 1, 1_000);
         table.on_fork(&task(1, "init", 1), &task(100, "new", 20), &mut attributor);
@@ -324,8 +374,8 @@ mod tests {
     fn scans_this_machines_proc() {
         let dir = tempfile::tempdir().unwrap();
         let mut attributor = Attributor::new(Path::new("/proc"), dir.path());
-        let mut table = ProcessTable::new();
-        let n = table.scan(Path::new("/proc"), &mut attributor).unwrap();
+        let mut table = ProcessTable::new(Path::new("/proc"));
+        let n = table.scan(&mut attributor).unwrap();
         assert!(n > 1);
         let me = table.get(std::process::id()).expect("own process");
         assert_eq!(me.ppid, nix::unistd::getppid().as_raw() as u32);

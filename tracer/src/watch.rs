@@ -62,7 +62,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
     }
 
     let mut attributor = Attributor::new(&args.host.procfs, &args.host.host_root);
-    let mut processes = ProcessTable::new();
+    let mut processes = ProcessTable::new(&args.host.procfs);
     let scope = resolve_scope(&args, &mut attributor)?;
 
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -74,13 +74,14 @@ pub fn run(args: WatchArgs) -> Result<()> {
         let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
         let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
 
-        let loaded = ebpf::load(&resolved.offsets, &Config { signal_mask: args.signals.bits() })?;
+        let config = Config { signal_mask: args.signals.bits() };
+        let loaded = ebpf::load(&resolved.offsets, &config, &ebpf::HOOKS, args.ring_buffer_size)?;
         if !loaded.hooks.iter().any(|h| h.hook.essential && h.attached.is_ok()) {
             let reasons: Vec<_> = loaded.hooks.iter().filter_map(|h| h.attached.as_ref().err().cloned()).collect();
             bail!("nothing to watch: {}", reasons.join("; "));
         }
         // Scan /proc only after the lifecycle hooks are on: nothing falls between.
-        processes.scan(&args.host.procfs, &mut attributor).context("scanning /proc")?;
+        processes.scan(&mut attributor).context("scanning /proc")?;
 
         let clock = Clock::new();
         let mut output = Output::new(args.format, file, clock, preflight::node_name());
@@ -123,6 +124,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
                 lost: lost_total,
                 lost_by_kind: LostByKind::new(&state.lost),
                 malformed: state.malformed,
+                file_errors: output.file_errors,
             },
         )?;
         output.sync()?;
@@ -358,4 +360,6 @@ struct StopRecord {
     lost: u64,
     lost_by_kind: LostByKind,
     malformed: u64,
+    /// Lines that could not be written to --output (still shown on the console).
+    file_errors: u64,
 }

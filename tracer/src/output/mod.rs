@@ -29,6 +29,10 @@ pub struct Output {
     json: Vec<u8>,
     text: String,
     pub events_written: u64,
+    /// Lines the file did not take (disk full, file removed...). The console
+    /// still gets them; the count goes into the `stop` record.
+    pub file_errors: u64,
+    file_recovered: bool,
 }
 
 impl Output {
@@ -46,16 +50,15 @@ impl Output {
             json: Vec::with_capacity(4096),
             text: String::with_capacity(1024),
             events_written: 0,
+            file_errors: 0,
+            file_recovered: false,
         }
     }
 
     pub fn event(&mut self, event: &Event) -> Result<()> {
         json::write_event(&mut self.json, event, &self.clock, &self.node)
             .context("encoding an event")?;
-        if let Some(file) = &mut self.file {
-            file.write_line(&self.json)
-                .with_context(|| format!("writing {}", file.path().display()))?;
-        }
+        self.write_file();
         let mut stdout = std::io::stdout().lock();
         match self.format {
             Format::Json => {
@@ -82,10 +85,7 @@ impl Output {
     ) -> Result<()> {
         json::write_record(&mut self.json, kind, mono_ns, &self.clock, &self.node, body)
             .context("encoding a record")?;
-        if let Some(file) = &mut self.file {
-            file.write_line(&self.json)
-                .with_context(|| format!("writing {}", file.path().display()))?;
-        }
+        self.write_file();
         if self.format == Format::Json {
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(&self.json)?;
@@ -93,6 +93,33 @@ impl Output {
             stdout.flush()?;
         }
         Ok(())
+    }
+
+    /// A full disk must not stop the console explanations: the failure is
+    /// reported once, then counted (a later success says so).
+    fn write_file(&mut self) {
+        let Some(file) = &mut self.file else { return };
+        match file.write_line(&self.json) {
+            Ok(()) if self.file_errors > 0 && !self.file_recovered => {
+                self.file_recovered = true;
+                eprintln!(
+                    "tracer: {} is writable again after {} lost lines",
+                    file.path().display(),
+                    self.file_errors
+                );
+            }
+            Ok(()) => {}
+            Err(e) => {
+                if self.file_errors == 0 || self.file_recovered {
+                    eprintln!(
+                        "tracer: warning: cannot write {}: {e}; lines not written are counted",
+                        file.path().display()
+                    );
+                }
+                self.file_recovered = false;
+                self.file_errors += 1;
+            }
+        }
     }
 
     pub fn sync(&mut self) -> Result<()> {
