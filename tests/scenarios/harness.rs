@@ -111,13 +111,13 @@ pub enum Driver {
     Cgroupfs,
 }
 
-/// The cgroup hierarchy processes are placed in: the v1 `pids` hierarchy on
+/// The cgroup hierarchy kubelet always uses: the v1 `memory` hierarchy on
 /// hybrid and v1 hosts, the v2 root on pure v2 hosts.
 pub fn v1_or_v2_hierarchy() -> PathBuf {
     if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         "/sys/fs/cgroup".into()
     } else {
-        "/sys/fs/cgroup/pids".into()
+        "/sys/fs/cgroup/memory".into()
     }
 }
 

@@ -71,6 +71,12 @@ pub struct Task {
     pub comm: [u8; COMM_LEN],
     /// This thread's own name, which threads often set (`worker-3`).
     pub thread_comm: [u8; COMM_LEN],
+    /// Id of the task's cgroup in the cgroup2 hierarchy (its directory's
+    /// inode number) at the time of the event; 0 when not read.
+    pub cgroup2_id: u64,
+    /// Id of the task's cgroup in the hierarchy of the memory controller
+    /// (v1 on v1 and hybrid hosts); 0 when not read.
+    pub memory_cgroup_id: u64,
 }
 
 /// One process in the sender's ancestry.
@@ -157,7 +163,18 @@ pub struct KernelOffsets {
     pub task_exit_code: u32,
     pub task_signal: u32,
     pub signal_live: u32,
-    pub _pad: u32,
+    /// `task_struct.cgroups` (a `css_set *`).
+    pub task_cgroups: u32,
+    /// `css_set.dfl_cgrp`: the task's cgroup2 cgroup.
+    pub css_set_dfl_cgrp: u32,
+    /// `css_set.subsys[memory_cgrp_id]`: the memory controller's state.
+    pub css_set_memory_css: u32,
+    /// `cgroup_subsys_state.cgroup`.
+    pub css_cgroup: u32,
+    /// `cgroup.kn`.
+    pub cgroup_kn: u32,
+    /// `kernfs_node.id`.
+    pub kernfs_node_id: u32,
 }
 
 pub const OFFSET_UNKNOWN: u32 = u32::MAX;
@@ -173,7 +190,12 @@ impl KernelOffsets {
         task_exit_code: OFFSET_UNKNOWN,
         task_signal: OFFSET_UNKNOWN,
         signal_live: OFFSET_UNKNOWN,
-        _pad: 0,
+        task_cgroups: OFFSET_UNKNOWN,
+        css_set_dfl_cgrp: OFFSET_UNKNOWN,
+        css_set_memory_css: OFFSET_UNKNOWN,
+        css_cgroup: OFFSET_UNKNOWN,
+        cgroup_kn: OFFSET_UNKNOWN,
+        kernfs_node_id: OFFSET_UNKNOWN,
     };
 }
 

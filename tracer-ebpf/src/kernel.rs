@@ -79,5 +79,31 @@ pub fn task_identity(task: KPtr, o: &KernelOffsets) -> Task {
         start_ns: start_ns(leader, o),
         comm: comm(leader, o),
         thread_comm: comm(task, o),
+        cgroup2_id: 0,
+        memory_cgroup_id: 0,
     }
+}
+
+/// [`task_identity`] plus the task's cgroups as they are now, for events
+/// whose process may be gone before userspace could look it up in /proc.
+#[inline(always)]
+pub fn task_identity_with_cgroups(task: KPtr, o: &KernelOffsets) -> Task {
+    let mut identity = task_identity(task, o);
+    let css_set = read::<KPtr>(task, o.task_cgroups).unwrap_or(0);
+    identity.cgroup2_id = read::<KPtr>(css_set, o.css_set_dfl_cgrp)
+        .map(|cgroup| cgroup_id(cgroup, o))
+        .unwrap_or(0);
+    identity.memory_cgroup_id = read::<KPtr>(css_set, o.css_set_memory_css)
+        .and_then(|css| read::<KPtr>(css, o.css_cgroup))
+        .map(|cgroup| cgroup_id(cgroup, o))
+        .unwrap_or(0);
+    identity
+}
+
+/// `cgroup->kn->id`: the cgroup directory's inode number.
+#[inline(always)]
+fn cgroup_id(cgroup: KPtr, o: &KernelOffsets) -> u64 {
+    read::<KPtr>(cgroup, o.cgroup_kn)
+        .and_then(|kn| read::<u64>(kn, o.kernfs_node_id))
+        .unwrap_or(0)
 }

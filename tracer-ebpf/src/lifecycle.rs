@@ -15,7 +15,7 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     let parent = ctx.arg::<KPtr>(0);
     let child = ctx.arg::<KPtr>(1);
     let o = kernel::offsets();
-    let child_task = kernel::task_identity(child, &o);
+    let child_task = kernel::task_identity_with_cgroups(child, &o);
     // A new thread shares its creator's process: userspace only tracks processes.
     if child_task.tid != child_task.tgid {
         return 0;
@@ -44,7 +44,7 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     let rec = entry.as_mut_ptr();
     unsafe {
         (*rec).header = ring::header(RecordKind::Exec);
-        (*rec).task = kernel::task_identity(task, &o);
+        (*rec).task = kernel::task_identity_with_cgroups(task, &o);
         (*rec).ppid = kernel::tgid(kernel::parent_process(task, &o), &o);
         (*rec)._pad = 0;
     }

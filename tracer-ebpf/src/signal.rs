@@ -47,8 +47,8 @@ pub fn signal_generate(ctx: RawTracePointContext) -> i32 {
     let rec = entry.as_mut_ptr();
     unsafe {
         (*rec).header = ring::header(RecordKind::Signal);
-        (*rec).sender = kernel::task_identity(current, &o);
-        (*rec).target = kernel::task_identity(target, &o);
+        (*rec).sender = kernel::task_identity_with_cgroups(current, &o);
+        (*rec).target = kernel::task_identity_with_cgroups(target, &o);
         (*rec).sig = sig;
         (*rec).si_code = si_code;
         (*rec).group = group;

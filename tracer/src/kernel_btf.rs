@@ -11,6 +11,10 @@ use tracer_common::{KernelOffsets, OFFSET_UNKNOWN};
 
 pub const DEFAULT_BTF: &str = "/sys/kernel/btf/vmlinux";
 
+const POINTER_SIZE: u32 = 8;
+const CGROUPS_EFFECT: &str =
+    "cgroups read from /proc later: short-lived processes may lose their pod";
+
 /// The resolved offsets, and the optional members the kernel lacks (each
 /// disables only the detail that needs it).
 #[derive(Debug)]
@@ -41,6 +45,14 @@ pub fn resolve(btf: &Btf) -> Result<ResolvedOffsets> {
     let task_real_parent = required("task_struct", "real_parent")?;
     let task_group_leader = required("task_struct", "group_leader")?;
 
+    // css_set.subsys[] is indexed by the controller's enum value.
+    let memory_css = match (
+        member_offset(btf, "css_set", "subsys")?,
+        enum_value(btf, "cgroup_subsys_id", "memory_cgrp_id")?,
+    ) {
+        (Some(subsys), Some(index)) => Some(subsys + index * POINTER_SIZE),
+        _ => None,
+    };
     let mut optional =
         |strukt: &'static str, member: &'static str, effect: &'static str| -> Result<u32> {
             Ok(match member_offset(btf, strukt, member)? {
@@ -61,21 +73,49 @@ pub fn resolve(btf: &Btf) -> Result<ResolvedOffsets> {
         task_exit_code: optional("task_struct", "exit_code", "exit codes unknown")?,
         task_signal: optional("task_struct", "signal", "exits reported per group leader")?,
         signal_live: optional("signal_struct", "live", "exits reported per group leader")?,
-        _pad: 0,
+        task_cgroups: optional("task_struct", "cgroups", CGROUPS_EFFECT)?,
+        css_set_dfl_cgrp: optional("css_set", "dfl_cgrp", CGROUPS_EFFECT)?,
+        css_set_memory_css: memory_css.unwrap_or(OFFSET_UNKNOWN),
+        css_cgroup: optional("cgroup_subsys_state", "cgroup", CGROUPS_EFFECT)?,
+        cgroup_kn: optional("cgroup", "kn", CGROUPS_EFFECT)?,
+        kernfs_node_id: optional("kernfs_node", "id", CGROUPS_EFFECT)?,
     };
+    if memory_css.is_none() {
+        missing.push((
+            "css_set.subsys[memory_cgrp_id]",
+            "v1 memory cgroups read from /proc later",
+        ));
+    }
     Ok(ResolvedOffsets { offsets, missing })
 }
 
 /// Byte offset of `member` in `struct strukt`, looking through anonymous
 /// structs and unions (`task_struct` keeps many members in them).
 pub fn member_offset(btf: &Btf, strukt: &str, member: &str) -> Result<Option<u32>> {
-    let types = btf
-        .resolve_types_by_name(strukt)
-        .with_context(|| format!("kernel BTF has no struct {strukt}"))?;
+    let Ok(types) = btf.resolve_types_by_name(strukt) else {
+        return Ok(None);
+    };
     for ty in types {
         if let Type::Struct(s) = ty {
             if let Some(bits) = find_member(btf, &s, member)? {
                 return Ok(Some(bits / 8));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The value of `name` in `enum enum_name`.
+pub fn enum_value(btf: &Btf, enum_name: &str, name: &str) -> Result<Option<u32>> {
+    let Ok(types) = btf.resolve_types_by_name(enum_name) else {
+        return Ok(None);
+    };
+    for ty in types {
+        if let Type::Enum(e) = ty {
+            for member in &e.members {
+                if btf.resolve_name(member).is_ok_and(|n| n == name) {
+                    return Ok(Some(member.val()));
+                }
             }
         }
     }

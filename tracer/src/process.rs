@@ -126,9 +126,8 @@ impl ProcessTable {
         self.procs.get(&tgid)
     }
 
-    /// A new process starts in its parent's cgroup: inherit the parent's
-    /// attribution without any I/O (forks are frequent). If the runtime
-    /// moves it, the exec that follows picks that up.
+    /// A new process: its cgroups come with the fork record (an index lookup,
+    /// no I/O on this hot path), else it inherits its parent's.
     pub fn on_fork(&mut self, parent: &Task, child: &Task, attributor: &mut Attributor) {
         let attribution = match self.procs.get(&parent.tgid) {
             Some(p) => p.attribution.clone(),
@@ -150,9 +149,12 @@ impl ProcessTable {
     }
 
     /// After an exec the process may sit in a new cgroup (a container's first
-    /// process is moved there before it execs), so its cgroup is read again.
+    /// process is moved there before it execs): the exec record carries the
+    /// cgroups the kernel saw.
     pub fn on_exec(&mut self, task: &Task, ppid: u32, attributor: &mut Attributor) {
-        let fresh = attributor.for_pid(task.tgid).ok();
+        let fresh = attributor
+            .for_cgroup_ids(task.cgroup2_id, task.memory_cgroup_id)
+            .or_else(|| attributor.for_pid(task.tgid).ok());
         let inherited = self.procs.get(&ppid).map(|p| p.attribution.clone());
         let entry = self.procs.entry(task.tgid).or_insert_with(|| Process {
             tgid: task.tgid,
@@ -208,12 +210,17 @@ impl ProcessTable {
         task: &Task,
         attributor: &mut Attributor,
     ) -> Arc<Attribution> {
-        // A dead process (a zombie) reads as the root cgroup: only a read
-        // followed by proof of life counts.
+        // The kernel's cgroup ids from the event itself are the truth at the
+        // time. Without them, /proc; but a dead process (a zombie) reads as
+        // the root cgroup there, so only a read followed by proof of life counts.
         let fresh = attributor
-            .for_pid(task.tgid)
-            .ok()
-            .filter(|_| self.is_alive(task.tgid));
+            .for_cgroup_ids(task.cgroup2_id, task.memory_cgroup_id)
+            .or_else(|| {
+                attributor
+                    .for_pid(task.tgid)
+                    .ok()
+                    .filter(|_| self.is_alive(task.tgid))
+            });
         match fresh {
             Some(fresh) => {
                 let host = &self.host;
@@ -340,6 +347,8 @@ mod tests {
             start_ns,
             comm: c,
             thread_comm: c,
+            cgroup2_id: 0,
+            memory_cgroup_id: 0,
         }
     }
 

@@ -76,6 +76,8 @@ mod tests {
             start_ns: 7,
             comm: *b"server\0\0\0\0\0\0\0\0\0\0",
             thread_comm: [0; 16],
+            cgroup2_id: 0,
+            memory_cgroup_id: 0,
         }
     }
 

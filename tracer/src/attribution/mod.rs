@@ -8,6 +8,7 @@
 //! file read and two hash lookups.
 
 pub mod cgroup;
+pub mod hierarchy;
 pub mod kubelet;
 
 use std::{
@@ -125,6 +126,10 @@ pub struct Attributor {
     /// skip parsing.
     by_content: HashMap<String, String>,
     capacity: usize,
+    /// Cgroup ids (from the kernel) to paths.
+    index: hierarchy::CgroupIndex,
+    /// The attribution for a (cgroup2 id, v1 memory cgroup id) pair.
+    by_ids: HashMap<(u64, u64), Arc<Attribution>>,
     /// Reused on every call: this runs for every exec on the node.
     proc_path: PathBuf,
     /// Bytes, not a `String`: a cgroup name may be any bytes, and one odd
@@ -140,6 +145,8 @@ impl Attributor {
             by_path: HashMap::new(),
             by_content: HashMap::new(),
             capacity: INTERNED_MAX,
+            index: hierarchy::CgroupIndex::from_this_mount_namespace(),
+            by_ids: HashMap::new(),
             proc_path: PathBuf::new(),
             content: Vec::new(),
         }
@@ -213,6 +220,43 @@ impl Attributor {
         let fresh = Arc::new(fresh);
         self.insert(fresh.clone());
         fresh
+    }
+
+    /// The attribution of the cgroups the kernel named in an event: the
+    /// cgroup2 id and the v1 memory cgroup's id. Of the two, the one that
+    /// places the process in a pod wins, then one that names a container,
+    /// then the cgroup2 path. `None` when neither cgroup exists any more.
+    pub fn for_cgroup_ids(&mut self, v2_id: u64, v1_id: u64) -> Option<Arc<Attribution>> {
+        if let Some(known) = self.by_ids.get(&(v2_id, v1_id)).cloned() {
+            return Some(self.refresh(&known));
+        }
+        let mut paths = Vec::with_capacity(2);
+        for (hierarchy, id) in [
+            (hierarchy::Hierarchy::V2, v2_id),
+            (hierarchy::Hierarchy::V1Memory, v1_id),
+        ] {
+            if id == 0 || !self.index.has(hierarchy) {
+                continue;
+            }
+            // Half an answer could name the host for a pod's process: let the
+            // caller fall back to /proc instead.
+            paths.push(self.index.path(hierarchy, id)?);
+        }
+        let candidates: Vec<Arc<Attribution>> = paths
+            .into_iter()
+            .map(|path| self.intern(cgroup::parse_cgroup_path(&path)))
+            .collect();
+        let chosen = candidates
+            .iter()
+            .find(|a| a.pod.is_some())
+            .or_else(|| candidates.iter().find(|a| a.container.is_some()))
+            .or_else(|| candidates.first())?
+            .clone();
+        if self.by_ids.len() >= self.capacity {
+            self.by_ids.clear();
+        }
+        self.by_ids.insert((v2_id, v1_id), chosen.clone());
+        Some(self.refresh(&chosen))
     }
 
     pub fn kubelet(&mut self) -> &mut kubelet::KubeletDirectory {

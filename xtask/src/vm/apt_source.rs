@@ -1,0 +1,216 @@
+//! The apt source for bookworm-backports, where the 6.12 guest kernel comes
+//! from. Set-up adds it when missing, on the mirror the machine already uses
+//! for bookworm.
+
+use std::{fs, path::PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+
+/// The release the guest kernels come from, and its backports suite.
+pub const RELEASE: &str = "bookworm";
+pub const BACKPORTS: &str = "bookworm-backports";
+
+const SOURCES_DIR: &str = "/etc/apt/sources.list.d";
+
+pub enum Backports {
+    Present,
+    /// Not a bookworm system: its suites do not hold the guest kernels.
+    OtherRelease(String),
+    /// The source file to write.
+    Missing { file: PathBuf, text: String },
+}
+
+/// Whether apt knows bookworm-backports, and if not, the source that adds it.
+pub fn backports() -> Result<Backports> {
+    let codename = fs::read_to_string("/etc/os-release")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("VERSION_CODENAME="))
+        .map(|name| name.trim_matches('"').to_owned())
+        .unwrap_or_default();
+    if codename != RELEASE {
+        return Ok(Backports::OtherRelease(codename));
+    }
+    let sources = read_sources()?;
+    if sources.iter().any(|source| source.suite == BACKPORTS) {
+        return Ok(Backports::Present);
+    }
+    let Some(base) = sources.iter().find(|source| source.suite == RELEASE) else {
+        bail!("no apt source serves `{RELEASE}`, so none can be derived for `{BACKPORTS}`: add one to {SOURCES_DIR}");
+    };
+    let mut text = format!(
+        "# Added by tracer's `cargo xtask setup`: its VM tests boot {BACKPORTS}' cloud kernel.\n\
+         Types: deb\nURIs: {}\nSuites: {BACKPORTS}\nComponents: main\n",
+        base.uri
+    );
+    if let Some(keyring) = &base.signed_by {
+        text.push_str(&format!("Signed-By: {keyring}\n"));
+    }
+    Ok(Backports::Missing {
+        file: PathBuf::from(SOURCES_DIR).join(format!("{BACKPORTS}.sources")),
+        text,
+    })
+}
+
+/// One binary-package (`deb`) source: a mirror and one of its suites.
+#[derive(Debug, PartialEq)]
+struct Source {
+    uri: String,
+    suite: String,
+    signed_by: Option<String>,
+}
+
+fn read_sources() -> Result<Vec<Source>> {
+    let mut sources = Vec::new();
+    if let Ok(text) = fs::read_to_string("/etc/apt/sources.list") {
+        sources.extend(one_line_format(&text));
+    }
+    let dir = match fs::read_dir(SOURCES_DIR) {
+        Ok(dir) => dir,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(sources),
+        Err(err) => return Err(err).with_context(|| format!("could not list {SOURCES_DIR}")),
+    };
+    for entry in dir {
+        let path = entry?.path();
+        let parse = match path.extension().and_then(|e| e.to_str()) {
+            Some("list") => one_line_format,
+            Some("sources") => deb822_format,
+            // apt ignores other names (`.disabled`, `.save`, ...), and so do we.
+            _ => continue,
+        };
+        let text = fs::read_to_string(&path)
+            .with_context(|| format!("could not read {}", path.display()))?;
+        sources.extend(parse(&text));
+    }
+    Ok(sources)
+}
+
+/// `deb [signed-by=KEYRING ...] URI SUITE COMPONENT...` lines.
+fn one_line_format(text: &str) -> Vec<Source> {
+    let mut sources = Vec::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or_default();
+        let Some(rest) = line.trim().strip_prefix("deb ") else {
+            continue;
+        };
+        let mut rest = rest.trim_start();
+        let mut signed_by = None;
+        if let Some(options) = rest.strip_prefix('[') {
+            let Some((options, after)) = options.split_once(']') else {
+                continue;
+            };
+            signed_by = options
+                .split_whitespace()
+                .find_map(|option| option.strip_prefix("signed-by="))
+                .map(str::to_owned);
+            rest = after;
+        }
+        let mut words = rest.split_whitespace();
+        if let (Some(uri), Some(suite)) = (words.next(), words.next()) {
+            sources.push(Source {
+                uri: uri.to_owned(),
+                suite: suite.to_owned(),
+                signed_by,
+            });
+        }
+    }
+    sources
+}
+
+/// deb822 stanzas: `Types:`, `URIs:`, `Suites:`, `Signed-By:`, `Enabled:`.
+fn deb822_format(text: &str) -> Vec<Source> {
+    let mut sources = Vec::new();
+    for stanza in text.split("\n\n") {
+        let mut fields = std::collections::HashMap::new();
+        for line in stanza.lines() {
+            // Continuation lines (an inline key) and comments carry nothing we use.
+            if line.starts_with([' ', '\t', '#']) {
+                continue;
+            }
+            if let Some((key, value)) = line.split_once(':') {
+                fields.insert(key.trim().to_ascii_lowercase(), value.trim().to_owned());
+            }
+        }
+        let field = |key: &str| fields.get(key).map(String::as_str).unwrap_or_default();
+        let is_deb = field("types").split_whitespace().any(|t| t == "deb");
+        if !is_deb || field("enabled").eq_ignore_ascii_case("no") {
+            continue;
+        }
+        // An empty Signed-By opens an inline key, which a new file cannot share.
+        let signed_by = Some(field("signed-by"))
+            .filter(|keyring| keyring.starts_with('/'))
+            .map(str::to_owned);
+        let Some(uri) = field("uris").split_whitespace().next() else {
+            continue;
+        };
+        for suite in field("suites").split_whitespace() {
+            sources.push(Source {
+                uri: uri.to_owned(),
+                suite: suite.to_owned(),
+                signed_by: signed_by.clone(),
+            });
+        }
+    }
+    sources
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(uri: &str, suite: &str, signed_by: Option<&str>) -> Source {
+        Source {
+            uri: uri.into(),
+            suite: suite.into(),
+            signed_by: signed_by.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn one_line_sources_with_and_without_options() {
+        let text = "# comment\n\
+            deb http://mirror.example/debian bookworm main contrib\n\
+            deb-src http://mirror.example/debian bookworm main\n\
+            deb [arch=amd64 signed-by=/usr/share/keyrings/k.gpg] http://m.example/d bookworm-updates main # note\n";
+        assert_eq!(
+            one_line_format(text),
+            [
+                source("http://mirror.example/debian", "bookworm", None),
+                source(
+                    "http://m.example/d",
+                    "bookworm-updates",
+                    Some("/usr/share/keyrings/k.gpg")
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn deb822_stanzas_with_several_suites_and_disabled_ones() {
+        let text = "Types: deb\n\
+            # http://snapshot.example/archive\n\
+            URIs: http://mirror.example/debian\n\
+            Suites: bookworm bookworm-updates\n\
+            Components: main\n\
+            Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\
+            \n\
+            Types: deb\n\
+            URIs: http://other.example/debian\n\
+            Suites: trixie\n\
+            Enabled: no\n\
+            \n\
+            Types: deb-src deb\n\
+            URIs: http://third.example/debian\n\
+            Suites: bookworm-backports\n\
+            Signed-By:\n -----BEGIN PGP PUBLIC KEY BLOCK-----\n";
+        let keyring = Some("/usr/share/keyrings/debian-archive-keyring.gpg");
+        assert_eq!(
+            deb822_format(text),
+            [
+                source("http://mirror.example/debian", "bookworm", keyring),
+                source("http://mirror.example/debian", "bookworm-updates", keyring),
+                source("http://third.example/debian", "bookworm-backports", None),
+            ]
+        );
+    }
+}

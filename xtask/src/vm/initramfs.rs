@@ -1,0 +1,317 @@
+//! The guest's whole file system: an initramfs holding tracer, the scenario
+//! binary, the workload helper, the host programs the scenarios run (with
+//! their shared libraries), busybox for the init script, and the init itself.
+//!
+//! Host files keep their host paths in the guest: the scenario binary has
+//! tracer's absolute path compiled in, and the programs find their libraries
+//! where the host's dynamic loader would.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::BufWriter,
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, Context as _, Result};
+
+use super::cpio::Archive;
+
+/// Programs the scenarios run, by the name they call, with the Debian package
+/// that ships the real one. The real ones, not busybox applets: the tests
+/// depend on their exact behaviour (procps `pkill -F`, dash as `/bin/sh`
+/// renamed to another comm, util-linux `unshare --propagation`).
+const PROGRAMS: &[(&str, &str)] = &[
+    ("sh", "dash"),
+    ("bash", "bash"),
+    ("pkill", "procps"),
+    ("unshare", "util-linux"),
+    ("mountpoint", "util-linux"),
+    ("umount", "mount"),
+];
+
+/// Where programs are looked up on the host: the system's directories, not
+/// the caller's PATH, which may put other builds first.
+const SYSTEM_DIRS: &[&str] = &["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+
+/// The static busybox (Debian's `busybox-static`) that runs the init script.
+const BUSYBOX: &str = "/bin/busybox";
+
+/// Printed by the init on the scenario output port with the scenario binary's
+/// exit status; its absence means the guest died before the end.
+pub const EXIT_MARKER: &str = "TRACER-VM-EXIT status=";
+
+pub struct Contents<'a> {
+    pub tracer: &'a Path,
+    pub scenarios: &'a Path,
+    pub helper: &'a Path,
+    /// Arguments for the scenario binary (libtest's).
+    pub test_args: &'a [String],
+}
+
+/// Writes the initramfs to `out` and returns its size in bytes.
+pub fn build(contents: &Contents, out: &Path) -> Result<u64> {
+    let mut tree = Tree::default();
+    tree.skeleton()?;
+    let mut elves = vec![
+        contents.tracer.to_path_buf(),
+        contents.scenarios.to_path_buf(),
+        contents.helper.to_path_buf(),
+    ];
+    for (name, package) in PROGRAMS {
+        let found = SYSTEM_DIRS
+            .iter()
+            .map(|dir| Path::new(dir).join(name))
+            .find(|path| path.is_file())
+            .with_context(|| {
+                format!(
+                    "`{name}` is not in {}: install Debian's {package} (`cargo xtask setup` does)",
+                    SYSTEM_DIRS.join(", ")
+                )
+            })?;
+        elves.push(found);
+    }
+    let busybox = Path::new(BUSYBOX);
+    if !busybox.is_file() {
+        bail!("{BUSYBOX} is missing: install Debian's busybox-static (`cargo xtask setup` does)");
+    }
+    elves.push(busybox.to_path_buf());
+    for elf in &elves {
+        tree.host_file(elf)?;
+        for library in shared_libraries(elf)? {
+            tree.host_file(&library)?;
+        }
+    }
+    tree.data("init", 0o755, init_script(contents).into_bytes())?;
+    tree.write(out)
+        .with_context(|| format!("could not write the initramfs {}", out.display()))?;
+    Ok(fs::metadata(out)?.len())
+}
+
+/// The guest's init, run by busybox: mounts what a node has, runs the
+/// scenarios with their output on the second serial port (ttyS1, kept apart
+/// from the kernel's messages on ttyS0 so that it parses cleanly), prints the
+/// exit marker and powers off.
+fn init_script(contents: &Contents) -> String {
+    let run = std::iter::once(contents.scenarios.to_string_lossy().into_owned())
+        .chain(contents.test_args.iter().cloned())
+        .map(|word| shell_quote(&word))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let helper = shell_quote(&contents.helper.to_string_lossy());
+    format!(
+        r#"#!{BUSYBOX} sh
+# tracer's VM test guest (written by `cargo xtask vm-test`).
+bb={BUSYBOX}
+fail() {{
+    echo "tracer-vm: $*"
+    echo "{EXIT_MARKER}255" > /dev/ttyS1
+    $bb poweroff -f
+}}
+$bb mount -t proc proc /proc || fail "mounting /proc failed"
+$bb mount -t sysfs sysfs /sys || fail "mounting /sys failed"
+$bb mount -t devtmpfs devtmpfs /dev || fail "mounting /dev failed"
+$bb mount -t tmpfs -o mode=1777 tmpfs /tmp || fail "mounting /tmp failed"
+# Pure cgroup v2, as on current nodes, with every controller the kernel has
+# enabled for the children; the scenarios need memory and io.
+$bb mount -t cgroup2 cgroup2 /sys/fs/cgroup || fail "mounting cgroup2 failed"
+for controller in $($bb cat /sys/fs/cgroup/cgroup.controllers); do
+    echo "+$controller" > /sys/fs/cgroup/cgroup.subtree_control ||
+        echo "tracer-vm: could not enable the $controller controller"
+done
+enabled=" $($bb cat /sys/fs/cgroup/cgroup.subtree_control) "
+for needed in memory io; do
+    case "$enabled" in
+    *" $needed "*) ;;
+    *) fail "cgroup2 controller $needed is not enabled (enabled:$enabled)" ;;
+    esac
+done
+$bb hostname tracer-vm
+$bb ip link set lo up || echo "tracer-vm: could not bring up lo"
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TMPDIR=/tmp
+export TRACER_SCENARIO_HELPER={helper}
+echo "tracer-vm: kernel $($bb uname -r), cgroup2 controllers:$enabled, $($bb nproc) CPUs"
+echo "tracer-vm: running the scenarios"
+cd /tmp
+{run} > /dev/ttyS1 2>&1
+status=$?
+echo "tracer-vm: scenarios exited with status $status"
+echo "{EXIT_MARKER}$status" > /dev/ttyS1
+$bb sync
+$bb poweroff -f
+# Only reached if poweroff failed.
+echo o > /proc/sysrq-trigger
+"#
+    )
+}
+
+fn shell_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// The absolute paths of the shared libraries `elf` loads (the dynamic loader
+/// included), as `ldd` lists them; none for a static binary.
+fn shared_libraries(elf: &Path) -> Result<Vec<PathBuf>> {
+    let out = Command::new("ldd")
+        .arg(elf)
+        .output()
+        .context("could not start `ldd`")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if text.contains("not a dynamic executable") || err.contains("not a dynamic executable")
+        {
+            return Ok(Vec::new());
+        }
+        bail!("`ldd {}` failed: {}", elf.display(), err.trim());
+    }
+    // Lines are `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)`,
+    // `/lib64/ld-linux-x86-64.so.2 (0x...)` or `linux-vdso.so.1 (0x...)`.
+    let mut libraries = Vec::new();
+    for line in text.lines() {
+        if line.contains("not found") {
+            bail!("`ldd {}`: {}", elf.display(), line.trim());
+        }
+        libraries.extend(
+            line.split_whitespace()
+                .filter(|word| word.starts_with('/'))
+                .map(PathBuf::from),
+        );
+    }
+    Ok(libraries)
+}
+
+enum Entry {
+    Dir,
+    /// A host file, copied when the archive is written.
+    HostFile(PathBuf),
+    Data(u32, Vec<u8>),
+    Symlink(String),
+    CharDevice(u32, u32),
+}
+
+/// The archive's entries by path. Sorted paths put every directory before
+/// what it holds, as the kernel's unpacker needs.
+#[derive(Default)]
+struct Tree {
+    entries: BTreeMap<String, Entry>,
+}
+
+impl Tree {
+    fn skeleton(&mut self) -> Result<()> {
+        for dir in [
+            "proc",
+            "sys",
+            "dev",
+            "tmp",
+            "run",
+            "root",
+            "etc",
+            "var/log/pods",
+            "var/log/containers",
+        ] {
+            self.insert(dir, Entry::Dir)?;
+        }
+        // The kernel opens /dev/console for init's stdin, stdout and stderr
+        // before init could mount devtmpfs.
+        self.insert("dev/console", Entry::CharDevice(5, 1))?;
+        // Mirror the host's merged-/usr links (`/bin -> usr/bin`, ...), so
+        // that paths through them, like `/bin/sh` in the scenarios or
+        // `/lib64/ld-linux-x86-64.so.2` in every program, resolve as there.
+        for link in ["bin", "sbin", "lib", "lib64", "lib32", "libx32"] {
+            let host = Path::new("/").join(link);
+            if let Ok(target) = fs::read_link(&host) {
+                let target = target.to_string_lossy().into_owned();
+                // Relative to `/` either way.
+                self.insert(target.trim_start_matches('/'), Entry::Dir)?;
+                self.insert(link, Entry::Symlink(target))?;
+            }
+        }
+        self.data(
+            "etc/passwd",
+            0o644,
+            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+                .to_vec(),
+        )?;
+        self.data(
+            "etc/group",
+            0o644,
+            b"root:x:0:\nnogroup:x:65534:\n".to_vec(),
+        )
+    }
+
+    fn data(&mut self, path: &str, perm: u32, bytes: Vec<u8>) -> Result<()> {
+        self.insert(path, Entry::Data(perm, bytes))
+    }
+
+    /// Adds the host file at `path` under the same path, with symbolic links
+    /// in its directory resolved (so `/lib/x86_64-linux-gnu/libc.so.6` lands
+    /// in `usr/lib/...` behind the guest's own `lib` link) but its own name
+    /// kept: `/usr/bin/sh` is dash's content under the name `sh`.
+    fn host_file(&mut self, path: &Path) -> Result<()> {
+        let parent = path
+            .parent()
+            .with_context(|| format!("{} has no directory", path.display()))?;
+        let parent = fs::canonicalize(parent)
+            .with_context(|| format!("could not resolve {}", parent.display()))?;
+        let name = path
+            .file_name()
+            .with_context(|| format!("{} has no file name", path.display()))?;
+        let guest = parent.join(name);
+        let guest = guest.to_string_lossy();
+        let guest = guest.trim_start_matches('/');
+        if self.entries.contains_key(guest) {
+            return Ok(());
+        }
+        self.insert(guest, Entry::HostFile(path.to_path_buf()))
+    }
+
+    fn insert(&mut self, path: &str, entry: Entry) -> Result<()> {
+        for dir in Path::new(path).ancestors().skip(1) {
+            if dir.as_os_str().is_empty() {
+                break;
+            }
+            let dir = dir.to_string_lossy();
+            match self.entries.get(dir.as_ref()) {
+                None => {
+                    self.entries.insert(dir.into_owned(), Entry::Dir);
+                }
+                Some(Entry::Dir) => {}
+                Some(_) => {
+                    bail!("initramfs: {path} would be inside {dir}, which is not a directory")
+                }
+            }
+        }
+        match (self.entries.get(path), &entry) {
+            (None, _) | (Some(Entry::Dir), Entry::Dir) => {}
+            (Some(_), _) => bail!("initramfs: {path} added twice"),
+        }
+        self.entries.insert(path.to_owned(), entry);
+        Ok(())
+    }
+
+    fn write(&self, out: &Path) -> Result<()> {
+        let file = fs::File::create(out).context("could not create it")?;
+        let mut archive = Archive::new(BufWriter::with_capacity(1 << 20, file));
+        for (path, entry) in &self.entries {
+            match entry {
+                Entry::Dir => archive.dir(path, 0o755)?,
+                Entry::HostFile(source) => {
+                    let file = fs::File::open(source)
+                        .with_context(|| format!("could not read {}", source.display()))?;
+                    let meta = file.metadata()?;
+                    archive.file(path, meta.permissions().mode() & 0o7777, meta.len(), file)?;
+                }
+                Entry::Data(perm, bytes) => {
+                    archive.file(path, *perm, bytes.len() as u64, &bytes[..])?
+                }
+                Entry::Symlink(target) => archive.symlink(path, target)?,
+                Entry::CharDevice(major, minor) => archive.char_device(path, 0o600, *major, *minor)?,
+            }
+        }
+        archive.finish()?;
+        Ok(())
+    }
+}
