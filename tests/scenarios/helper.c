@@ -4,9 +4,13 @@
  *   helper threads            start a second thread named "worker", print its tid, sleep
  *   helper segv               fault on a null pointer
  *   helper handle-term        on SIGTERM keep running (a slow shutdown)
+ *   helper hog MIB [hold]     allocate and touch MIB MiB, 1 MiB at a time (until
+ *                             the OOM killer stops it); with "hold", print "held"
+ *                             and keep the memory
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,6 +36,19 @@ int main(int argc, char **argv) {
     } else if (strcmp(mode, "segv") == 0) {
         volatile int *p = NULL;
         *p = 1;
+    } else if (strcmp(mode, "hog") == 0) {
+        long mib = argc > 2 ? atol(argv[2]) : 1024;
+        for (long i = 0; i < mib; i++) {
+            char *chunk = malloc(1 << 20);
+            if (!chunk) return 2;
+            memset(chunk, 1, 1 << 20);
+        }
+        if (argc > 3 && strcmp(argv[3], "hold") == 0) {
+            printf("held\n");
+            fflush(stdout);
+        } else {
+            return 0;
+        }
     } else if (strcmp(mode, "handle-term") == 0) {
         signal(SIGTERM, on_term);
         printf("ready\n");

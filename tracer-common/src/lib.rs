@@ -21,10 +21,11 @@ pub enum RecordKind {
     Fork = 2,
     Exec = 3,
     Exit = 4,
+    Oom = 5,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 4] = [Self::Signal, Self::Fork, Self::Exec, Self::Exit];
+    pub const ALL: [RecordKind; 5] = [Self::Signal, Self::Fork, Self::Exec, Self::Exit, Self::Oom];
 
     pub fn from_raw(raw: u32) -> Option<Self> {
         Self::ALL.into_iter().find(|kind| *kind as u32 == raw)
@@ -41,6 +42,7 @@ impl RecordKind {
             Self::Fork => "fork",
             Self::Exec => "exec",
             Self::Exit => "exit",
+            Self::Oom => "oom",
         }
     }
 }
@@ -145,6 +147,42 @@ pub struct ExitRecord {
     pub ppid: u32,
 }
 
+/// How much of the `oom:mark_victim` trace record is copied (its fixed part
+/// is 72 bytes on current kernels, 12 on older ones).
+pub const OOM_RAW_MAX: usize = 128;
+/// Memory cgroups walked upwards from the task that hit the OOM.
+pub const MEMCG_LEVELS: usize = 8;
+
+/// One memory cgroup on the way from the OOM trigger's cgroup to the root.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MemcgLevel {
+    /// The cgroup's kernfs id (directory inode) in the memory controller's hierarchy.
+    pub cgroup_id: u64,
+    /// `memory` page counter: usage and limit, in pages.
+    pub usage_pages: u64,
+    pub max_pages: u64,
+}
+
+/// `oom:mark_victim`: the OOM killer chose a victim. The trace record is
+/// copied raw and decoded in userspace with the tracepoint's format (its
+/// fields differ between kernels); the memory cgroups are read here, at the
+/// moment of the kill.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct OomRecord {
+    pub header: Header,
+    /// The task that ran into the OOM (the one allocating).
+    pub trigger: Task,
+    pub raw_len: u32,
+    pub levels_len: u32,
+    /// The victim's name, from the record's `__data_loc` comm when it has one.
+    pub victim_comm: [u8; COMM_LEN],
+    pub raw: [u8; OOM_RAW_MAX],
+    /// The trigger's memory cgroup first, then its ancestors.
+    pub levels: [MemcgLevel; MEMCG_LEVELS],
+}
+
 /// Member offsets in kernel structs, read from the running kernel's BTF by
 /// userspace and passed to the BPF programs as a read-only global: rustc emits
 /// no CO-RE relocations, so the programs cannot ask the loader for them.
@@ -175,6 +213,13 @@ pub struct KernelOffsets {
     pub cgroup_kn: u32,
     /// `kernfs_node.id`.
     pub kernfs_node_id: u32,
+    /// `cgroup_subsys_state.parent`.
+    pub css_parent: u32,
+    /// `mem_cgroup.css`: where the css sits in its memory cgroup.
+    pub memcg_css: u32,
+    /// `mem_cgroup.memory.usage` and `mem_cgroup.memory.max` (a page_counter).
+    pub memcg_usage: u32,
+    pub memcg_max: u32,
 }
 
 pub const OFFSET_UNKNOWN: u32 = u32::MAX;
@@ -196,6 +241,10 @@ impl KernelOffsets {
         css_cgroup: OFFSET_UNKNOWN,
         cgroup_kn: OFFSET_UNKNOWN,
         kernfs_node_id: OFFSET_UNKNOWN,
+        css_parent: OFFSET_UNKNOWN,
+        memcg_css: OFFSET_UNKNOWN,
+        memcg_usage: OFFSET_UNKNOWN,
+        memcg_max: OFFSET_UNKNOWN,
     };
 }
 
@@ -205,6 +254,10 @@ impl KernelOffsets {
 pub struct Config {
     /// Bit `sig - 1` set for each signal to report; the rest are dropped in the kernel.
     pub signal_mask: u64,
+    /// Bytes of the `oom:mark_victim` record to copy (at most [`OOM_RAW_MAX`]).
+    pub oom_raw_size: u32,
+    /// Offset of its `__data_loc char[] comm` field, or [`OFFSET_UNKNOWN`].
+    pub oom_comm_loc: u32,
 }
 
 /// Names of the globals and maps, shared so that a rename breaks the build

@@ -10,7 +10,11 @@ use tracer_common::{Config, KernelOffsets, Task, COMM_LEN, OFFSET_UNKNOWN};
 static OFFSETS: KernelOffsets = KernelOffsets::UNKNOWN;
 
 #[unsafe(no_mangle)]
-static CONFIG: Config = Config { signal_mask: 0 };
+static CONFIG: Config = Config {
+    signal_mask: 0,
+    oom_raw_size: 0,
+    oom_comm_loc: tracer_common::OFFSET_UNKNOWN,
+};
 
 #[inline(always)]
 pub fn offsets() -> KernelOffsets {
@@ -89,7 +93,7 @@ pub fn task_identity(task: KPtr, o: &KernelOffsets) -> Task {
 #[inline(always)]
 pub fn task_identity_with_cgroups(task: KPtr, o: &KernelOffsets) -> Task {
     let mut identity = task_identity(task, o);
-    let css_set = read::<KPtr>(task, o.task_cgroups).unwrap_or(0);
+    let css_set = css_set(task, o);
     identity.cgroup2_id = read::<KPtr>(css_set, o.css_set_dfl_cgrp)
         .map(|cgroup| cgroup_id(cgroup, o))
         .unwrap_or(0);
@@ -100,9 +104,15 @@ pub fn task_identity_with_cgroups(task: KPtr, o: &KernelOffsets) -> Task {
     identity
 }
 
+/// `task->cgroups`: the task's set of cgroup states.
+#[inline(always)]
+pub fn css_set(task: KPtr, o: &KernelOffsets) -> KPtr {
+    read::<KPtr>(task, o.task_cgroups).unwrap_or(0)
+}
+
 /// `cgroup->kn->id`: the cgroup directory's inode number.
 #[inline(always)]
-fn cgroup_id(cgroup: KPtr, o: &KernelOffsets) -> u64 {
+pub fn cgroup_id(cgroup: KPtr, o: &KernelOffsets) -> u64 {
     read::<KPtr>(cgroup, o.cgroup_kn)
         .and_then(|kn| read::<u64>(kn, o.kernfs_node_id))
         .unwrap_or(0)

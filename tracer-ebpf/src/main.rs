@@ -6,6 +6,7 @@
 
 mod kernel;
 mod lifecycle;
+mod oom;
 mod ring;
 mod signal;
 

@@ -68,6 +68,7 @@ mod tests {
             code: decode_si_code(sig, 0),
             sender_pid: sender,
             sender_comm: Comm::from_str_lossy("kubelet"),
+            oom_kill: false,
         }
     }
 

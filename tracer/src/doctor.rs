@@ -2,7 +2,6 @@
 //! Loads and attaches every program once, reports, and detaches.
 
 use anyhow::Result;
-use tracer_common::Config;
 
 use crate::{cli::DoctorArgs, ebpf, kernel_btf, preflight};
 
@@ -61,7 +60,7 @@ pub fn run(args: DoctorArgs) -> Result<()> {
     if let Some(offsets) = offsets {
         match ebpf::load(
             &offsets,
-            &Config { signal_mask: 0 },
+            &ebpf::config(crate::signals::SignalSet::all(), None),
             &ebpf::HOOKS,
             ebpf::DEFAULT_RING_BUFFER_SIZE,
         ) {
@@ -69,7 +68,7 @@ pub fn run(args: DoctorArgs) -> Result<()> {
                 for h in &loaded.hooks {
                     let label = format!("hook {}", h.hook.program);
                     match &h.attached {
-                        Ok(()) => println!("{label:<30} ok: raw tracepoint {}", h.hook.tracepoint),
+                        Ok(()) => println!("{label:<30} ok: {}", h.hook.describe()),
                         Err(e) => {
                             ok &= !h.hook.essential;
                             println!("{label:<30} OFF ({}): {e}", h.hook.without_it);

@@ -5,7 +5,7 @@
 use anyhow::{Context as _, Result};
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::RawTracePoint,
+    programs::{RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
 use tracer_common::{names, Config, KernelOffsets, LOST_SLOTS};
@@ -18,40 +18,90 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tr
 pub struct Hook {
     /// Program name in the object.
     pub program: &'static str,
-    /// Raw tracepoint it attaches to.
+    /// Tracepoint group (tracefs `events/<group>`) and name it attaches to.
+    pub group: &'static str,
     pub tracepoint: &'static str,
+    /// A raw tracepoint (arguments as the kernel passes them) or a classic
+    /// one (the trace record, decoded with its format).
+    pub raw: bool,
     /// What the user loses when it cannot attach.
     pub without_it: &'static str,
     /// Whether tracer has anything to say without it.
     pub essential: bool,
 }
 
-pub const HOOKS: [Hook; 4] = [
+pub const HOOKS: [Hook; 5] = [
     Hook {
         program: "signal_generate",
+        group: "signal",
         tracepoint: "signal_generate",
+        raw: true,
         without_it: "no signal events",
         essential: true,
     },
     Hook {
         program: "sched_process_fork",
+        group: "sched",
         tracepoint: "sched_process_fork",
+        raw: true,
         without_it: "processes started after tracer are attributed late or not at all",
         essential: false,
     },
     Hook {
         program: "sched_process_exec",
+        group: "sched",
         tracepoint: "sched_process_exec",
+        raw: true,
         without_it: "processes that exec after tracer started keep their old name and cgroup",
         essential: false,
     },
     Hook {
         program: "sched_process_exit",
+        group: "sched",
         tracepoint: "sched_process_exit",
+        raw: true,
         without_it: "no exit records: exit codes after a signal are not reported",
         essential: false,
     },
+    Hook {
+        program: "mark_victim",
+        group: "oom",
+        tracepoint: "mark_victim",
+        raw: false,
+        without_it: "no OOM kill events",
+        essential: false,
+    },
 ];
+
+impl Hook {
+    /// "raw tracepoint signal_generate", "tracepoint oom:mark_victim".
+    pub fn describe(&self) -> String {
+        if self.raw {
+            format!("raw tracepoint {}", self.tracepoint)
+        } else {
+            format!("tracepoint {}:{}", self.group, self.tracepoint)
+        }
+    }
+}
+
+/// The settings the programs read: the signal set, and where the fields of
+/// the OOM record are on this kernel (from its tracefs format).
+pub fn config(
+    signals: crate::signals::SignalSet,
+    oom_format: Option<&crate::tracefs::Format>,
+) -> Config {
+    let fixed = oom_format.map(|f| f.fixed_size()).unwrap_or(0);
+    Config {
+        signal_mask: signals.bits(),
+        // Rounded up to whole 8-byte words, as the program copies them.
+        oom_raw_size: (fixed.div_ceil(8) * 8).min(tracer_common::OOM_RAW_MAX) as u32,
+        oom_comm_loc: oom_format
+            .and_then(|f| f.field("comm"))
+            .filter(|f| f.data_loc)
+            .map(|f| f.offset as u32)
+            .unwrap_or(tracer_common::OFFSET_UNKNOWN),
+    }
+}
 
 #[derive(Debug)]
 pub struct HookStatus {
@@ -90,7 +140,7 @@ pub fn load(
         .iter()
         .map(|hook| HookStatus {
             hook: *hook,
-            attached: attach(&mut ebpf, hook.program, hook.tracepoint),
+            attached: attach(&mut ebpf, hook),
         })
         .collect();
     let events = RingBuf::try_from(ebpf.take_map(names::EVENTS).context("map EVENTS missing")?)
@@ -108,21 +158,43 @@ pub fn load(
 /// Loads `program` and attaches it to the raw tracepoint `tracepoint`.
 /// Errors are flattened to one line, with the verifier's last words when the
 /// kernel refused the program.
-pub fn attach(ebpf: &mut Ebpf, program: &str, tracepoint: &str) -> Result<(), String> {
-    let prog: &mut RawTracePoint = ebpf
+pub fn attach(ebpf: &mut Ebpf, hook: &Hook) -> Result<(), String> {
+    let Hook {
+        program,
+        group,
+        tracepoint,
+        ..
+    } = *hook;
+    let prog = ebpf
         .program_mut(program)
-        .ok_or_else(|| format!("program {program} is not in the BPF object"))?
-        .try_into()
-        .map_err(|e| format!("program {program}: {e}"))?;
-    if prog.fd().is_err() {
-        prog.load()
-            .map_err(|e| one_line(&format!("kernel refused program {program}: {e}")))?;
+        .ok_or_else(|| format!("program {program} is not in the BPF object"))?;
+    let refused =
+        |e: &dyn std::fmt::Display| one_line(&format!("kernel refused program {program}: {e}"));
+    if hook.raw {
+        let prog: &mut RawTracePoint = prog
+            .try_into()
+            .map_err(|e| format!("program {program}: {e}"))?;
+        if prog.fd().is_err() {
+            prog.load().map_err(|e| refused(&e))?;
+        }
+        prog.attach(tracepoint).map(drop).map_err(|e| {
+            one_line(&format!(
+                "cannot attach to raw tracepoint {tracepoint}: {e}"
+            ))
+        })
+    } else {
+        let prog: &mut TracePoint = prog
+            .try_into()
+            .map_err(|e| format!("program {program}: {e}"))?;
+        if prog.fd().is_err() {
+            prog.load().map_err(|e| refused(&e))?;
+        }
+        prog.attach(group, tracepoint).map(drop).map_err(|e| {
+            one_line(&format!(
+                "cannot attach to tracepoint {group}:{tracepoint}: {e}"
+            ))
+        })
     }
-    prog.attach(tracepoint).map(drop).map_err(|e| {
-        one_line(&format!(
-            "cannot attach to raw tracepoint {tracepoint}: {e}"
-        ))
-    })
 }
 
 /// Sum over CPUs of the records each kind could not fit into the ring buffer.

@@ -54,6 +54,8 @@ pub struct SignalCause {
     pub code: SiCode,
     pub sender_pid: u32,
     pub sender_comm: Comm,
+    /// The OOM killer's SIGKILL (folded into an OOM event).
+    pub oom_kill: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -68,10 +70,75 @@ pub struct ExitEvent {
     pub cause: Option<SignalCause>,
 }
 
+/// Whether the OOM killer acted for one memory cgroup's limit or for the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OomScope {
+    Cgroup,
+    System,
+}
+
+impl OomScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cgroup => "cgroup",
+            Self::System => "system",
+        }
+    }
+}
+
+/// The memory cgroup whose limit was hit, as the kernel had it at the kill.
+#[derive(Debug, Clone)]
+pub struct OomMemcg {
+    pub path: String,
+    pub attribution: Arc<Attribution>,
+    pub limit_bytes: u64,
+    pub usage_bytes: u64,
+    /// The cgroup's own count of OOM kills (memory.oom_control / memory.events), read after the kill.
+    pub oom_kills: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OomVictim {
+    pub process: ProcessRef,
+    /// From the kernel's record (current kernels) or /proc (older ones); None when neither had it.
+    pub anon_rss_bytes: Option<u64>,
+    pub file_rss_bytes: Option<u64>,
+    pub shmem_rss_bytes: Option<u64>,
+    pub total_vm_bytes: Option<u64>,
+    pub pgtables_bytes: Option<u64>,
+    pub oom_score_adj: Option<i64>,
+    pub uid: Option<u32>,
+}
+
+/// The node's memory at the kill, for system OOMs (from /proc/meminfo).
+#[derive(Debug, Clone, Copy)]
+pub struct NodeMemory {
+    pub total_bytes: u64,
+    pub free_bytes: u64,
+    pub available_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct OomEvent {
+    pub mono_ns: u64,
+    pub scope: OomScope,
+    /// Where the scope came from: "kernel_log" (the kernel's own summary line)
+    /// or "memory_counters" (the limits read by the BPF program).
+    pub scope_source: &'static str,
+    pub memcg: Option<OomMemcg>,
+    /// The task whose allocation ran into the OOM.
+    pub trigger: ProcessRef,
+    /// One per killed process: several for a `memory.oom.group` kill.
+    pub victims: Vec<OomVictim>,
+    pub kernel_log: Option<crate::kmsg::OomSummary>,
+    pub node_memory: Option<NodeMemory>,
+}
+
 #[derive(Debug, Clone)]
 pub enum Event {
     Signal(SignalEvent),
     Exit(ExitEvent),
+    Oom(OomEvent),
 }
 
 impl Event {
@@ -79,6 +146,7 @@ impl Event {
         match self {
             Self::Signal(s) => s.mono_ns,
             Self::Exit(e) => e.mono_ns,
+            Self::Oom(o) => o.mono_ns,
         }
     }
 }

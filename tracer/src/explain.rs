@@ -1,18 +1,42 @@
 //! Turns kernel records into explanations: keeps the process table current,
 //! joins signals with their senders' ancestry and pods, blames exits on the
-//! signals that caused them, and applies `--pid/--pod/--container`.
+//! signals that caused them, folds the OOM killer's SIGKILL into its OOM
+//! event, and applies `--pid/--pod/--container`.
+//!
+//! Two kinds of events are held back for a moment: a SIGKILL from the kernel
+//! (the OOM record that explains it follows right after) and an OOM event (a
+//! `memory.oom.group` kill brings more victims). `flush` releases them.
 
-use tracer_common::{ExitRecord, SignalRecord, Task};
+use std::path::PathBuf;
+
+use tracer_common::{ExitRecord, OomRecord, SignalRecord, Task};
 
 use crate::{
     attribution::Attributor,
     correlate::Correlator,
-    event::{Ancestor, Event, ExitEvent, ProcessRef, SignalCause, SignalEvent},
+    event::{
+        Ancestor, Event, ExitEvent, OomEvent, OomMemcg, OomScope, OomVictim, ProcessRef,
+        SignalCause, SignalEvent,
+    },
+    kmsg::KernelLog,
+    oom,
     process::{Comm, ProcessTable},
     records::Record,
     scope::Scope,
-    signals::{decode_si_code, Delivery, ExitStatus, SignalSet},
+    signals::{decode_si_code, Delivery, ExitStatus, Origin, SignalSet},
+    tracefs::Format,
 };
+
+/// How long a kernel SIGKILL waits for the OOM record that may explain it.
+const HOLD_KILL_NS: u64 = 100_000_000;
+/// How long an OOM event waits for more victims of the same kill.
+const HOLD_OOM_NS: u64 = 150_000_000;
+
+struct HeldKill {
+    deadline_ns: u64,
+    target: u32,
+    event: Option<SignalEvent>,
+}
 
 pub struct Explainer {
     pub processes: ProcessTable,
@@ -20,6 +44,13 @@ pub struct Explainer {
     correlator: Correlator,
     scope: Scope,
     signals: SignalSet,
+    procfs: PathBuf,
+    oom_format: Option<Format>,
+    kernel_log: KernelLog,
+    held_kills: Vec<HeldKill>,
+    pending_oom: Option<(u64, OomEvent)>,
+    /// The memory cgroups of the pending OOM's trigger, for the kernel log's word.
+    pending_oom_levels: Vec<tracer_common::MemcgLevel>,
 }
 
 impl Explainer {
@@ -28,6 +59,8 @@ impl Explainer {
         attributor: Attributor,
         scope: Scope,
         signals: SignalSet,
+        procfs: PathBuf,
+        oom_format: Option<Format>,
     ) -> Self {
         Self {
             processes,
@@ -35,40 +68,73 @@ impl Explainer {
             correlator: Correlator::default(),
             scope,
             signals,
+            procfs,
+            oom_format,
+            kernel_log: KernelLog::open(),
+            held_kills: Vec::new(),
+            pending_oom: None,
+            pending_oom_levels: Vec::new(),
         }
     }
 
-    /// Feeds one record; returns the explanation to report, if any.
-    pub fn handle(&mut self, record: &Record) -> Option<Event> {
+    /// Feeds one record; pushes the explanations it completes onto `out`.
+    pub fn handle(&mut self, record: &Record, out: &mut Vec<Event>) {
         match record {
             Record::Fork(r) => {
                 self.correlator.forget(r.child.tgid);
                 self.processes
                     .on_fork(&r.parent, &r.child, &mut self.attributor);
-                None
             }
-            Record::Exec(r) => {
-                self.processes
-                    .on_exec(&r.task, r.ppid, &mut self.attributor);
-                None
-            }
-            Record::Signal(r) => self.signal(r),
+            Record::Exec(r) => self
+                .processes
+                .on_exec(&r.task, r.ppid, &mut self.attributor),
+            Record::Signal(r) => self.signal(r, out),
+            Record::Oom(r) => self.oom(r, out),
             Record::Exit(r) => {
-                let event = self.exit(r);
+                // What explains this exit is reported before it.
+                self.release_kill(r.task.tgid, out);
+                if self
+                    .pending_oom
+                    .as_ref()
+                    .is_some_and(|(_, e)| e.victims.iter().any(|v| v.process.pid == r.task.tgid))
+                {
+                    self.flush_oom(out);
+                }
+                if let Some(event) = self.exit(r) {
+                    out.push(event);
+                }
                 self.processes.on_exit(&r.task, r.ppid, r.header.ktime_ns);
-                event
             }
         }
     }
 
-    /// Periodic housekeeping.
-    pub fn expire(&mut self, now_ns: u64) {
-        self.processes.expire(now_ns);
-        self.correlator.expire(now_ns);
+    /// Releases held events whose wait is over (`now_ns` CLOCK_MONOTONIC),
+    /// or all of them with `u64::MAX`; housekeeping too.
+    pub fn flush(&mut self, now_ns: u64, out: &mut Vec<Event>) {
+        let mut i = 0;
+        while i < self.held_kills.len() {
+            if self.held_kills[i].deadline_ns <= now_ns {
+                let held = self.held_kills.remove(i);
+                out.extend(held.event.map(Event::Signal));
+            } else {
+                i += 1;
+            }
+        }
+        if self
+            .pending_oom
+            .as_ref()
+            .is_some_and(|(deadline, _)| *deadline <= now_ns)
+        {
+            self.flush_oom(out);
+        }
+        if now_ns != u64::MAX {
+            self.processes.expire(now_ns);
+            self.correlator.expire(now_ns);
+        }
     }
 
-    /// `fresh`: ask /proc for the process's cgroup now (signals, which are
-    /// rare) rather than trust the table (exits, where the process is gone).
+    /// `fresh`: ask for the process's cgroup as of now (signals, OOM kills)
+    /// rather than trust the table (exits, where the process is gone).
     fn process_ref(&mut self, task: &Task, fresh: bool) -> ProcessRef {
         let attribution = if fresh {
             self.processes
@@ -88,17 +154,17 @@ impl Explainer {
         }
     }
 
-    fn signal(&mut self, r: &SignalRecord) -> Option<Event> {
+    fn in_scope(&self, p: &ProcessRef) -> bool {
+        self.scope.matches(p.pid, &p.attribution)
+    }
+
+    fn signal(&mut self, r: &SignalRecord, out: &mut Vec<Event>) {
         let code = decode_si_code(r.sig, r.si_code);
         let target = self.process_ref(&r.target, true);
         let sender = self.process_ref(&r.sender, true);
-        if !self.scope.matches(target.pid, &target.attribution)
-            && !self.scope.matches(sender.pid, &sender.attribution)
-        {
-            return None;
-        }
+        let in_scope = self.in_scope(&target) || self.in_scope(&sender);
         let delivery = Delivery::from_raw(r.result);
-        if delivery == Delivery::Delivered || delivery == Delivery::AlreadyPending {
+        if in_scope && matches!(delivery, Delivery::Delivered | Delivery::AlreadyPending) {
             self.correlator.on_signal(
                 target.pid,
                 SignalCause {
@@ -107,6 +173,7 @@ impl Explainer {
                     code,
                     sender_pid: sender.pid,
                     sender_comm: sender.comm,
+                    oom_kill: false,
                 },
             );
         }
@@ -119,7 +186,7 @@ impl Explainer {
                 start_ns: a.start_ns,
             })
             .collect();
-        Some(Event::Signal(SignalEvent {
+        let event = SignalEvent {
             mono_ns: r.header.ktime_ns,
             sig: r.sig,
             si_code: r.si_code,
@@ -130,11 +197,179 @@ impl Explainer {
             ancestry,
             ancestry_truncated: r.ancestry_truncated != 0,
             target,
-        }))
+        };
+        // The OOM killer's SIGKILL comes from the kernel just before its
+        // OOM record: hold it, so that the OOM event can take its place.
+        if r.sig == libc::SIGKILL as u32 && code.origin == Origin::Kernel {
+            self.held_kills.push(HeldKill {
+                deadline_ns: r.header.ktime_ns + HOLD_KILL_NS,
+                target: event.target.pid,
+                event: in_scope.then_some(event),
+            });
+        } else if in_scope {
+            out.push(Event::Signal(event));
+        }
+    }
+
+    /// Reports the held kernel SIGKILL of `tgid`, if any, as it is.
+    fn release_kill(&mut self, tgid: u32, out: &mut Vec<Event>) {
+        if let Some(at) = self.held_kills.iter().position(|h| h.target == tgid) {
+            let held = self.held_kills.remove(at);
+            out.extend(held.event.map(Event::Signal));
+        }
+    }
+
+    fn oom(&mut self, r: &OomRecord, out: &mut Vec<Event>) {
+        let mut fields = match &self.oom_format {
+            Some(format) => oom::victim_fields(format, r),
+            None => oom::VictimFields::default(),
+        };
+        if fields.pid == 0 {
+            return;
+        }
+        oom::fill_from_proc(&self.procfs, &mut fields);
+        // The SIGKILL that went with this kill is part of this event now.
+        if let Some(at) = self.held_kills.iter().position(|h| h.target == fields.pid) {
+            self.held_kills.remove(at);
+        }
+        self.correlator.forget(fields.pid);
+        let victim_task = self.victim_task(fields.pid, r);
+        let victim = OomVictim {
+            process: self.process_ref(&victim_task, true),
+            anon_rss_bytes: fields.anon_rss_bytes,
+            file_rss_bytes: fields.file_rss_bytes,
+            shmem_rss_bytes: fields.shmem_rss_bytes,
+            total_vm_bytes: fields.total_vm_bytes,
+            pgtables_bytes: fields.pgtables_bytes,
+            oom_score_adj: fields.oom_score_adj,
+            uid: fields.uid,
+        };
+        self.correlator.on_signal(
+            fields.pid,
+            SignalCause {
+                mono_ns: r.header.ktime_ns,
+                sig: libc::SIGKILL as u32,
+                code: decode_si_code(libc::SIGKILL as u32, 0x80),
+                sender_pid: r.trigger.tgid,
+                sender_comm: Comm::new(r.trigger.comm),
+                oom_kill: true,
+            },
+        );
+
+        let levels = &r.levels[..(r.levels_len as usize).min(r.levels.len())];
+        let same_kill = self.pending_oom.as_ref().is_some_and(|(_, e)| {
+            e.trigger.pid == r.trigger.tgid
+                && r.header.ktime_ns.saturating_sub(e.mono_ns) < HOLD_OOM_NS
+        });
+        if same_kill {
+            if let Some((_, event)) = &mut self.pending_oom {
+                event.victims.push(victim);
+            }
+            return;
+        }
+        self.flush_oom(out);
+        let trigger = self.process_ref(&r.trigger, true);
+        let (scope, memcg) = match oom::limit_hit(levels) {
+            Some(i) => (OomScope::Cgroup, self.memcg(&levels[i])),
+            None => (OomScope::System, None),
+        };
+        let event = OomEvent {
+            mono_ns: r.header.ktime_ns,
+            scope,
+            scope_source: "memory_counters",
+            memcg,
+            trigger,
+            victims: vec![victim],
+            kernel_log: None,
+            node_memory: None,
+        };
+        self.pending_oom = Some((r.header.ktime_ns + HOLD_OOM_NS, event));
+        self.pending_oom_levels = levels.to_vec();
+    }
+
+    /// The victim as a task: from the process table (older kernels' records
+    /// name only the pid), with the record's name when it has one.
+    fn victim_task(&mut self, pid: u32, r: &OomRecord) -> Task {
+        let known = self.processes.get(pid);
+        let comm = if r.victim_comm[0] != 0 {
+            r.victim_comm
+        } else {
+            known.map(|p| p.comm.raw()).unwrap_or_default()
+        };
+        Task {
+            tid: pid,
+            tgid: pid,
+            start_ns: known.map(|p| p.start_ns).unwrap_or(0),
+            comm,
+            thread_comm: comm,
+            cgroup2_id: 0,
+            memory_cgroup_id: 0,
+        }
+    }
+
+    fn memcg(&mut self, level: &tracer_common::MemcgLevel) -> Option<OomMemcg> {
+        let page = oom::page_size();
+        let (path, dir) = self.attributor.memory_cgroup(level.cgroup_id)?;
+        Some(OomMemcg {
+            attribution: self.attributor.for_cgroup_path(&path),
+            path: path.to_string(),
+            limit_bytes: level.max_pages * page,
+            usage_bytes: level.usage_pages * page,
+            oom_kills: oom::oom_kill_count(&dir),
+        })
+    }
+
+    /// Completes the pending OOM event with what the kernel logged and the
+    /// cgroup's own counters, and reports it when it concerns what is followed.
+    fn flush_oom(&mut self, out: &mut Vec<Event>) {
+        let Some((_, mut event)) = self.pending_oom.take() else {
+            return;
+        };
+        let levels = std::mem::take(&mut self.pending_oom_levels);
+        let first_victim = event.victims.first().map(|v| v.process.pid).unwrap_or(0);
+        if let Some(summary) = self.kernel_log.take(first_victim) {
+            // The kernel's own words are exact: they settle the scope and the cgroup.
+            if summary.is_cgroup_oom() {
+                event.scope = OomScope::Cgroup;
+                let named = summary.oom_memcg.clone().unwrap_or_default();
+                let level = levels.iter().find(|l| {
+                    self.attributor
+                        .memory_cgroup(l.cgroup_id)
+                        .is_some_and(|(path, _)| *path == *named)
+                });
+                if let Some(level) = level.copied() {
+                    event.memcg = self.memcg(&level);
+                }
+            } else {
+                event.scope = OomScope::System;
+                event.memcg = None;
+            }
+            event.scope_source = "kernel_log";
+            event.kernel_log = Some(summary);
+        }
+        if let Some(memcg) = &mut event.memcg {
+            // Read now, after the kill, so that it counts this one.
+            if let Some(dir) = self.attributor.memory_cgroup_dir(&memcg.path) {
+                memcg.oom_kills = oom::oom_kill_count(&dir);
+            }
+        }
+        if event.scope == OomScope::System {
+            event.node_memory = oom::node_memory(&self.procfs);
+        }
+        let followed = self.in_scope(&event.trigger)
+            || event.victims.iter().any(|v| self.in_scope(&v.process))
+            || event
+                .memcg
+                .as_ref()
+                .is_some_and(|m| self.scope.matches(0, &m.attribution));
+        if followed {
+            out.push(Event::Oom(event));
+        }
     }
 
     /// Exits are reported when a signal killed the process (one in the
-    /// watched set) or when it had received a reported signal before.
+    /// watched set), after an OOM kill, or when it had received a reported
+    /// signal before.
     fn exit(&mut self, r: &ExitRecord) -> Option<Event> {
         let status = ExitStatus::from_wait_status(r.exit_code);
         let cause = self.correlator.on_exit(r.task.tgid, status);
@@ -144,7 +379,7 @@ impl Explainer {
             return None;
         }
         let process = self.process_ref(&r.task, false);
-        if !self.scope.matches(process.pid, &process.attribution) {
+        if !self.in_scope(&process) {
             return None;
         }
         Some(Event::Exit(ExitEvent {

@@ -34,59 +34,110 @@ pub fn load(path: &Path) -> Result<Btf> {
 }
 
 pub fn resolve(btf: &Btf) -> Result<ResolvedOffsets> {
-    let mut missing = Vec::new();
-    let required = |strukt: &'static str, member: &'static str| -> Result<u32> {
-        member_offset(btf, strukt, member)?
-            .with_context(|| format!("kernel BTF has no {strukt}.{member}: tracer cannot identify processes on this kernel"))
+    let mut r = Resolver {
+        btf,
+        missing: Vec::new(),
     };
-    let task_pid = required("task_struct", "pid")?;
-    let task_tgid = required("task_struct", "tgid")?;
-    let task_comm = required("task_struct", "comm")?;
-    let task_real_parent = required("task_struct", "real_parent")?;
-    let task_group_leader = required("task_struct", "group_leader")?;
-
-    // css_set.subsys[] is indexed by the controller's enum value.
-    let memory_css = match (
-        member_offset(btf, "css_set", "subsys")?,
-        enum_value(btf, "cgroup_subsys_id", "memory_cgrp_id")?,
-    ) {
-        (Some(subsys), Some(index)) => Some(subsys + index * POINTER_SIZE),
-        _ => None,
-    };
-    let mut optional =
-        |strukt: &'static str, member: &'static str, effect: &'static str| -> Result<u32> {
-            Ok(match member_offset(btf, strukt, member)? {
-                Some(offset) => offset,
-                None => {
-                    missing.push((member, effect));
-                    OFFSET_UNKNOWN
-                }
-            })
-        };
     let offsets = KernelOffsets {
-        task_pid,
-        task_tgid,
-        task_comm,
-        task_real_parent,
-        task_group_leader,
-        task_start_time: optional("task_struct", "start_time", "process start times unknown")?,
-        task_exit_code: optional("task_struct", "exit_code", "exit codes unknown")?,
-        task_signal: optional("task_struct", "signal", "exits reported per group leader")?,
-        signal_live: optional("signal_struct", "live", "exits reported per group leader")?,
-        task_cgroups: optional("task_struct", "cgroups", CGROUPS_EFFECT)?,
-        css_set_dfl_cgrp: optional("css_set", "dfl_cgrp", CGROUPS_EFFECT)?,
-        css_set_memory_css: memory_css.unwrap_or(OFFSET_UNKNOWN),
-        css_cgroup: optional("cgroup_subsys_state", "cgroup", CGROUPS_EFFECT)?,
-        cgroup_kn: optional("cgroup", "kn", CGROUPS_EFFECT)?,
-        kernfs_node_id: optional("kernfs_node", "id", CGROUPS_EFFECT)?,
+        task_pid: r.required("task_struct", "pid")?,
+        task_tgid: r.required("task_struct", "tgid")?,
+        task_comm: r.required("task_struct", "comm")?,
+        task_real_parent: r.required("task_struct", "real_parent")?,
+        task_group_leader: r.required("task_struct", "group_leader")?,
+        task_start_time: r.optional("task_struct", "start_time", "process start times unknown")?,
+        task_exit_code: r.optional("task_struct", "exit_code", "exit codes unknown")?,
+        task_signal: r.optional("task_struct", "signal", "exits reported per group leader")?,
+        signal_live: r.optional("signal_struct", "live", "exits reported per group leader")?,
+        task_cgroups: r.optional("task_struct", "cgroups", CGROUPS_EFFECT)?,
+        css_set_dfl_cgrp: r.optional("css_set", "dfl_cgrp", CGROUPS_EFFECT)?,
+        css_set_memory_css: r.memory_css()?,
+        css_cgroup: r.optional("cgroup_subsys_state", "cgroup", CGROUPS_EFFECT)?,
+        cgroup_kn: r.optional("cgroup", "kn", CGROUPS_EFFECT)?,
+        kernfs_node_id: r.optional("kernfs_node", "id", CGROUPS_EFFECT)?,
+        css_parent: r.optional("cgroup_subsys_state", "parent", MEMCG_EFFECT)?,
+        memcg_css: r.optional("mem_cgroup", "css", MEMCG_EFFECT)?,
+        memcg_usage: r.nested(
+            "mem_cgroup",
+            "memory",
+            "page_counter",
+            "usage",
+            MEMCG_EFFECT,
+        )?,
+        memcg_max: r.nested("mem_cgroup", "memory", "page_counter", "max", MEMCG_EFFECT)?,
     };
-    if memory_css.is_none() {
-        missing.push((
-            "css_set.subsys[memory_cgrp_id]",
-            "v1 memory cgroups read from /proc later",
-        ));
+    Ok(ResolvedOffsets {
+        offsets,
+        missing: r.missing,
+    })
+}
+
+const MEMCG_EFFECT: &str = "OOM kills cannot tell cgroup from system OOM by the memory counters";
+
+/// Looks members up and notes the optional ones the kernel lacks.
+struct Resolver<'a> {
+    btf: &'a Btf,
+    missing: Vec<(&'static str, &'static str)>,
+}
+
+impl Resolver<'_> {
+    fn required(&mut self, strukt: &'static str, member: &'static str) -> Result<u32> {
+        member_offset(self.btf, strukt, member)?.with_context(|| {
+            format!("kernel BTF has no {strukt}.{member}: tracer cannot identify processes on this kernel")
+        })
     }
-    Ok(ResolvedOffsets { offsets, missing })
+
+    fn optional(
+        &mut self,
+        strukt: &'static str,
+        member: &'static str,
+        effect: &'static str,
+    ) -> Result<u32> {
+        let found = member_offset(self.btf, strukt, member)?;
+        Ok(self.or_missing(found, member, effect))
+    }
+
+    /// `outer.member.inner_member`, where `member` is a `struct inner`.
+    fn nested(
+        &mut self,
+        outer: &'static str,
+        member: &'static str,
+        inner: &'static str,
+        inner_member: &'static str,
+        effect: &'static str,
+    ) -> Result<u32> {
+        let found = match (
+            member_offset(self.btf, outer, member)?,
+            member_offset(self.btf, inner, inner_member)?,
+        ) {
+            (Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
+        Ok(self.or_missing(found, inner_member, effect))
+    }
+
+    /// `css_set.subsys[memory_cgrp_id]`: the array is indexed by the
+    /// controller's value in `enum cgroup_subsys_id`.
+    fn memory_css(&mut self) -> Result<u32> {
+        let found = match (
+            member_offset(self.btf, "css_set", "subsys")?,
+            enum_value(self.btf, "cgroup_subsys_id", "memory_cgrp_id")?,
+        ) {
+            (Some(subsys), Some(index)) => Some(subsys + index * POINTER_SIZE),
+            _ => None,
+        };
+        Ok(self.or_missing(
+            found,
+            "memory_cgrp_id",
+            "v1 memory cgroups read from /proc later",
+        ))
+    }
+
+    fn or_missing(&mut self, found: Option<u32>, what: &'static str, effect: &'static str) -> u32 {
+        found.unwrap_or_else(|| {
+            self.missing.push((what, effect));
+            OFFSET_UNKNOWN
+        })
+    }
 }
 
 /// Byte offset of `member` in `struct strukt`, looking through anonymous

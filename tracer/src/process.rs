@@ -33,6 +33,10 @@ impl Comm {
         Self(raw)
     }
 
+    pub fn raw(&self) -> [u8; COMM_LEN] {
+        self.0
+    }
+
     pub fn as_str(&self) -> std::borrow::Cow<'_, str> {
         let len = self.0.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
         String::from_utf8_lossy(&self.0[..len])

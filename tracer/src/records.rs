@@ -4,7 +4,9 @@
 
 use std::mem::size_of;
 
-use tracer_common::{ExecRecord, ExitRecord, ForkRecord, Header, RecordKind, SignalRecord};
+use tracer_common::{
+    ExecRecord, ExitRecord, ForkRecord, Header, OomRecord, RecordKind, SignalRecord,
+};
 
 // Records are decoded on the stack and consumed at once; boxing the large
 // signal variant would allocate for every fork, exec and exit instead.
@@ -15,6 +17,7 @@ pub enum Record {
     Fork(ForkRecord),
     Exec(ExecRecord),
     Exit(ExitRecord),
+    Oom(OomRecord),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +42,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         Some(RecordKind::Fork) => read(bytes).map(Record::Fork),
         Some(RecordKind::Exec) => read(bytes).map(Record::Exec),
         Some(RecordKind::Exit) => read(bytes).map(Record::Exit),
+        Some(RecordKind::Oom) => read(bytes).map(Record::Oom),
         None => Err(DecodeError::UnknownKind(header.kind)),
     }
 }

@@ -1,7 +1,7 @@
 //! `tracer watch`: checks, loads, attaches, then explains records until
 //! SIGINT or SIGTERM, and on the way out drains, reports and detaches.
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
 use anyhow::{bail, Context as _, Result};
 use serde::Serialize;
@@ -9,7 +9,7 @@ use tokio::{
     io::unix::AsyncFd,
     signal::unix::{signal, SignalKind},
 };
-use tracer_common::{Config, RecordKind, LOST_SLOTS};
+use tracer_common::{RecordKind, LOST_SLOTS};
 
 use crate::{
     attribution::Attributor,
@@ -24,6 +24,7 @@ use crate::{
     records,
     scope::Scope,
     size::format_size,
+    tracefs::Format,
 };
 
 pub fn run(args: WatchArgs) -> Result<()> {
@@ -50,9 +51,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
         None => None,
     };
     for hook in &ebpf::HOOKS {
-        if !preflight::tracepoint_exists(tracepoint_group(hook.tracepoint), hook.tracepoint)
-            && hook.essential
-        {
+        if !preflight::tracepoint_exists(hook.group, hook.tracepoint) && hook.essential {
             bail!(
                 "this kernel has no tracepoint {}: {}",
                 hook.tracepoint,
@@ -74,7 +73,8 @@ pub fn run(args: WatchArgs) -> Result<()> {
         let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
         let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
 
-        let config = Config { signal_mask: args.signals.bits() };
+        let oom_format = Format::read(Path::new(preflight::TRACEFS), "oom", "mark_victim");
+        let config = ebpf::config(args.signals, oom_format.as_ref());
         let loaded = ebpf::load(&resolved.offsets, &config, &ebpf::HOOKS, args.ring_buffer_size)?;
         if !loaded.hooks.iter().any(|h| h.hook.essential && h.attached.is_ok()) {
             let reasons: Vec<_> = loaded.hooks.iter().filter_map(|h| h.attached.as_ref().err().cloned()).collect();
@@ -88,13 +88,22 @@ pub fn run(args: WatchArgs) -> Result<()> {
         banner(&args, &scope, &loaded.hooks, tracefs, &resolved.missing);
         output.record("start", Clock::now_mono_ns(), StartRecord::new(&args, &scope, &loaded.hooks))?;
 
-        let mut explainer = Explainer::new(processes, attributor, scope, args.signals);
+        let mut explainer = Explainer::new(
+            processes,
+            attributor,
+            scope,
+            args.signals,
+            args.host.procfs.clone(),
+            oom_format,
+        );
         let mut state = LoopState::default();
         let lost_map = loaded.lost;
         // SAFETY: the ring buffer owns its map fd and AsyncFd owns the ring
         // buffer, so the fd stays open and the same while it is registered.
         let mut events = unsafe { AsyncFd::register(loaded.events) }.context("polling the ring buffer")?;
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // Often enough to release held events (an OOM's SIGKILL) promptly.
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut ticks = 0u64;
         let stop_reason = loop {
             tokio::select! {
                 guard = events.readable_mut() => {
@@ -105,13 +114,17 @@ pub fn run(args: WatchArgs) -> Result<()> {
                 _ = sigint.recv() => break "SIGINT",
                 _ = sigterm.recv() => break "SIGTERM",
                 _ = tick.tick() => {
-                    explainer.expire(Clock::now_mono_ns());
-                    report_losses(&lost_map, &mut output, &mut state)?;
+                    flush(&mut explainer, Clock::now_mono_ns(), &mut output, &mut state)?;
+                    ticks += 1;
+                    if ticks % 10 == 0 {
+                        report_losses(&lost_map, &mut output, &mut state)?;
+                    }
                 }
             }
         };
         // What is already in the ring buffer is still reported.
         drain(events.get_mut(), &mut explainer, &mut output, &mut state)?;
+        flush(&mut explainer, u64::MAX, &mut output, &mut state)?;
         report_losses(&lost_map, &mut output, &mut state)?;
         let lost_total: u64 = state.lost.iter().sum();
         output.record(
@@ -140,6 +153,8 @@ pub fn run(args: WatchArgs) -> Result<()> {
 
 #[derive(Default)]
 struct LoopState {
+    /// Reused for the events each record completes.
+    events: Vec<crate::event::Event>,
     records: u64,
     malformed: u64,
     lost: [u64; LOST_SLOTS as usize],
@@ -155,7 +170,8 @@ fn drain(
         state.records += 1;
         match records::decode(&item) {
             Ok(record) => {
-                if let Some(event) = explainer.handle(&record) {
+                explainer.handle(&record, &mut state.events);
+                for event in state.events.drain(..) {
                     output.event(&event)?;
                 }
             }
@@ -166,6 +182,20 @@ fn drain(
                 state.malformed += 1;
             }
         }
+    }
+    Ok(())
+}
+
+/// Releases the events the explainer held back once their wait is over.
+fn flush(
+    explainer: &mut Explainer,
+    now_ns: u64,
+    output: &mut Output,
+    state: &mut LoopState,
+) -> Result<()> {
+    explainer.flush(now_ns, &mut state.events);
+    for event in state.events.drain(..) {
+        output.event(&event)?;
     }
     Ok(())
 }
@@ -229,15 +259,6 @@ fn resolve_scope(args: &WatchArgs, attributor: &mut Attributor) -> Result<Scope>
     Ok(Scope::Everything)
 }
 
-/// Tracepoint group under tracefs `events/` for the hooks tracer uses.
-fn tracepoint_group(tracepoint: &str) -> &'static str {
-    if tracepoint.starts_with("signal_") {
-        "signal"
-    } else {
-        "sched"
-    }
-}
-
 fn banner(
     args: &WatchArgs,
     scope: &Scope,
@@ -260,10 +281,7 @@ fn banner(
     }
     for h in hooks {
         match &h.attached {
-            Ok(()) => eprintln!(
-                "  hook {:<20} raw tracepoint {}",
-                h.hook.program, h.hook.tracepoint
-            ),
+            Ok(()) => eprintln!("  hook {:<20} {}", h.hook.program, h.hook.describe()),
             Err(e) => eprintln!(
                 "  hook {:<20} OFF ({}): {e}",
                 h.hook.program, h.hook.without_it
@@ -316,7 +334,7 @@ impl StartRecord {
                 .iter()
                 .map(|h| HookJson {
                     program: h.hook.program,
-                    hook: format!("raw_tp/{}", h.hook.tracepoint),
+                    hook: h.hook.describe(),
                     attached: h.attached.is_ok(),
                     error: h.attached.as_ref().err().cloned(),
                 })
@@ -331,6 +349,7 @@ struct LostByKind {
     fork: u64,
     exec: u64,
     exit: u64,
+    oom: u64,
 }
 
 impl LostByKind {
@@ -341,6 +360,7 @@ impl LostByKind {
             fork: at(RecordKind::Fork),
             exec: at(RecordKind::Exec),
             exit: at(RecordKind::Exit),
+            oom: at(RecordKind::Oom),
         }
     }
 }

@@ -1,15 +1,16 @@
-//! tracer's developer commands: `cargo xtask setup|build|run|test`.
+//! tracer's developer commands: `cargo xtask setup|build|run|test|vm-test`.
 //! `cargo xtask --help` explains them.
 
 mod cmd;
 mod setup;
+mod vm;
 
 use std::{
     ffi::OsString,
     os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Command, ExitCode},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result};
@@ -32,7 +33,8 @@ use setup::BuildEnv;
         cargo xtask setup                 install the toolchain (root installs Debian packages)\n  \
         cargo xtask run                   build in release mode and run `tracer watch` (needs root)\n  \
         cargo xtask run -- --help         show tracer's own help\n  \
-        cargo xtask test                  the whole suite, exactly as CI runs it"
+        cargo xtask test                  the whole suite, exactly as CI runs it\n  \
+        cargo xtask vm-test --kernel 6.1  the scenarios in a qemu guest on Debian's 6.1 kernel"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -82,11 +84,13 @@ enum Task {
         #[arg(last = true, value_name = "ARGS")]
         args: Vec<OsString>,
     },
-    /// Run the whole suite, as CI does: setup, fmt, clippy, tests
+    /// Run the whole suite, as CI does: setup, fmt, clippy, tests, VM tests
     #[command(
         long_about = "Run the whole suite, as CI does (.ci/run calls exactly this): setup, \
             `cargo fmt --all -- --check`, `cargo clippy --workspace --all-targets -- -D warnings` \
-            (without tracer-ebpf, which only builds for BPF) and `cargo test --workspace`, stopping at the first step that fails.\n\n\
+            (without tracer-ebpf, which only builds for BPF), `cargo test --workspace` and \
+            `cargo xtask vm-test` (the scenarios on Debian's 6.1 and 6.12 kernels), stopping at \
+            the first step that fails.\n\n\
             The scenario tests load BPF programs and start workloads: they need root and a \
             kernel with BPF. As another user they run anyway, and fail.",
         after_help = "Examples:\n  \
@@ -99,6 +103,32 @@ enum Task {
         #[arg(last = true, value_name = "CARGO_TEST_ARGS")]
         args: Vec<OsString>,
     },
+    /// Run the scenario tests inside qemu guests on Debian's 6.1 and 6.12 kernels
+    #[command(
+        long_about = "Run the scenario tests (tests/scenarios) inside qemu guests booted on \
+            Debian's cloud kernels: 6.1 from bookworm and 6.12 from bookworm-backports, with pure \
+            cgroup v2 (memory and io controllers enabled).\n\n\
+            Runs setup, fetches the kernels with apt-get download (cached under \
+            ${TRACER_TOOLCHAIN_DIR:-$HOME/.cache/tracer-toolchain}/vm), builds tracer and the \
+            scenario binary, packs them with what they run into an initramfs, and boots each \
+            kernel with qemu-system-x86_64 -accel tcg. Prints one line per scenario and kernel, \
+            and the guest's output and console when something fails; the logs of the last run \
+            are in target/vm/KERNEL/. Fails if any scenario on any kernel did not pass, and \
+            if a guest cannot run at all (no qemu, no kernel): it never skips.",
+        after_help = "Examples:\n  \
+            cargo xtask vm-test                        every scenario on both kernels\n  \
+            cargo xtask vm-test --kernel 6.12 signals  the signal scenarios on 6.12"
+    )]
+    VmTest {
+        /// The kernel to boot
+        #[arg(long, value_enum, default_value = "all")]
+        kernel: vm::KernelChoice,
+        /// Kill a guest still running after this many seconds
+        #[arg(long, value_name = "SECONDS", default_value_t = VM_TEST_TIMEOUT)]
+        timeout: u64,
+        /// Only the scenarios whose name contains FILTER
+        filter: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -107,6 +137,20 @@ fn main() -> ExitCode {
         Task::Build { release } => setup::setup().and_then(|env| build(&env, release)),
         Task::Run { debug, args } => run(debug, args),
         Task::Test { args } => test(args),
+        Task::VmTest {
+            kernel,
+            timeout,
+            filter,
+        } => setup::setup().and_then(|env| {
+            vm::vm_test(
+                &env,
+                &vm::Options {
+                    kernel,
+                    filter,
+                    timeout: Duration::from_secs(timeout),
+                },
+            )
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -144,6 +188,9 @@ fn run(debug: bool, args: Vec<OsString>) -> Result<()> {
     Err(err).with_context(|| format!("could not start `{}`", tracer.display()))
 }
 
+/// `vm-test`'s time limit per guest, in seconds.
+const VM_TEST_TIMEOUT: u64 = 600;
+
 fn test(args: Vec<OsString>) -> Result<()> {
     let start = Instant::now();
     if !setup::is_root() {
@@ -157,7 +204,7 @@ fn test(args: Vec<OsString>) -> Result<()> {
              !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
         );
     }
-    println!("==> [1/4] setup");
+    println!("==> [1/5] setup");
     let env = setup::setup().context("step `setup` failed")?;
 
     // The BPF crate has no host test target (see clippy below).
@@ -187,12 +234,19 @@ fn test(args: Vec<OsString>) -> Result<()> {
         ("test", tests),
     ];
     for (i, (name, mut command)) in steps.into_iter().enumerate() {
-        println!("==> [{}/4] {name}: {}", i + 2, cmd::line(&command));
+        println!("==> [{}/5] {name}: {}", i + 2, cmd::line(&command));
         cmd::run(&mut command).with_context(|| format!("step `{name}` failed"))?;
     }
+    println!("==> [5/5] vm-test: the scenarios on every guest kernel");
+    let options = vm::Options {
+        kernel: vm::KernelChoice::All,
+        filter: None,
+        timeout: Duration::from_secs(VM_TEST_TIMEOUT),
+    };
+    vm::vm_test(&env, &options).context("step `vm-test` failed")?;
     let secs = start.elapsed().as_secs();
     println!(
-        "test: all 4 steps ok (setup, fmt, clippy, test) in {}m{:02}s",
+        "test: all 5 steps ok (setup, fmt, clippy, test, vm-test) in {}m{:02}s",
         secs / 60,
         secs % 60
     );

@@ -20,7 +20,10 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::cmd::{on_path, probe, run};
+use crate::{
+    cmd::{on_path, probe, run},
+    vm::Backports,
+};
 
 /// The bpf-linker release the build is known to work with.
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -46,6 +49,9 @@ const ALWAYS: &[&str] = &[
     "coreutils",
     "tmux",
 ];
+/// What `cargo xtask vm-test` boots its guests with: the emulator and the
+/// static busybox that runs the guest's init.
+const VM: &[&str] = &["qemu-system-x86", "busybox-static"];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Route {
@@ -73,10 +79,12 @@ impl BuildEnv {
 pub fn setup() -> Result<BuildEnv> {
     let route = choose_route()?;
     let mut packages = ALWAYS.to_vec();
+    packages.extend(VM);
     if route == Route::Debian {
         packages.extend(DEBIAN_RUST);
     }
-    install_packages(&packages)?;
+    let added_source = add_backports_source()?;
+    install_packages(&packages, added_source)?;
     let linker_dir = install_bpf_linker(route)?;
     let toolchain = match route {
         Route::Debian => {
@@ -123,9 +131,56 @@ fn choose_route() -> Result<Route> {
     )
 }
 
+/// Where the toolchain pieces built or fetched once per machine live:
+/// `$TRACER_TOOLCHAIN_DIR`, else `~/.cache/tracer-toolchain`.
+pub fn toolchain_dir() -> Result<PathBuf> {
+    Ok(match env::var_os("TRACER_TOOLCHAIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(
+            env::var_os("HOME").context("HOME is not set (or set TRACER_TOOLCHAIN_DIR)")?,
+        )
+        .join(".cache/tracer-toolchain"),
+    })
+}
+
+/// Adds bookworm-backports to apt's sources if missing (vm-test's 6.12
+/// kernel comes from there); returns whether it did, so that apt's lists
+/// get refreshed.
+fn add_backports_source() -> Result<bool> {
+    if !on_path("apt-get") {
+        return Ok(false);
+    }
+    match crate::vm::backports()? {
+        Backports::Present => Ok(false),
+        Backports::OtherRelease(codename) => {
+            println!(
+                "setup: this is Debian `{codename}`, not bookworm: vm-test's guest kernels come \
+                 from bookworm and bookworm-backports and will not be found"
+            );
+            Ok(false)
+        }
+        Backports::Missing { file, text } if is_root() => {
+            println!(
+                "setup: adding bookworm-backports to apt's sources ({})",
+                file.display()
+            );
+            std::fs::write(&file, text)
+                .with_context(|| format!("could not write {}", file.display()))?;
+            Ok(true)
+        }
+        Backports::Missing { file, text } => {
+            println!(
+                "setup: vm-test needs bookworm-backports in apt's sources; as root, write {} with:\n{text}",
+                file.display()
+            );
+            Ok(false)
+        }
+    }
+}
+
 /// Installs the missing ones of `packages` with one `apt-get update` and one
-/// `apt-get install`.
-fn install_packages(packages: &[&str]) -> Result<()> {
+/// `apt-get install`; updates apt's lists anyway if `update` (a new source).
+fn install_packages(packages: &[&str], update: bool) -> Result<()> {
     if !on_path("dpkg-query") {
         // A laptop on another distribution (the nightly route): its own package
         // manager is its owner's business.
@@ -153,6 +208,9 @@ fn install_packages(packages: &[&str]) -> Result<()> {
         .filter(|p| !installed.contains(p))
         .collect();
     if missing.is_empty() {
+        if update {
+            run(Command::new("apt-get").arg("update"))?;
+        }
         return Ok(());
     }
     let names = missing.join(" ");
@@ -173,14 +231,7 @@ fn install_packages(packages: &[&str]) -> Result<()> {
 /// Installs bpf-linker outside the repository, so that every clone on this
 /// machine shares it, and returns the directory holding the binary.
 fn install_bpf_linker(route: Route) -> Result<PathBuf> {
-    let root = match env::var_os("TRACER_TOOLCHAIN_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(
-            env::var_os("HOME").context("HOME is not set (or set TRACER_TOOLCHAIN_DIR)")?,
-        )
-        .join(".cache/tracer-toolchain"),
-    }
-    .join("bpf-linker");
+    let root = toolchain_dir()?.join("bpf-linker");
     let bin = root.join("bin");
     let present = probe(Command::new(bin.join("bpf-linker")).arg("--version"))
         .is_some_and(|out| out.split_whitespace().last() == Some(BPF_LINKER_VERSION));

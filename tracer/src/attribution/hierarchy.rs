@@ -80,6 +80,18 @@ impl CgroupIndex {
         self.roots.contains_key(&hierarchy)
     }
 
+    pub fn root(&self, hierarchy: Hierarchy) -> Option<&Path> {
+        self.roots.get(&hierarchy).map(PathBuf::as_path)
+    }
+
+    /// Where the memory controller is: its v1 hierarchy on v1 and hybrid
+    /// hosts, else cgroup2.
+    pub fn memory_hierarchy(&self) -> Option<Hierarchy> {
+        [Hierarchy::V1Memory, Hierarchy::V2]
+            .into_iter()
+            .find(|h| self.has(*h))
+    }
+
     /// The cgroup path ("/kubepods/burstable/pod.../<id>") of cgroup `id`, or
     /// `None` when it is not (or no longer) there.
     pub fn path(&mut self, hierarchy: Hierarchy, id: u64) -> Option<Arc<str>> {

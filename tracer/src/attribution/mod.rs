@@ -250,6 +250,9 @@ impl Attributor {
             .iter()
             .find(|a| a.pod.is_some())
             .or_else(|| candidates.iter().find(|a| a.container.is_some()))
+            // On hybrid hosts most processes sit at the cgroup2 root while
+            // their v1 memory cgroup says more.
+            .or_else(|| candidates.iter().find(|a| a.cgroup != "/"))
             .or_else(|| candidates.first())?
             .clone();
         if self.by_ids.len() >= self.capacity {
@@ -257,6 +260,35 @@ impl Attributor {
         }
         self.by_ids.insert((v2_id, v1_id), chosen.clone());
         Some(self.refresh(&chosen))
+    }
+
+    /// The memory cgroup with kernfs id `id` (as the OOM records name them):
+    /// its path in the memory controller's hierarchy and its directory.
+    pub fn memory_cgroup(&mut self, id: u64) -> Option<(Arc<str>, PathBuf)> {
+        let hierarchy = self.index.memory_hierarchy()?;
+        let path = self.index.path(hierarchy, id)?;
+        let dir = self
+            .index
+            .root(hierarchy)?
+            .join(path.trim_start_matches('/'));
+        Some((path, dir))
+    }
+
+    /// The directory of a memory cgroup path.
+    pub fn memory_cgroup_dir(&self, path: &str) -> Option<PathBuf> {
+        let hierarchy = self.index.memory_hierarchy()?;
+        Some(
+            self.index
+                .root(hierarchy)?
+                .join(path.trim_start_matches('/')),
+        )
+    }
+
+    /// The attribution of a cgroup path (a pod-level cgroup gives the pod
+    /// without a container).
+    pub fn for_cgroup_path(&mut self, path: &str) -> Arc<Attribution> {
+        let attribution = self.intern(cgroup::parse_cgroup_path(path));
+        self.refresh(&attribution)
     }
 
     pub fn kubelet(&mut self) -> &mut kubelet::KubeletDirectory {

@@ -7,7 +7,10 @@ use serde::Serialize;
 use crate::{
     attribution::Attribution,
     clock::Clock,
-    event::{Ancestor, Event, ExitEvent, ProcessRef, SignalCause, SignalEvent},
+    event::{
+        Ancestor, Event, ExitEvent, NodeMemory, OomEvent, OomVictim, ProcessRef, SignalCause,
+        SignalEvent,
+    },
     signals::{signal_name, ExitStatus},
 };
 
@@ -76,6 +79,62 @@ struct CauseJson<'a> {
 }
 
 #[derive(Serialize)]
+struct MemcgJson<'a> {
+    path: &'a str,
+    limit_bytes: u64,
+    usage_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    oom_kills: Option<u64>,
+    #[serde(flatten)]
+    attribution: &'a Attribution,
+}
+
+#[derive(Serialize)]
+struct VictimJson<'a> {
+    process: ProcessJson<'a>,
+    anon_rss_bytes: Option<u64>,
+    file_rss_bytes: Option<u64>,
+    shmem_rss_bytes: Option<u64>,
+    total_vm_bytes: Option<u64>,
+    pgtables_bytes: Option<u64>,
+    oom_score_adj: Option<i64>,
+    uid: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct NodeMemoryJson {
+    total_bytes: u64,
+    free_bytes: u64,
+    available_bytes: u64,
+}
+
+#[derive(Serialize)]
+struct KernelLogJson<'a> {
+    constraint: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    oom_memcg: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task_memcg: Option<&'a str>,
+    task: &'a str,
+    pid: u32,
+}
+
+#[derive(Serialize)]
+struct OomBody<'a> {
+    /// "cgroup" or "system".
+    scope: &'static str,
+    scope_source: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memcg: Option<MemcgJson<'a>>,
+    trigger: ProcessJson<'a>,
+    victims: Vec<VictimJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel_log: Option<KernelLogJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node_memory: Option<NodeMemoryJson>,
+}
+
+#[derive(Serialize)]
 struct ExitBody<'a> {
     process: ProcessJson<'a>,
     ppid: u32,
@@ -87,6 +146,8 @@ struct ExitBody<'a> {
     killed_by: Option<String>,
     core_dumped: bool,
     wait_status: u32,
+    /// The OOM killer killed it (see the `oom` record before this one).
+    oom_killed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     after_signal: Option<CauseJson<'a>>,
 }
@@ -111,6 +172,17 @@ pub fn write_event(
                 mono_ns: s.mono_ns,
                 node,
                 body: signal_body(s, clock),
+            },
+        ),
+        Event::Oom(o) => serde_json::to_writer(
+            out,
+            &Envelope {
+                schema: SCHEMA_VERSION,
+                kind: "oom",
+                time,
+                mono_ns: o.mono_ns,
+                node,
+                body: oom_body(o, clock),
             },
         ),
         Event::Exit(e) => serde_json::to_writer(
@@ -209,6 +281,51 @@ fn cause<'a>(c: &'a SignalCause, clock: &Clock) -> CauseJson<'a> {
     }
 }
 
+fn victim<'a>(v: &'a OomVictim, clock: &Clock) -> VictimJson<'a> {
+    VictimJson {
+        process: process(&v.process, clock),
+        anon_rss_bytes: v.anon_rss_bytes,
+        file_rss_bytes: v.file_rss_bytes,
+        shmem_rss_bytes: v.shmem_rss_bytes,
+        total_vm_bytes: v.total_vm_bytes,
+        pgtables_bytes: v.pgtables_bytes,
+        oom_score_adj: v.oom_score_adj,
+        uid: v.uid,
+    }
+}
+
+fn node_memory(m: &NodeMemory) -> NodeMemoryJson {
+    NodeMemoryJson {
+        total_bytes: m.total_bytes,
+        free_bytes: m.free_bytes,
+        available_bytes: m.available_bytes,
+    }
+}
+
+fn oom_body<'a>(o: &'a OomEvent, clock: &Clock) -> OomBody<'a> {
+    OomBody {
+        scope: o.scope.as_str(),
+        scope_source: o.scope_source,
+        memcg: o.memcg.as_ref().map(|m| MemcgJson {
+            path: &m.path,
+            limit_bytes: m.limit_bytes,
+            usage_bytes: m.usage_bytes,
+            oom_kills: m.oom_kills,
+            attribution: &m.attribution,
+        }),
+        trigger: process(&o.trigger, clock),
+        victims: o.victims.iter().map(|v| victim(v, clock)).collect(),
+        kernel_log: o.kernel_log.as_ref().map(|k| KernelLogJson {
+            constraint: &k.constraint,
+            oom_memcg: k.oom_memcg.as_deref(),
+            task_memcg: k.task_memcg.as_deref(),
+            task: &k.task,
+            pid: k.pid,
+        }),
+        node_memory: o.node_memory.as_ref().map(node_memory),
+    }
+}
+
 fn exit_body<'a>(e: &'a ExitEvent, clock: &Clock) -> ExitBody<'a> {
     let (exit_status, killed_by, core_dumped) = match e.status {
         ExitStatus::Exited(code) => (Some(code), None, false),
@@ -224,6 +341,7 @@ fn exit_body<'a>(e: &'a ExitEvent, clock: &Clock) -> ExitBody<'a> {
         killed_by,
         core_dumped,
         wait_status: e.wait_status,
+        oom_killed: e.cause.is_some_and(|c| c.oom_kill),
         after_signal: e.cause.as_ref().map(|c| cause(c, clock)),
     }
 }
@@ -373,6 +491,7 @@ mod tests {
                 code: decode_si_code(9, 0),
                 sender_pid: 23549,
                 sender_comm: Comm::from_str_lossy("pkill"),
+                oom_kill: false,
             }),
         });
         let v = encode(&event);

@@ -5,8 +5,9 @@ use std::fmt::Write as _;
 
 use crate::{
     attribution::Attribution,
-    event::{Event, ExitEvent, ProcessRef, SignalEvent},
+    event::{Event, ExitEvent, OomEvent, OomScope, ProcessRef, SignalEvent},
     signals::{signal_name, ExitStatus, Origin},
+    size::format_size,
 };
 
 /// Renders `event` into `out` (cleared first), lines separated by '\n',
@@ -16,6 +17,7 @@ pub fn write_event(out: &mut String, event: &Event) {
     match event {
         Event::Signal(s) => signal(out, s),
         Event::Exit(e) => exit(out, e),
+        Event::Oom(o) => oom(out, o),
     }
 }
 
@@ -83,6 +85,9 @@ fn exit(out: &mut String, e: &ExitEvent) {
     label(out, &e.process.attribution);
     out.push_str(" exited: ");
     match e.status {
+        ExitStatus::Signaled { .. } if e.cause.is_some_and(|c| c.oom_kill) => {
+            out.push_str("OOM-killed")
+        }
         ExitStatus::Signaled { sig, core_dumped } => {
             let _ = write!(out, "killed by {}", signal_name(sig));
             if let Some(c) = &e.cause {
@@ -110,4 +115,68 @@ fn exit(out: &mut String, e: &ExitEvent) {
         }
     }
     let _ = writeln!(out, " (exit code {})", e.status.exit_code());
+}
+
+fn size(bytes: Option<u64>) -> String {
+    bytes.map(format_size).unwrap_or_else(|| "?".into())
+}
+
+fn oom(out: &mut String, o: &OomEvent) {
+    out.push_str("OOM kill (");
+    match (o.scope, &o.memcg) {
+        (OomScope::Cgroup, Some(m)) => {
+            let label = m.attribution.label();
+            let place = if label.is_empty() {
+                "memory cgroup".to_owned()
+            } else {
+                label
+            };
+            let _ = write!(
+                out,
+                "cgroup OOM in {place}: limit {}, usage {}, memcg {}",
+                format_size(m.limit_bytes),
+                format_size(m.usage_bytes),
+                m.path
+            );
+        }
+        (OomScope::Cgroup, None) => out.push_str("cgroup OOM"),
+        (OomScope::System, _) => {
+            out.push_str("system OOM");
+            if let Some(n) = &o.node_memory {
+                let _ = write!(
+                    out,
+                    ": node memory {}, available {}, free {}",
+                    format_size(n.total_bytes),
+                    format_size(n.available_bytes),
+                    format_size(n.free_bytes)
+                );
+            }
+        }
+    }
+    out.push_str("): killed ");
+    for (i, v) in o.victims.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        process(out, &v.process);
+        label(out, &v.process.attribution);
+    }
+    out.push('\n');
+    for v in &o.victims {
+        let _ = write!(
+            out,
+            "  {}({}): rss anon {}, file {}, shmem {}; oom_score_adj {}",
+            v.process.comm,
+            v.process.pid,
+            size(v.anon_rss_bytes),
+            size(v.file_rss_bytes),
+            size(v.shmem_rss_bytes),
+            v.oom_score_adj
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "?".into())
+        );
+        out.push_str("; triggered by ");
+        process(out, &o.trigger);
+        out.push('\n');
+    }
 }

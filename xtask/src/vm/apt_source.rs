@@ -17,7 +17,10 @@ pub enum Backports {
     /// Not a bookworm system: its suites do not hold the guest kernels.
     OtherRelease(String),
     /// The source file to write.
-    Missing { file: PathBuf, text: String },
+    Missing {
+        file: PathBuf,
+        text: String,
+    },
 }
 
 /// Whether apt knows bookworm-backports, and if not, the source that adds it.

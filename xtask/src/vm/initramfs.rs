@@ -161,8 +161,7 @@ fn shared_libraries(elf: &Path) -> Result<Vec<PathBuf>> {
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        if text.contains("not a dynamic executable") || err.contains("not a dynamic executable")
-        {
+        if text.contains("not a dynamic executable") || err.contains("not a dynamic executable") {
             return Ok(Vec::new());
         }
         bail!("`ldd {}` failed: {}", elf.display(), err.trim());
@@ -308,7 +307,9 @@ impl Tree {
                     archive.file(path, *perm, bytes.len() as u64, &bytes[..])?
                 }
                 Entry::Symlink(target) => archive.symlink(path, target)?,
-                Entry::CharDevice(major, minor) => archive.char_device(path, 0o600, *major, *minor)?,
+                Entry::CharDevice(major, minor) => {
+                    archive.char_device(path, 0o600, *major, *minor)?
+                }
             }
         }
         archive.finish()?;
