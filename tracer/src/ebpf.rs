@@ -274,15 +274,8 @@ mod tests {
         let offsets = kernel_btf::resolve(&btf).expect("offsets").offsets;
         let mut hooks = HOOKS.to_vec();
         hooks[1].tracepoint = "no_such_tracepoint";
-        let loaded = load(
-            &offsets,
-            &Config {
-                signal_mask: u64::MAX,
-            },
-            &hooks,
-            4096,
-        )
-        .expect("load");
+        let config = config(crate::signals::SignalSet::all(), None);
+        let loaded = load(&offsets, &config, &hooks, 4096).expect("load");
         let error = loaded.hooks[1]
             .attached
             .as_ref()

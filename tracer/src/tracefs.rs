@@ -26,7 +26,7 @@ impl Format {
     }
 
     /// Parses lines like
-    /// `field:unsigned long total_vm;	offset:16;	size:8;	signed:0;`.
+    /// `field:unsigned long total_vm; offset:16; size:8; signed:0;` (tab-separated).
     pub fn parse(text: &str) -> Self {
         let mut fields = HashMap::new();
         for line in text.lines() {

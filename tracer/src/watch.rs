@@ -116,7 +116,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
                 _ = tick.tick() => {
                     flush(&mut explainer, Clock::now_mono_ns(), &mut output, &mut state)?;
                     ticks += 1;
-                    if ticks % 10 == 0 {
+                    if ticks.is_multiple_of(10) {
                         report_losses(&lost_map, &mut output, &mut state)?;
                     }
                 }
