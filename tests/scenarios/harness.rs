@@ -209,6 +209,47 @@ impl Pod {
     }
 }
 
+impl Pod {
+    /// Sets the memory limit of `cgroup` (the pod's or a container's):
+    /// `memory.max` on cgroup v2, `memory.limit_in_bytes` on v1. On v2 the
+    /// memory controller is first enabled on the way down to it.
+    pub fn set_memory_limit(&self, cgroup: &Path, bytes: u64) {
+        let v2 =
+            cgroup.join("memory.max").exists() || !cgroup.join("memory.limit_in_bytes").exists();
+        if v2 {
+            let root = v2_hierarchy();
+            let mut dirs: Vec<&Path> = cgroup
+                .ancestors()
+                .take_while(|d| d.starts_with(&root) && *d != root)
+                .collect();
+            dirs.push(&root);
+            for dir in dirs.iter().skip(1).rev() {
+                fs::write(dir.join("cgroup.subtree_control"), "+memory").unwrap_or_else(|e| {
+                    panic!("enabling the memory controller in {}: {e}", dir.display())
+                });
+            }
+            fs::write(cgroup.join("memory.max"), bytes.to_string()).expect("memory.max");
+            fs::write(cgroup.join("memory.swap.max"), "0").ok();
+        } else {
+            fs::write(cgroup.join("memory.limit_in_bytes"), bytes.to_string())
+                .expect("memory.limit_in_bytes");
+        }
+    }
+
+    /// The cgroup's own count of OOM kills.
+    pub fn oom_kills(cgroup: &Path) -> u64 {
+        ["memory.events", "memory.oom_control"]
+            .iter()
+            .find_map(|f| fs::read_to_string(cgroup.join(f)).ok())
+            .and_then(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("oom_kill "))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or_else(|| panic!("no oom_kill counter in {}", cgroup.display()))
+    }
+}
+
 impl Drop for Pod {
     fn drop(&mut self) {
         // Kill what is left in the test's cgroups, then remove them leaf first.
@@ -252,9 +293,20 @@ fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
 /// Starts `program args` already inside `cgroup`: a shell moves itself there
 /// and then execs, as a container runtime does before the container starts.
 pub fn spawn_in_cgroup(cgroup: &Path, program: &Path, args: &[&str]) -> Child {
+    spawn_in_cgroup_with_oom_score_adj(cgroup, 0, program, args)
+}
+
+/// The same, with the process's `oom_score_adj` set first (kubelet sets it
+/// from the pod's QoS class).
+pub fn spawn_in_cgroup_with_oom_score_adj(
+    cgroup: &Path,
+    oom_score_adj: i32,
+    program: &Path,
+    args: &[&str],
+) -> Child {
     Command::new("sh")
         .arg("-c")
-        .arg(r#"echo $$ > "$0/cgroup.procs" && exec "$@""#)
+        .arg(format!(r#"echo $$ > "$0/cgroup.procs" && echo {oom_score_adj} > /proc/self/oom_score_adj && exec "$@""#))
         .arg(cgroup)
         .arg(program)
         .args(args)

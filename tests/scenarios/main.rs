@@ -5,4 +5,5 @@
 
 mod bad_input;
 mod harness;
+mod oom;
 mod signals;

@@ -235,7 +235,9 @@ impl Explainer {
         self.correlator.forget(fields.pid);
         let victim_task = self.victim_task(fields.pid, r);
         let victim = OomVictim {
-            process: self.process_ref(&victim_task, true),
+            // From the table: a process being killed reads as the root
+            // cgroup in /proc already.
+            process: self.process_ref(&victim_task, false),
             anon_rss_bytes: fields.anon_rss_bytes,
             file_rss_bytes: fields.file_rss_bytes,
             shmem_rss_bytes: fields.shmem_rss_bytes,
