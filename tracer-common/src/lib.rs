@@ -22,10 +22,18 @@ pub enum RecordKind {
     Exec = 3,
     Exit = 4,
     Oom = 5,
+    OomControl = 6,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 5] = [Self::Signal, Self::Fork, Self::Exec, Self::Exit, Self::Oom];
+    pub const ALL: [RecordKind; 6] = [
+        Self::Signal,
+        Self::Fork,
+        Self::Exec,
+        Self::Exit,
+        Self::Oom,
+        Self::OomControl,
+    ];
 
     pub fn from_raw(raw: u32) -> Option<Self> {
         Self::ALL.into_iter().find(|kind| *kind as u32 == raw)
@@ -43,6 +51,7 @@ impl RecordKind {
             Self::Exec => "exec",
             Self::Exit => "exit",
             Self::Oom => "oom",
+            Self::OomControl => "oom_control",
         }
     }
 }
@@ -183,6 +192,24 @@ pub struct OomRecord {
     pub levels: [MemcgLevel; MEMCG_LEVELS],
 }
 
+/// `out_of_memory(oc)` entered (an optional exact hook: fentry or kprobe,
+/// where the kernel allows them). `oc->memcg` says exactly whether this is a
+/// cgroup OOM and for which memory cgroup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct OomControlRecord {
+    pub header: Header,
+    /// The task that ran into the OOM.
+    pub trigger_tgid: u32,
+    /// 1 when `oc->memcg` is set: a memory cgroup's limit was hit.
+    pub cgroup_oom: u32,
+    /// That memory cgroup's kernfs id (0 for a system OOM).
+    pub memcg_cgroup_id: u64,
+    /// `oc->order` of the allocation that failed (-1 for a forced OOM).
+    pub order: i32,
+    pub _pad: u32,
+}
+
 /// Member offsets in kernel structs, read from the running kernel's BTF by
 /// userspace and passed to the BPF programs as a read-only global: rustc emits
 /// no CO-RE relocations, so the programs cannot ask the loader for them.
@@ -220,6 +247,9 @@ pub struct KernelOffsets {
     /// `mem_cgroup.memory.usage` and `mem_cgroup.memory.max` (a page_counter).
     pub memcg_usage: u32,
     pub memcg_max: u32,
+    /// `oom_control.memcg` and `oom_control.order`.
+    pub oom_control_memcg: u32,
+    pub oom_control_order: u32,
 }
 
 pub const OFFSET_UNKNOWN: u32 = u32::MAX;
@@ -245,6 +275,8 @@ impl KernelOffsets {
         memcg_css: OFFSET_UNKNOWN,
         memcg_usage: OFFSET_UNKNOWN,
         memcg_max: OFFSET_UNKNOWN,
+        oom_control_memcg: OFFSET_UNKNOWN,
+        oom_control_order: OFFSET_UNKNOWN,
     };
 }
 

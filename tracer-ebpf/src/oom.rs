@@ -6,13 +6,14 @@
 //! (a limit reached on the way up) from a system OOM, and which limit it was.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_task, bpf_probe_read_kernel_str_bytes},
-    macros::tracepoint,
-    programs::TracePointContext,
+    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel_str_bytes},
+    macros::{fentry, kprobe, tracepoint},
+    programs::{FEntryContext, ProbeContext, TracePointContext},
     EbpfContext as _,
 };
 use tracer_common::{
-    MemcgLevel, OomRecord, RecordKind, COMM_LEN, MEMCG_LEVELS, OFFSET_UNKNOWN, OOM_RAW_MAX,
+    MemcgLevel, OomControlRecord, OomRecord, RecordKind, COMM_LEN, MEMCG_LEVELS, OFFSET_UNKNOWN,
+    OOM_RAW_MAX,
 };
 
 use crate::{
@@ -91,4 +92,49 @@ fn walk_memcgs(
         css = kernel::read::<KPtr>(css, o.css_parent).unwrap_or(0);
     }
     len
+}
+
+/// The exact hook, as fentry (cheapest; needs the kernel's BTF and a policy
+/// that allows it) ...
+#[fentry(function = "out_of_memory")]
+pub fn out_of_memory_fentry(ctx: FEntryContext) -> i32 {
+    record_oom_control(ctx.arg::<KPtr>(0));
+    0
+}
+
+/// ... or as a kprobe where fentry is refused. Without either, the scope comes
+/// from the memory counters read at `mark_victim`.
+#[kprobe]
+pub fn out_of_memory_kprobe(ctx: ProbeContext) -> u32 {
+    record_oom_control(ctx.arg::<KPtr>(0).unwrap_or(0));
+    0
+}
+
+#[inline(always)]
+fn record_oom_control(oc: KPtr) {
+    if oc == 0 {
+        return;
+    }
+    let Some(mut entry) = ring::reserve::<OomControlRecord>(RecordKind::OomControl) else {
+        return;
+    };
+    let o = kernel::offsets();
+    let memcg = kernel::read::<KPtr>(oc, o.oom_control_memcg).unwrap_or(0);
+    let memcg_cgroup_id = if memcg != 0 && o.memcg_css != OFFSET_UNKNOWN {
+        kernel::read::<KPtr>(memcg + o.memcg_css as u64, o.css_cgroup)
+            .map(|cgroup| kernel::cgroup_id(cgroup, &o))
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    let rec = entry.as_mut_ptr();
+    unsafe {
+        (*rec).header = ring::header(RecordKind::OomControl);
+        (*rec).trigger_tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        (*rec).cgroup_oom = (memcg != 0) as u32;
+        (*rec).memcg_cgroup_id = memcg_cgroup_id;
+        (*rec).order = kernel::read::<i32>(oc, o.oom_control_order).unwrap_or(-1);
+        (*rec)._pad = 0;
+    }
+    entry.submit(0);
 }

@@ -66,9 +66,9 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         ) {
             Ok(loaded) => {
                 for h in &loaded.hooks {
-                    let label = format!("hook {}", h.hook.program);
+                    let label = format!("hook {}", h.hook.name);
                     match &h.attached {
-                        Ok(()) => println!("{label:<30} ok: {}", h.hook.describe()),
+                        Ok(attach) => println!("{label:<30} ok: {}", attach.describe()),
                         Err(e) => {
                             ok &= !h.hook.essential;
                             println!("{label:<30} OFF ({}): {e}", h.hook.without_it);

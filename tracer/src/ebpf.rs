@@ -5,84 +5,142 @@
 use anyhow::{Context as _, Result};
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::{RawTracePoint, TracePoint},
-    Ebpf, EbpfLoader,
+    programs::{FEntry, KProbe, RawTracePoint, TracePoint},
+    Btf, Ebpf, EbpfLoader,
 };
 use tracer_common::{names, Config, KernelOffsets, LOST_SLOTS};
 
 /// The object built from `tracer-ebpf` by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
 
-/// One program and the kernel hook it needs.
+/// One way of attaching a program to the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    /// A raw tracepoint: the tracepoint's arguments as the kernel passes them.
+    RawTracepoint {
+        program: &'static str,
+        tracepoint: &'static str,
+    },
+    /// A classic tracepoint: the trace record, decoded with its format.
+    Tracepoint {
+        program: &'static str,
+        group: &'static str,
+        name: &'static str,
+    },
+    /// fentry on a kernel function (needs the kernel's BTF and a policy allowing it).
+    FEntry {
+        program: &'static str,
+        function: &'static str,
+    },
+    /// kprobe on a kernel function (needs CONFIG_KPROBES).
+    KProbe {
+        program: &'static str,
+        function: &'static str,
+    },
+}
+
+impl Attach {
+    /// "raw tracepoint signal_generate", "fentry out_of_memory".
+    pub fn describe(&self) -> String {
+        match self {
+            Self::RawTracepoint { tracepoint, .. } => format!("raw tracepoint {tracepoint}"),
+            Self::Tracepoint { group, name, .. } => format!("tracepoint {group}:{name}"),
+            Self::FEntry { function, .. } => format!("fentry {function}"),
+            Self::KProbe { function, .. } => format!("kprobe {function}"),
+        }
+    }
+}
+
+/// Something tracer watches, and the ways to attach to it, best first: the
+/// first that the kernel accepts is used.
 #[derive(Debug, Clone, Copy)]
 pub struct Hook {
-    /// Program name in the object.
-    pub program: &'static str,
-    /// Tracepoint group (tracefs `events/<group>`) and name it attaches to.
-    pub group: &'static str,
-    pub tracepoint: &'static str,
-    /// A raw tracepoint (arguments as the kernel passes them) or a classic
-    /// one (the trace record, decoded with its format).
-    pub raw: bool,
-    /// What the user loses when it cannot attach.
+    pub name: &'static str,
+    pub candidates: &'static [Attach],
+    /// What the user loses when none attaches.
     pub without_it: &'static str,
     /// Whether tracer has anything to say without it.
     pub essential: bool,
 }
 
-pub const HOOKS: [Hook; 5] = [
+impl Hook {
+    /// The tracefs event of a tracepoint hook, to check that the kernel has it.
+    pub fn tracepoint(&self) -> Option<(&'static str, &'static str)> {
+        self.candidates.iter().find_map(|c| match *c {
+            Attach::RawTracepoint { tracepoint, .. } if tracepoint.starts_with("signal_") => {
+                Some(("signal", tracepoint))
+            }
+            Attach::RawTracepoint { tracepoint, .. } => Some(("sched", tracepoint)),
+            Attach::Tracepoint { group, name, .. } => Some((group, name)),
+            _ => None,
+        })
+    }
+}
+
+pub const HOOKS: [Hook; 6] = [
     Hook {
-        program: "signal_generate",
-        group: "signal",
-        tracepoint: "signal_generate",
-        raw: true,
+        name: "signal",
+        candidates: &[Attach::RawTracepoint {
+            program: "signal_generate",
+            tracepoint: "signal_generate",
+        }],
         without_it: "no signal events",
         essential: true,
     },
     Hook {
-        program: "sched_process_fork",
-        group: "sched",
-        tracepoint: "sched_process_fork",
-        raw: true,
+        name: "fork",
+        candidates: &[Attach::RawTracepoint {
+            program: "sched_process_fork",
+            tracepoint: "sched_process_fork",
+        }],
         without_it: "processes started after tracer are attributed late or not at all",
         essential: false,
     },
     Hook {
-        program: "sched_process_exec",
-        group: "sched",
-        tracepoint: "sched_process_exec",
-        raw: true,
+        name: "exec",
+        candidates: &[Attach::RawTracepoint {
+            program: "sched_process_exec",
+            tracepoint: "sched_process_exec",
+        }],
         without_it: "processes that exec after tracer started keep their old name and cgroup",
         essential: false,
     },
     Hook {
-        program: "sched_process_exit",
-        group: "sched",
-        tracepoint: "sched_process_exit",
-        raw: true,
+        name: "exit",
+        candidates: &[Attach::RawTracepoint {
+            program: "sched_process_exit",
+            tracepoint: "sched_process_exit",
+        }],
         without_it: "no exit records: exit codes after a signal are not reported",
         essential: false,
     },
     Hook {
-        program: "mark_victim",
-        group: "oom",
-        tracepoint: "mark_victim",
-        raw: false,
+        name: "oom",
+        candidates: &[Attach::Tracepoint {
+            program: "mark_victim",
+            group: "oom",
+            name: "mark_victim",
+        }],
         without_it: "no OOM kill events",
         essential: false,
     },
+    Hook {
+        name: "oom_control",
+        candidates: &[
+            Attach::FEntry {
+                program: "out_of_memory_fentry",
+                function: "out_of_memory",
+            },
+            Attach::KProbe {
+                program: "out_of_memory_kprobe",
+                function: "out_of_memory",
+            },
+        ],
+        without_it:
+            "OOM scope and memory cgroup from the memory counters and the kernel log instead",
+        essential: false,
+    },
 ];
-
-impl Hook {
-    /// "raw tracepoint signal_generate", "tracepoint oom:mark_victim".
-    pub fn describe(&self) -> String {
-        if self.raw {
-            format!("raw tracepoint {}", self.tracepoint)
-        } else {
-            format!("tracepoint {}:{}", self.group, self.tracepoint)
-        }
-    }
-}
 
 /// The settings the programs read: the signal set, and where the fields of
 /// the OOM record are on this kernel (from its tracefs format).
@@ -106,8 +164,8 @@ pub fn config(
 #[derive(Debug)]
 pub struct HookStatus {
     pub hook: Hook,
-    /// `Err` holds the one-line reason the hook is off.
-    pub attached: Result<(), String>,
+    /// The way it attached, or why none did (one line per candidate tried).
+    pub attached: Result<Attach, String>,
 }
 
 pub struct Loaded {
@@ -140,7 +198,7 @@ pub fn load(
         .iter()
         .map(|hook| HookStatus {
             hook: *hook,
-            attached: attach(&mut ebpf, hook),
+            attached: attach_first(&mut ebpf, hook),
         })
         .collect();
     let events = RingBuf::try_from(ebpf.take_map(names::EVENTS).context("map EVENTS missing")?)
@@ -158,42 +216,66 @@ pub fn load(
 /// Loads `program` and attaches it to the raw tracepoint `tracepoint`.
 /// Errors are flattened to one line, with the verifier's last words when the
 /// kernel refused the program.
-pub fn attach(ebpf: &mut Ebpf, hook: &Hook) -> Result<(), String> {
-    let Hook {
-        program,
-        group,
-        tracepoint,
-        ..
-    } = *hook;
+/// Tries the hook's candidates in order; the first that attaches wins.
+fn attach_first(ebpf: &mut Ebpf, hook: &Hook) -> Result<Attach, String> {
+    let mut reasons = Vec::new();
+    for candidate in hook.candidates {
+        match attach(ebpf, candidate) {
+            Ok(()) => return Ok(*candidate),
+            Err(e) => reasons.push(e),
+        }
+    }
+    Err(reasons.join("; "))
+}
+
+/// Loads the candidate's program and attaches it. Errors are flattened to
+/// one line, with the verifier's last words when the kernel refused it.
+pub fn attach(ebpf: &mut Ebpf, candidate: &Attach) -> Result<(), String> {
+    let program = match *candidate {
+        Attach::RawTracepoint { program, .. }
+        | Attach::Tracepoint { program, .. }
+        | Attach::FEntry { program, .. }
+        | Attach::KProbe { program, .. } => program,
+    };
     let prog = ebpf
         .program_mut(program)
         .ok_or_else(|| format!("program {program} is not in the BPF object"))?;
-    let refused =
-        |e: &dyn std::fmt::Display| one_line(&format!("kernel refused program {program}: {e}"));
-    if hook.raw {
-        let prog: &mut RawTracePoint = prog
-            .try_into()
-            .map_err(|e| format!("program {program}: {e}"))?;
-        if prog.fd().is_err() {
-            prog.load().map_err(|e| refused(&e))?;
+    let what = candidate.describe();
+    let refused = |e: &dyn std::fmt::Display| {
+        one_line(&format!("{what}: kernel refused program {program}: {e}"))
+    };
+    let failed = |e: &dyn std::fmt::Display| one_line(&format!("{what}: cannot attach: {e}"));
+    let wrong = |e: &dyn std::fmt::Display| format!("program {program}: {e}");
+    match *candidate {
+        Attach::RawTracepoint { tracepoint, .. } => {
+            let prog: &mut RawTracePoint = prog.try_into().map_err(|e| wrong(&e))?;
+            if prog.fd().is_err() {
+                prog.load().map_err(|e| refused(&e))?;
+            }
+            prog.attach(tracepoint).map(drop).map_err(|e| failed(&e))
         }
-        prog.attach(tracepoint).map(drop).map_err(|e| {
-            one_line(&format!(
-                "cannot attach to raw tracepoint {tracepoint}: {e}"
-            ))
-        })
-    } else {
-        let prog: &mut TracePoint = prog
-            .try_into()
-            .map_err(|e| format!("program {program}: {e}"))?;
-        if prog.fd().is_err() {
-            prog.load().map_err(|e| refused(&e))?;
+        Attach::Tracepoint { group, name, .. } => {
+            let prog: &mut TracePoint = prog.try_into().map_err(|e| wrong(&e))?;
+            if prog.fd().is_err() {
+                prog.load().map_err(|e| refused(&e))?;
+            }
+            prog.attach(group, name).map(drop).map_err(|e| failed(&e))
         }
-        prog.attach(group, tracepoint).map(drop).map_err(|e| {
-            one_line(&format!(
-                "cannot attach to tracepoint {group}:{tracepoint}: {e}"
-            ))
-        })
+        Attach::FEntry { function, .. } => {
+            let prog: &mut FEntry = prog.try_into().map_err(|e| wrong(&e))?;
+            if prog.fd().is_err() {
+                let btf = Btf::from_sys_fs().map_err(|e| failed(&e))?;
+                prog.load(function, &btf).map_err(|e| refused(&e))?;
+            }
+            prog.attach().map(drop).map_err(|e| failed(&e))
+        }
+        Attach::KProbe { function, .. } => {
+            let prog: &mut KProbe = prog.try_into().map_err(|e| wrong(&e))?;
+            if prog.fd().is_err() {
+                prog.load().map_err(|e| refused(&e))?;
+            }
+            prog.attach(function, 0).map(drop).map_err(|e| failed(&e))
+        }
     }
 }
 
@@ -273,7 +355,10 @@ mod tests {
             kernel_btf::load(std::path::Path::new(kernel_btf::DEFAULT_BTF)).expect("kernel BTF");
         let offsets = kernel_btf::resolve(&btf).expect("offsets").offsets;
         let mut hooks = HOOKS.to_vec();
-        hooks[1].tracepoint = "no_such_tracepoint";
+        hooks[1].candidates = &[Attach::RawTracepoint {
+            program: "sched_process_fork",
+            tracepoint: "no_such_tracepoint",
+        }];
         let config = config(crate::signals::SignalSet::all(), None);
         let loaded = load(&offsets, &config, &hooks, 4096).expect("load");
         let error = loaded.hooks[1]
@@ -282,8 +367,17 @@ mod tests {
             .expect_err("bogus hook must fail");
         assert!(error.contains("no_such_tracepoint"), "{error}");
         assert!(!error.contains('\n'), "one line: {error}");
-        for (i, status) in loaded.hooks.iter().enumerate().filter(|(i, _)| *i != 1) {
-            assert!(status.attached.is_ok(), "hook {i} {:?}", status.attached);
+        for status in loaded
+            .hooks
+            .iter()
+            .filter(|h| h.hook.essential || h.hook.name == "exec" || h.hook.name == "exit")
+        {
+            assert!(
+                status.attached.is_ok(),
+                "hook {} {:?}",
+                status.hook.name,
+                status.attached
+            );
         }
     }
 }

@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use tracer_common::{ExitRecord, OomRecord, SignalRecord, Task};
+use tracer_common::{ExitRecord, OomControlRecord, OomRecord, SignalRecord, Task};
 
 use crate::{
     attribution::Attributor,
@@ -29,6 +29,8 @@ use crate::{
 
 /// How long a kernel SIGKILL waits for the OOM record that may explain it.
 const HOLD_KILL_NS: u64 = 100_000_000;
+/// How far back an `out_of_memory` entry may be for the kill it explains.
+const OOM_CONTROL_NS: u64 = 2_000_000_000;
 /// How long an OOM event waits for more victims of the same kill.
 const HOLD_OOM_NS: u64 = 150_000_000;
 
@@ -51,6 +53,8 @@ pub struct Explainer {
     pending_oom: Option<(u64, OomEvent)>,
     /// The memory cgroups of the pending OOM's trigger, for the kernel log's word.
     pending_oom_levels: Vec<tracer_common::MemcgLevel>,
+    /// Recent `out_of_memory` entries (the exact hook, where the kernel allows it).
+    oom_controls: Vec<OomControlRecord>,
 }
 
 impl Explainer {
@@ -74,6 +78,7 @@ impl Explainer {
             held_kills: Vec::new(),
             pending_oom: None,
             pending_oom_levels: Vec::new(),
+            oom_controls: Vec::new(),
         }
     }
 
@@ -90,6 +95,12 @@ impl Explainer {
                 .on_exec(&r.task, r.ppid, &mut self.attributor),
             Record::Signal(r) => self.signal(r, out),
             Record::Oom(r) => self.oom(r, out),
+            Record::OomControl(r) => {
+                if self.oom_controls.len() == 16 {
+                    self.oom_controls.remove(0);
+                }
+                self.oom_controls.push(*r);
+            }
             Record::Exit(r) => {
                 // What explains this exit is reported before it.
                 self.release_kill(r.task.tgid, out);
@@ -271,14 +282,38 @@ impl Explainer {
         }
         self.flush_oom(out);
         let trigger = self.process_ref(&r.trigger, true);
-        let (scope, memcg) = match oom::limit_hit(levels) {
-            Some(i) => (OomScope::Cgroup, self.memcg(&levels[i])),
-            None => (OomScope::System, None),
+        // The exact hook says which memory cgroup (if any) the kernel was
+        // acting for; without it, the counters read at the kill decide.
+        let control = self
+            .oom_controls
+            .iter()
+            .rposition(|c| {
+                c.trigger_tgid == r.trigger.tgid
+                    && r.header.ktime_ns.saturating_sub(c.header.ktime_ns) < OOM_CONTROL_NS
+            })
+            .map(|at| self.oom_controls.remove(at));
+        let (scope, memcg, scope_source) = match control {
+            Some(c) if c.cgroup_oom != 0 => {
+                let level = levels
+                    .iter()
+                    .find(|l| l.cgroup_id == c.memcg_cgroup_id)
+                    .copied();
+                (
+                    OomScope::Cgroup,
+                    level.and_then(|l| self.memcg(&l)),
+                    "oom_control",
+                )
+            }
+            Some(_) => (OomScope::System, None, "oom_control"),
+            None => match oom::limit_hit(levels) {
+                Some(i) => (OomScope::Cgroup, self.memcg(&levels[i]), "memory_counters"),
+                None => (OomScope::System, None, "memory_counters"),
+            },
         };
         let event = OomEvent {
             mono_ns: r.header.ktime_ns,
             scope,
-            scope_source: "memory_counters",
+            scope_source,
             memcg,
             trigger,
             victims: vec![victim],
@@ -330,23 +365,26 @@ impl Explainer {
         let levels = std::mem::take(&mut self.pending_oom_levels);
         let first_victim = event.victims.first().map(|v| v.process.pid).unwrap_or(0);
         if let Some(summary) = self.kernel_log.take(first_victim) {
-            // The kernel's own words are exact: they settle the scope and the cgroup.
-            if summary.is_cgroup_oom() {
-                event.scope = OomScope::Cgroup;
-                let named = summary.oom_memcg.clone().unwrap_or_default();
-                let level = levels.iter().find(|l| {
-                    self.attributor
-                        .memory_cgroup(l.cgroup_id)
-                        .is_some_and(|(path, _)| *path == *named)
-                });
-                if let Some(level) = level.copied() {
-                    event.memcg = self.memcg(&level);
+            // The kernel's own words are exact: they settle the scope and the
+            // cgroup, unless the exact hook already did.
+            if event.scope_source != "oom_control" {
+                event.scope_source = "kernel_log";
+                if summary.is_cgroup_oom() {
+                    event.scope = OomScope::Cgroup;
+                    let named = summary.oom_memcg.as_deref().unwrap_or_default();
+                    let level = levels.iter().copied().find(|l| {
+                        self.attributor
+                            .memory_cgroup(l.cgroup_id)
+                            .is_some_and(|(path, _)| *path == *named)
+                    });
+                    if let Some(level) = level {
+                        event.memcg = self.memcg(&level);
+                    }
+                } else {
+                    event.scope = OomScope::System;
+                    event.memcg = None;
                 }
-            } else {
-                event.scope = OomScope::System;
-                event.memcg = None;
             }
-            event.scope_source = "kernel_log";
             event.kernel_log = Some(summary);
         }
         if let Some(memcg) = &mut event.memcg {

@@ -64,6 +64,8 @@ pub fn resolve(btf: &Btf) -> Result<ResolvedOffsets> {
             MEMCG_EFFECT,
         )?,
         memcg_max: r.nested("mem_cgroup", "memory", "page_counter", "max", MEMCG_EFFECT)?,
+        oom_control_memcg: r.optional("oom_control", "memcg", OOM_CONTROL_EFFECT)?,
+        oom_control_order: r.optional("oom_control", "order", OOM_CONTROL_EFFECT)?,
     };
     Ok(ResolvedOffsets {
         offsets,
@@ -71,6 +73,7 @@ pub fn resolve(btf: &Btf) -> Result<ResolvedOffsets> {
     })
 }
 
+const OOM_CONTROL_EFFECT: &str = "the exact OOM hook is off: scope from memory counters";
 const MEMCG_EFFECT: &str = "OOM kills cannot tell cgroup from system OOM by the memory counters";
 
 /// Looks members up and notes the optional ones the kernel lacks.

@@ -5,7 +5,8 @@
 use std::mem::size_of;
 
 use tracer_common::{
-    ExecRecord, ExitRecord, ForkRecord, Header, OomRecord, RecordKind, SignalRecord,
+    ExecRecord, ExitRecord, ForkRecord, Header, OomControlRecord, OomRecord, RecordKind,
+    SignalRecord,
 };
 
 // Records are decoded on the stack and consumed at once; boxing the large
@@ -18,6 +19,7 @@ pub enum Record {
     Exec(ExecRecord),
     Exit(ExitRecord),
     Oom(OomRecord),
+    OomControl(OomControlRecord),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +45,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         Some(RecordKind::Exec) => read(bytes).map(Record::Exec),
         Some(RecordKind::Exit) => read(bytes).map(Record::Exit),
         Some(RecordKind::Oom) => read(bytes).map(Record::Oom),
+        Some(RecordKind::OomControl) => read(bytes).map(Record::OomControl),
         None => Err(DecodeError::UnknownKind(header.kind)),
     }
 }

@@ -50,13 +50,14 @@ pub fn run(args: WatchArgs) -> Result<()> {
         ),
         None => None,
     };
-    for hook in &ebpf::HOOKS {
-        if !preflight::tracepoint_exists(hook.group, hook.tracepoint) && hook.essential {
-            bail!(
-                "this kernel has no tracepoint {}: {}",
-                hook.tracepoint,
-                hook.without_it
-            );
+    for hook in ebpf::HOOKS.iter().filter(|h| h.essential) {
+        if let Some((group, name)) = hook.tracepoint() {
+            if !preflight::tracepoint_exists(group, name) {
+                bail!(
+                    "this kernel has no tracepoint {group}:{name}: {}",
+                    hook.without_it
+                );
+            }
         }
     }
 
@@ -281,10 +282,10 @@ fn banner(
     }
     for h in hooks {
         match &h.attached {
-            Ok(()) => eprintln!("  hook {:<20} {}", h.hook.program, h.hook.describe()),
+            Ok(attach) => eprintln!("  hook {:<12} {}", h.hook.name, attach.describe()),
             Err(e) => eprintln!(
-                "  hook {:<20} OFF ({}): {e}",
-                h.hook.program, h.hook.without_it
+                "  hook {:<12} OFF ({}): {e}",
+                h.hook.name, h.hook.without_it
             ),
         }
     }
@@ -304,9 +305,9 @@ fn banner(
 
 #[derive(Serialize)]
 struct HookJson {
-    program: &'static str,
-    hook: String,
-    attached: bool,
+    name: &'static str,
+    /// How it attached ("raw tracepoint signal_generate", "fentry out_of_memory"), or null.
+    attached: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
@@ -333,9 +334,8 @@ impl StartRecord {
             hooks: hooks
                 .iter()
                 .map(|h| HookJson {
-                    program: h.hook.program,
-                    hook: h.hook.describe(),
-                    attached: h.attached.is_ok(),
+                    name: h.hook.name,
+                    attached: h.attached.as_ref().ok().map(|a| a.describe()),
                     error: h.attached.as_ref().err().cloned(),
                 })
                 .collect(),
