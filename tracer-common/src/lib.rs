@@ -23,16 +23,18 @@ pub enum RecordKind {
     Exit = 4,
     Oom = 5,
     OomControl = 6,
+    PageAllocFailure = 7,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 6] = [
+    pub const ALL: [RecordKind; 7] = [
         Self::Signal,
         Self::Fork,
         Self::Exec,
         Self::Exit,
         Self::Oom,
         Self::OomControl,
+        Self::PageAllocFailure,
     ];
 
     pub fn from_raw(raw: u32) -> Option<Self> {
@@ -52,6 +54,7 @@ impl RecordKind {
             Self::Exit => "exit",
             Self::Oom => "oom",
             Self::OomControl => "oom_control",
+            Self::PageAllocFailure => "page_alloc_failure",
         }
     }
 }
@@ -210,6 +213,20 @@ pub struct OomControlRecord {
     pub _pad: u32,
 }
 
+/// `kmem:mm_page_alloc` that returned no page: an allocation failed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PageAllocRecord {
+    pub header: Header,
+    /// The task that asked.
+    pub task: Task,
+    pub gfp_flags: u64,
+    pub order: u32,
+    pub migratetype: i32,
+    /// Kernel stack id in the `STACKS` map when stacks were asked for, else -1.
+    pub stack_id: i64,
+}
+
 /// Member offsets in kernel structs, read from the running kernel's BTF by
 /// userspace and passed to the BPF programs as a read-only global: rustc emits
 /// no CO-RE relocations, so the programs cannot ask the loader for them.
@@ -290,6 +307,9 @@ pub struct Config {
     pub oom_raw_size: u32,
     /// Offset of its `__data_loc char[] comm` field, or [`OFFSET_UNKNOWN`].
     pub oom_comm_loc: u32,
+    /// 1: record the kernel stack of each failed page allocation.
+    pub page_alloc_stacks: u32,
+    pub _pad: u32,
 }
 
 /// Names of the globals and maps, shared so that a rename breaks the build
@@ -299,6 +319,7 @@ pub mod names {
     pub const CONFIG: &str = "CONFIG";
     pub const EVENTS: &str = "EVENTS";
     pub const LOST: &str = "LOST";
+    pub const STACKS: &str = "STACKS";
 }
 
 #[cfg(feature = "user")]

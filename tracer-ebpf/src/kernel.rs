@@ -14,6 +14,8 @@ static CONFIG: Config = Config {
     signal_mask: 0,
     oom_raw_size: 0,
     oom_comm_loc: tracer_common::OFFSET_UNKNOWN,
+    page_alloc_stacks: 0,
+    _pad: 0,
 };
 
 #[inline(always)]

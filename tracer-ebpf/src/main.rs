@@ -7,6 +7,7 @@
 mod kernel;
 mod lifecycle;
 mod oom;
+mod pagealloc;
 mod ring;
 mod signal;
 

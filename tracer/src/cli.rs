@@ -75,6 +75,10 @@ pub struct WatchArgs {
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub output_max_files: u32,
 
+    /// Record the kernel stack of each page-allocation failure (who asked, deep down).
+    #[arg(long)]
+    pub stacks: bool,
+
     /// Size of the kernel-to-tracer ring buffer (a power of two). Records
     /// that do not fit are counted and reported as `lost`; raise it if that
     /// happens.

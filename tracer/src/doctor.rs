@@ -60,7 +60,7 @@ pub fn run(args: DoctorArgs) -> Result<()> {
     if let Some(offsets) = offsets {
         match ebpf::load(
             &offsets,
-            &ebpf::config(crate::signals::SignalSet::all(), None),
+            &ebpf::config(crate::signals::SignalSet::all(), None, false),
             &ebpf::HOOKS,
             ebpf::DEFAULT_RING_BUFFER_SIZE,
         ) {

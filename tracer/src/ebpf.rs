@@ -4,7 +4,7 @@
 
 use anyhow::{Context as _, Result};
 use aya::{
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{MapData, PerCpuArray, RingBuf, StackTraceMap},
     programs::{FEntry, KProbe, RawTracePoint, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
@@ -17,8 +17,10 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tr
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attach {
     /// A raw tracepoint: the tracepoint's arguments as the kernel passes them.
+    /// `group` is its tracefs event group, to check that the kernel has it.
     RawTracepoint {
         program: &'static str,
+        group: &'static str,
         tracepoint: &'static str,
     },
     /// A classic tracepoint: the trace record, decoded with its format.
@@ -67,21 +69,21 @@ impl Hook {
     /// The tracefs event of a tracepoint hook, to check that the kernel has it.
     pub fn tracepoint(&self) -> Option<(&'static str, &'static str)> {
         self.candidates.iter().find_map(|c| match *c {
-            Attach::RawTracepoint { tracepoint, .. } if tracepoint.starts_with("signal_") => {
-                Some(("signal", tracepoint))
-            }
-            Attach::RawTracepoint { tracepoint, .. } => Some(("sched", tracepoint)),
+            Attach::RawTracepoint {
+                group, tracepoint, ..
+            } => Some((group, tracepoint)),
             Attach::Tracepoint { group, name, .. } => Some((group, name)),
             _ => None,
         })
     }
 }
 
-pub const HOOKS: [Hook; 6] = [
+pub const HOOKS: [Hook; 7] = [
     Hook {
         name: "signal",
         candidates: &[Attach::RawTracepoint {
             program: "signal_generate",
+            group: "signal",
             tracepoint: "signal_generate",
         }],
         without_it: "no signal events",
@@ -91,6 +93,7 @@ pub const HOOKS: [Hook; 6] = [
         name: "fork",
         candidates: &[Attach::RawTracepoint {
             program: "sched_process_fork",
+            group: "sched",
             tracepoint: "sched_process_fork",
         }],
         without_it: "processes started after tracer are attributed late or not at all",
@@ -100,6 +103,7 @@ pub const HOOKS: [Hook; 6] = [
         name: "exec",
         candidates: &[Attach::RawTracepoint {
             program: "sched_process_exec",
+            group: "sched",
             tracepoint: "sched_process_exec",
         }],
         without_it: "processes that exec after tracer started keep their old name and cgroup",
@@ -109,6 +113,7 @@ pub const HOOKS: [Hook; 6] = [
         name: "exit",
         candidates: &[Attach::RawTracepoint {
             program: "sched_process_exit",
+            group: "sched",
             tracepoint: "sched_process_exit",
         }],
         without_it: "no exit records: exit codes after a signal are not reported",
@@ -140,6 +145,16 @@ pub const HOOKS: [Hook; 6] = [
             "OOM scope and memory cgroup from the memory counters and the kernel log instead",
         essential: false,
     },
+    Hook {
+        name: "page_alloc",
+        candidates: &[Attach::RawTracepoint {
+            program: "mm_page_alloc",
+            group: "kmem",
+            tracepoint: "mm_page_alloc",
+        }],
+        without_it: "no page-allocation failure events",
+        essential: false,
+    },
 ];
 
 /// The settings the programs read: the signal set, and where the fields of
@@ -147,6 +162,7 @@ pub const HOOKS: [Hook; 6] = [
 pub fn config(
     signals: crate::signals::SignalSet,
     oom_format: Option<&crate::tracefs::Format>,
+    page_alloc_stacks: bool,
 ) -> Config {
     let fixed = oom_format.map(|f| f.fixed_size()).unwrap_or(0);
     Config {
@@ -158,6 +174,8 @@ pub fn config(
             .filter(|f| f.data_loc)
             .map(|f| f.offset as u32)
             .unwrap_or(tracer_common::OFFSET_UNKNOWN),
+        page_alloc_stacks: page_alloc_stacks as u32,
+        _pad: 0,
     }
 }
 
@@ -173,6 +191,7 @@ pub struct Loaded {
     pub ebpf: Ebpf,
     pub events: RingBuf<MapData>,
     pub lost: PerCpuArray<MapData, u64>,
+    pub stacks: StackTraceMap<MapData>,
     pub hooks: Vec<HookStatus>,
 }
 
@@ -205,10 +224,14 @@ pub fn load(
         .context("map EVENTS")?;
     let lost = PerCpuArray::try_from(ebpf.take_map(names::LOST).context("map LOST missing")?)
         .context("map LOST")?;
+    let stacks =
+        StackTraceMap::try_from(ebpf.take_map(names::STACKS).context("map STACKS missing")?)
+            .context("map STACKS")?;
     Ok(Loaded {
         ebpf,
         events,
         lost,
+        stacks,
         hooks,
     })
 }
@@ -357,9 +380,10 @@ mod tests {
         let mut hooks = HOOKS.to_vec();
         hooks[1].candidates = &[Attach::RawTracepoint {
             program: "sched_process_fork",
+            group: "sched",
             tracepoint: "no_such_tracepoint",
         }];
-        let config = config(crate::signals::SignalSet::all(), None);
+        let config = config(crate::signals::SignalSet::all(), None, false);
         let loaded = load(&offsets, &config, &hooks, 4096).expect("load");
         let error = loaded.hooks[1]
             .attached

@@ -134,11 +134,30 @@ pub struct OomEvent {
     pub node_memory: Option<NodeMemory>,
 }
 
+/// A page allocation that returned no page.
+#[derive(Debug, Clone)]
+pub struct PageAllocEvent {
+    pub mono_ns: u64,
+    pub process: ProcessRef,
+    pub order: u32,
+    pub gfp_flags: u64,
+    /// The flags by the running kernel's names ("GFP_KERNEL|__GFP_NOWARN").
+    pub gfp_names: String,
+    pub migratetype: i32,
+    /// Why the caller can live with it, when its flags say so.
+    pub tolerated: Option<&'static str>,
+    /// /proc/buddyinfo around the time (shared by failures within a second).
+    pub zones: Vec<crate::pagealloc::ZoneFree>,
+    /// Kernel stack, innermost first, with `--stacks`.
+    pub stack: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub enum Event {
     Signal(SignalEvent),
     Exit(ExitEvent),
     Oom(OomEvent),
+    PageAllocFailure(PageAllocEvent),
 }
 
 impl Event {
@@ -147,6 +166,7 @@ impl Event {
             Self::Signal(s) => s.mono_ns,
             Self::Exit(e) => e.mono_ns,
             Self::Oom(o) => o.mono_ns,
+            Self::PageAllocFailure(p) => p.mono_ns,
         }
     }
 }

@@ -9,21 +9,23 @@
 
 use std::path::PathBuf;
 
-use tracer_common::{ExitRecord, OomControlRecord, OomRecord, SignalRecord, Task};
+use tracer_common::{ExitRecord, OomControlRecord, OomRecord, PageAllocRecord, SignalRecord, Task};
 
 use crate::{
     attribution::Attributor,
     correlate::Correlator,
     event::{
-        Ancestor, Event, ExitEvent, OomEvent, OomMemcg, OomScope, OomVictim, ProcessRef,
-        SignalCause, SignalEvent,
+        Ancestor, Event, ExitEvent, OomEvent, OomMemcg, OomScope, OomVictim, PageAllocEvent,
+        ProcessRef, SignalCause, SignalEvent,
     },
+    gfp::GfpNames,
     kmsg::KernelLog,
-    oom,
+    oom, pagealloc,
     process::{Comm, ProcessTable},
     records::Record,
     scope::Scope,
     signals::{decode_si_code, Delivery, ExitStatus, Origin, SignalSet},
+    stacks::KernelStacks,
     tracefs::Format,
 };
 
@@ -55,6 +57,16 @@ pub struct Explainer {
     pending_oom_levels: Vec<tracer_common::MemcgLevel>,
     /// Recent `out_of_memory` entries (the exact hook, where the kernel allows it).
     oom_controls: Vec<OomControlRecord>,
+    page_alloc: PageAllocState,
+}
+
+/// What page-allocation failures need: the kernel's GFP names, buddyinfo,
+/// kernel stacks (with `--stacks`) and the running summary.
+pub struct PageAllocState {
+    pub gfp: GfpNames,
+    pub buddy: pagealloc::BuddyInfo,
+    pub stacks: Option<KernelStacks>,
+    pub summary: pagealloc::Summary,
 }
 
 impl Explainer {
@@ -66,6 +78,7 @@ impl Explainer {
         procfs: PathBuf,
         oom_format: Option<Format>,
     ) -> Self {
+        let procfs_for_buddy = procfs.clone();
         Self {
             processes,
             attributor,
@@ -79,7 +92,23 @@ impl Explainer {
             pending_oom: None,
             pending_oom_levels: Vec::new(),
             oom_controls: Vec::new(),
+            page_alloc: PageAllocState {
+                gfp: GfpNames::from_tracefs(std::path::Path::new(crate::preflight::TRACEFS))
+                    .unwrap_or_default(),
+                buddy: pagealloc::BuddyInfo::new(&procfs_for_buddy),
+                stacks: None,
+                summary: pagealloc::Summary::default(),
+            },
         }
+    }
+
+    /// Kernel stacks for page-allocation failures (`--stacks`).
+    pub fn set_stacks(&mut self, stacks: KernelStacks) {
+        self.page_alloc.stacks = Some(stacks);
+    }
+
+    pub fn page_alloc_summary(&self) -> &pagealloc::Summary {
+        &self.page_alloc.summary
     }
 
     /// Feeds one record; pushes the explanations it completes onto `out`.
@@ -95,6 +124,7 @@ impl Explainer {
                 .on_exec(&r.task, r.ppid, &mut self.attributor),
             Record::Signal(r) => self.signal(r, out),
             Record::Oom(r) => self.oom(r, out),
+            Record::PageAllocFailure(r) => self.page_alloc_failure(r, out),
             Record::OomControl(r) => {
                 if self.oom_controls.len() == 16 {
                     self.oom_controls.remove(0);
@@ -405,6 +435,43 @@ impl Explainer {
         if followed {
             out.push(Event::Oom(event));
         }
+    }
+
+    fn page_alloc_failure(&mut self, r: &PageAllocRecord, out: &mut Vec<Event>) {
+        let process = self.process_ref(&r.task, true);
+        let state = &mut self.page_alloc;
+        let gfp_names = state.gfp.decode(r.gfp_flags);
+        let tolerated = pagealloc::tolerated_reason(&state.gfp, r.gfp_flags);
+        let pod = match process.attribution.pod.as_ref() {
+            Some(p) => format!(
+                "{}/{}",
+                p.namespace.as_deref().unwrap_or("?"),
+                p.name.as_deref().unwrap_or(&p.uid)
+            ),
+            None => "-".into(),
+        };
+        state
+            .summary
+            .add(r.order, &gfp_names, &pod, tolerated.is_some());
+        if !self.scope.matches(process.pid, &process.attribution) {
+            return;
+        }
+        let state = &mut self.page_alloc;
+        out.push(Event::PageAllocFailure(PageAllocEvent {
+            mono_ns: r.header.ktime_ns,
+            order: r.order,
+            gfp_flags: r.gfp_flags,
+            gfp_names,
+            migratetype: r.migratetype,
+            tolerated,
+            zones: state.buddy.snapshot(r.header.ktime_ns),
+            stack: state
+                .stacks
+                .as_ref()
+                .map(|s| s.resolve(r.stack_id))
+                .unwrap_or_default(),
+            process,
+        }));
     }
 
     /// Exits are reported when a signal killed the process (one in the

@@ -5,8 +5,8 @@
 use std::mem::size_of;
 
 use tracer_common::{
-    ExecRecord, ExitRecord, ForkRecord, Header, OomControlRecord, OomRecord, RecordKind,
-    SignalRecord,
+    ExecRecord, ExitRecord, ForkRecord, Header, OomControlRecord, OomRecord, PageAllocRecord,
+    RecordKind, SignalRecord,
 };
 
 // Records are decoded on the stack and consumed at once; boxing the large
@@ -20,6 +20,7 @@ pub enum Record {
     Exit(ExitRecord),
     Oom(OomRecord),
     OomControl(OomControlRecord),
+    PageAllocFailure(PageAllocRecord),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +47,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         Some(RecordKind::Exit) => read(bytes).map(Record::Exit),
         Some(RecordKind::Oom) => read(bytes).map(Record::Oom),
         Some(RecordKind::OomControl) => read(bytes).map(Record::OomControl),
+        Some(RecordKind::PageAllocFailure) => read(bytes).map(Record::PageAllocFailure),
         None => Err(DecodeError::UnknownKind(header.kind)),
     }
 }

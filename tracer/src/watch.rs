@@ -75,7 +75,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
         let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
 
         let oom_format = Format::read(Path::new(preflight::TRACEFS), "oom", "mark_victim");
-        let config = ebpf::config(args.signals, oom_format.as_ref());
+        let config = ebpf::config(args.signals, oom_format.as_ref(), args.stacks);
         let loaded = ebpf::load(&resolved.offsets, &config, &ebpf::HOOKS, args.ring_buffer_size)?;
         if !loaded.hooks.iter().any(|h| h.hook.essential && h.attached.is_ok()) {
             let reasons: Vec<_> = loaded.hooks.iter().filter_map(|h| h.attached.as_ref().err().cloned()).collect();
@@ -98,6 +98,9 @@ pub fn run(args: WatchArgs) -> Result<()> {
             oom_format,
         );
         let mut state = LoopState::default();
+        if args.stacks {
+            explainer.set_stacks(crate::stacks::KernelStacks::new(loaded.stacks));
+        }
         let lost_map = loaded.lost;
         // SAFETY: the ring buffer owns its map fd and AsyncFd owns the ring
         // buffer, so the fd stays open and the same while it is registered.
@@ -127,6 +130,14 @@ pub fn run(args: WatchArgs) -> Result<()> {
         drain(events.get_mut(), &mut explainer, &mut output, &mut state)?;
         flush(&mut explainer, u64::MAX, &mut output, &mut state)?;
         report_losses(&lost_map, &mut output, &mut state)?;
+        let summary = explainer.page_alloc_summary();
+        if summary.failures > 0 {
+            eprintln!(
+                "tracer: {} page-allocation failures ({} tolerated by their callers); by order {:?}; by flags {:?}; by pod {:?}",
+                summary.failures, summary.tolerated, summary.by_order, summary.by_gfp, summary.by_pod
+            );
+        }
+        output.record("page_alloc_summary", Clock::now_mono_ns(), summary)?;
         let lost_total: u64 = state.lost.iter().sum();
         output.record(
             "stop",
@@ -343,25 +354,19 @@ impl StartRecord {
     }
 }
 
+/// Lost records per kind, by the kinds' names.
 #[derive(Serialize)]
-struct LostByKind {
-    signal: u64,
-    fork: u64,
-    exec: u64,
-    exit: u64,
-    oom: u64,
-}
+#[serde(transparent)]
+struct LostByKind(std::collections::BTreeMap<&'static str, u64>);
 
 impl LostByKind {
     fn new(counts: &[u64; LOST_SLOTS as usize]) -> Self {
-        let at = |kind: RecordKind| counts[kind.lost_slot() as usize];
-        Self {
-            signal: at(RecordKind::Signal),
-            fork: at(RecordKind::Fork),
-            exec: at(RecordKind::Exec),
-            exit: at(RecordKind::Exit),
-            oom: at(RecordKind::Oom),
-        }
+        Self(
+            RecordKind::ALL
+                .iter()
+                .map(|kind| (kind.name(), counts[kind.lost_slot() as usize]))
+                .collect(),
+        )
     }
 }
 

@@ -8,8 +8,8 @@ use crate::{
     attribution::Attribution,
     clock::Clock,
     event::{
-        Ancestor, Event, ExitEvent, NodeMemory, OomEvent, OomVictim, ProcessRef, SignalCause,
-        SignalEvent,
+        Ancestor, Event, ExitEvent, NodeMemory, OomEvent, OomVictim, PageAllocEvent, ProcessRef,
+        SignalCause, SignalEvent,
     },
     signals::{signal_name, ExitStatus},
 };
@@ -135,6 +135,25 @@ struct OomBody<'a> {
 }
 
 #[derive(Serialize)]
+struct PageAllocBody<'a> {
+    process: ProcessJson<'a>,
+    order: u32,
+    /// 2^order pages of the machine's page size.
+    bytes: u64,
+    gfp_flags: u64,
+    gfp_names: &'a str,
+    migratetype: i32,
+    tolerated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tolerated_reason: Option<&'static str>,
+    /// Free blocks of at least `order` pages, over all zones, at the time.
+    free_blocks_at_order: u64,
+    buddyinfo: &'a [crate::pagealloc::ZoneFree],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stack: &'a [String],
+}
+
+#[derive(Serialize)]
 struct ExitBody<'a> {
     process: ProcessJson<'a>,
     ppid: u32,
@@ -183,6 +202,17 @@ pub fn write_event(
                 mono_ns: o.mono_ns,
                 node,
                 body: oom_body(o, clock),
+            },
+        ),
+        Event::PageAllocFailure(p) => serde_json::to_writer(
+            out,
+            &Envelope {
+                schema: SCHEMA_VERSION,
+                kind: "page_alloc_failure",
+                time,
+                mono_ns: p.mono_ns,
+                node,
+                body: page_alloc_body(p, clock),
             },
         ),
         Event::Exit(e) => serde_json::to_writer(
@@ -323,6 +353,22 @@ fn oom_body<'a>(o: &'a OomEvent, clock: &Clock) -> OomBody<'a> {
             pid: k.pid,
         }),
         node_memory: o.node_memory.as_ref().map(node_memory),
+    }
+}
+
+fn page_alloc_body<'a>(p: &'a PageAllocEvent, clock: &Clock) -> PageAllocBody<'a> {
+    PageAllocBody {
+        process: process(&p.process, clock),
+        order: p.order,
+        bytes: crate::oom::page_size() << p.order.min(20),
+        gfp_flags: p.gfp_flags,
+        gfp_names: &p.gfp_names,
+        migratetype: p.migratetype,
+        tolerated: p.tolerated.is_some(),
+        tolerated_reason: p.tolerated,
+        free_blocks_at_order: crate::pagealloc::free_blocks_at_or_above(&p.zones, p.order),
+        buddyinfo: &p.zones,
+        stack: &p.stack,
     }
 }
 

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use crate::{
     attribution::Attribution,
-    event::{Event, ExitEvent, OomEvent, OomScope, ProcessRef, SignalEvent},
+    event::{Event, ExitEvent, OomEvent, OomScope, PageAllocEvent, ProcessRef, SignalEvent},
     signals::{signal_name, ExitStatus, Origin},
     size::format_size,
 };
@@ -18,6 +18,7 @@ pub fn write_event(out: &mut String, event: &Event) {
         Event::Signal(s) => signal(out, s),
         Event::Exit(e) => exit(out, e),
         Event::Oom(o) => oom(out, o),
+        Event::PageAllocFailure(p) => page_alloc(out, p),
     }
 }
 
@@ -178,5 +179,38 @@ fn oom(out: &mut String, o: &OomEvent) {
         out.push_str("; triggered by ");
         process(out, &o.trigger);
         out.push('\n');
+    }
+}
+
+fn page_alloc(out: &mut String, p: &PageAllocEvent) {
+    let pages = 1u64 << p.order.min(20);
+    let _ = write!(
+        out,
+        "page allocation failure: order {} ({pages} pages, {}), {}, by ",
+        p.order,
+        format_size(pages * crate::oom::page_size()),
+        p.gfp_names
+    );
+    process(out, &p.process);
+    label(out, &p.process.attribution);
+    if let Some(reason) = p.tolerated {
+        let _ = write!(out, " (tolerated: {reason})");
+    }
+    out.push('\n');
+    let _ = write!(
+        out,
+        "  free blocks at order>={}: {}",
+        p.order,
+        crate::pagealloc::free_blocks_at_or_above(&p.zones, p.order)
+    );
+    for zone in &p.zones {
+        let _ = write!(out, "; node {} {}:", zone.node, zone.zone);
+        for free in &zone.free_blocks {
+            let _ = write!(out, " {free}");
+        }
+    }
+    out.push('\n');
+    for frame in &p.stack {
+        let _ = writeln!(out, "    {frame}");
     }
 }
