@@ -28,6 +28,19 @@ pub fn require_root() {
     }
 }
 
+/// Tests that need a disposable machine (they exhaust its memory) or a pure
+/// cgroup v2 host run inside the qemu guests of `cargo xtask vm-test`, which
+/// set TRACER_DISPOSABLE_GUEST=1. The host suite leaves them out by name
+/// (`--skip guest_only_`); run anywhere else they refuse, loudly.
+pub fn require_disposable_guest() {
+    require_root();
+    assert_eq!(
+        std::env::var("TRACER_DISPOSABLE_GUEST").as_deref(),
+        Ok("1"),
+        "this test exhausts the machine's memory or needs pure cgroup v2: it runs in the qemu guests of `cargo xtask vm-test`"
+    );
+}
+
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     fs::File::open("/dev/urandom")

@@ -6,4 +6,5 @@
 mod bad_input;
 mod harness;
 mod oom;
+mod pagealloc;
 mod signals;

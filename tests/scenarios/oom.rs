@@ -4,8 +4,8 @@
 use serde_json::Value;
 
 use crate::harness::{
-    read_line, require_root, spawn_in_cgroup, spawn_in_cgroup_with_oom_score_adj,
-    v1_or_v2_hierarchy, Driver, Pod, Tracer, Workdir,
+    read_line, require_disposable_guest, require_root, spawn_in_cgroup,
+    spawn_in_cgroup_with_oom_score_adj, v1_or_v2_hierarchy, Driver, Pod, Tracer, Workdir,
 };
 
 const MIB: u64 = 1 << 20;
@@ -173,19 +173,6 @@ fn pod_limit_kills_the_container_with_the_higher_oom_score_adj() {
     let _ = worker.wait();
     tracer.stop();
     drop(pod);
-}
-
-/// Tests that need a disposable machine (they exhaust its memory) or a pure
-/// cgroup v2 host run inside the qemu guests of `cargo xtask vm-test`, which
-/// set TRACER_DISPOSABLE_GUEST=1. The host suite leaves them out by name
-/// (`--skip guest_only_`); run anywhere else they refuse, loudly.
-fn require_disposable_guest() {
-    require_root();
-    assert_eq!(
-        std::env::var("TRACER_DISPOSABLE_GUEST").as_deref(),
-        Ok("1"),
-        "this test exhausts the machine's memory or needs pure cgroup v2: it runs in the qemu guests of `cargo xtask vm-test`"
-    );
 }
 
 /// memory.oom.group: the kernel kills every process of the cgroup at once;
