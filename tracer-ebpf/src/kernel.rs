@@ -1,7 +1,7 @@
 //! Reading `task_struct` and friends without CO-RE: every member offset comes
 //! from the running kernel's BTF, found by userspace and stored in `OFFSETS`.
 
-use aya_ebpf::helpers::bpf_probe_read_kernel;
+use aya_ebpf::helpers::{bpf_probe_read_kernel, generated as gen};
 use tracer_common::{Config, KernelOffsets, Task, COMM_LEN, OFFSET_UNKNOWN};
 
 /// Overwritten by userspace at load time (a `.rodata` global, so the verifier
@@ -43,35 +43,49 @@ pub fn read<T: Copy>(base: KPtr, offset: u32) -> Option<T> {
     unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T).ok() }
 }
 
+/// [`read`] for the long chains of reads where zero is as good as nothing:
+/// no branch on the outcome (a failed read leaves zeroes), so older
+/// verifiers do not have to follow two paths per read.
+#[inline(always)]
+pub fn read_or_zero<T: Copy + Default>(base: KPtr, offset: u32) -> T {
+    let mut value = T::default();
+    if offset != OFFSET_UNKNOWN {
+        unsafe {
+            gen::bpf_probe_read_kernel(
+                (&mut value as *mut T).cast(),
+                core::mem::size_of::<T>() as u32,
+                (base + offset as u64) as *const core::ffi::c_void,
+            )
+        };
+    }
+    value
+}
+
 /// The task's thread-group leader, i.e. the process it belongs to.
 #[inline(always)]
 pub fn group_leader(task: KPtr, o: &KernelOffsets) -> KPtr {
-    read::<KPtr>(task, o.task_group_leader).unwrap_or(task)
+    read_or_zero::<KPtr>(task, o.task_group_leader)
 }
 
 /// The process that forked this one (`real_parent`, not the ptracer), as its leader.
 #[inline(always)]
 pub fn parent_process(task: KPtr, o: &KernelOffsets) -> KPtr {
-    let parent = read::<KPtr>(task, o.task_real_parent).unwrap_or(0);
-    if parent == 0 {
-        return 0;
-    }
-    group_leader(parent, o)
+    group_leader(read_or_zero::<KPtr>(task, o.task_real_parent), o)
 }
 
 #[inline(always)]
 pub fn tgid(task: KPtr, o: &KernelOffsets) -> u32 {
-    read::<u32>(task, o.task_tgid).unwrap_or(0)
+    read_or_zero::<u32>(task, o.task_tgid)
 }
 
 #[inline(always)]
 pub fn comm(task: KPtr, o: &KernelOffsets) -> [u8; COMM_LEN] {
-    read::<[u8; COMM_LEN]>(task, o.task_comm).unwrap_or([0; COMM_LEN])
+    read_or_zero::<[u8; COMM_LEN]>(task, o.task_comm)
 }
 
 #[inline(always)]
 pub fn start_ns(task: KPtr, o: &KernelOffsets) -> u64 {
-    read::<u64>(task, o.task_start_time).unwrap_or(0)
+    read_or_zero::<u64>(task, o.task_start_time)
 }
 
 /// Identity of `task`: thread id, process id, the process's start time and
@@ -80,7 +94,7 @@ pub fn start_ns(task: KPtr, o: &KernelOffsets) -> u64 {
 pub fn task_identity(task: KPtr, o: &KernelOffsets) -> Task {
     let leader = group_leader(task, o);
     Task {
-        tid: read::<u32>(task, o.task_pid).unwrap_or(0),
+        tid: read_or_zero::<u32>(task, o.task_pid),
         tgid: tgid(task, o),
         start_ns: start_ns(leader, o),
         comm: comm(leader, o),
@@ -96,26 +110,20 @@ pub fn task_identity(task: KPtr, o: &KernelOffsets) -> Task {
 pub fn task_identity_with_cgroups(task: KPtr, o: &KernelOffsets) -> Task {
     let mut identity = task_identity(task, o);
     let css_set = css_set(task, o);
-    identity.cgroup2_id = read::<KPtr>(css_set, o.css_set_dfl_cgrp)
-        .map(|cgroup| cgroup_id(cgroup, o))
-        .unwrap_or(0);
-    identity.memory_cgroup_id = read::<KPtr>(css_set, o.css_set_memory_css)
-        .and_then(|css| read::<KPtr>(css, o.css_cgroup))
-        .map(|cgroup| cgroup_id(cgroup, o))
-        .unwrap_or(0);
+    identity.cgroup2_id = cgroup_id(read_or_zero::<KPtr>(css_set, o.css_set_dfl_cgrp), o);
+    let memory_css = read_or_zero::<KPtr>(css_set, o.css_set_memory_css);
+    identity.memory_cgroup_id = cgroup_id(read_or_zero::<KPtr>(memory_css, o.css_cgroup), o);
     identity
 }
 
 /// `task->cgroups`: the task's set of cgroup states.
 #[inline(always)]
 pub fn css_set(task: KPtr, o: &KernelOffsets) -> KPtr {
-    read::<KPtr>(task, o.task_cgroups).unwrap_or(0)
+    read_or_zero::<KPtr>(task, o.task_cgroups)
 }
 
 /// `cgroup->kn->id`: the cgroup directory's inode number.
 #[inline(always)]
 pub fn cgroup_id(cgroup: KPtr, o: &KernelOffsets) -> u64 {
-    read::<KPtr>(cgroup, o.cgroup_kn)
-        .and_then(|kn| read::<u64>(kn, o.kernfs_node_id))
-        .unwrap_or(0)
+    read_or_zero::<u64>(read_or_zero::<KPtr>(cgroup, o.cgroup_kn), o.kernfs_node_id)
 }

@@ -75,7 +75,7 @@ pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
     unsafe {
         (*rec).header = ring::header(RecordKind::Exit);
         (*rec).task = kernel::task_identity(task, &o);
-        (*rec).exit_code = kernel::read::<u32>(task, o.task_exit_code).unwrap_or(0);
+        (*rec).exit_code = kernel::read_or_zero::<u32>(task, o.task_exit_code);
         (*rec).ppid = kernel::tgid(kernel::parent_process(task, &o), &o);
     }
     entry.submit(0);

@@ -45,7 +45,7 @@ pub fn mark_victim(ctx: TracePointContext) -> u32 {
             if at + 8 > want {
                 break;
             }
-            let word = kernel::read::<u64>(record, at as u32).unwrap_or(0);
+            let word = kernel::read_or_zero::<u64>(record, at as u32);
             raw.add(at).cast::<u64>().write_unaligned(word);
             copied = at + 8;
         }
@@ -74,7 +74,7 @@ fn walk_memcgs(
     o: &tracer_common::KernelOffsets,
     out: &mut [MemcgLevel; MEMCG_LEVELS],
 ) -> u32 {
-    let mut css = kernel::read::<KPtr>(kernel::css_set(task, o), o.css_set_memory_css).unwrap_or(0);
+    let mut css = kernel::read_or_zero::<KPtr>(kernel::css_set(task, o), o.css_set_memory_css);
     let mut len = 0u32;
     for slot in out.iter_mut() {
         if css == 0 || o.memcg_css == OFFSET_UNKNOWN {
@@ -82,14 +82,12 @@ fn walk_memcgs(
         }
         let memcg = css - o.memcg_css as u64;
         *slot = MemcgLevel {
-            cgroup_id: kernel::read::<KPtr>(css, o.css_cgroup)
-                .map(|cgroup| kernel::cgroup_id(cgroup, o))
-                .unwrap_or(0),
-            usage_pages: kernel::read::<u64>(memcg, o.memcg_usage).unwrap_or(0),
-            max_pages: kernel::read::<u64>(memcg, o.memcg_max).unwrap_or(0),
+            cgroup_id: kernel::cgroup_id(kernel::read_or_zero::<KPtr>(css, o.css_cgroup), o),
+            usage_pages: kernel::read_or_zero::<u64>(memcg, o.memcg_usage),
+            max_pages: kernel::read_or_zero::<u64>(memcg, o.memcg_max),
         };
         len += 1;
-        css = kernel::read::<KPtr>(css, o.css_parent).unwrap_or(0);
+        css = kernel::read_or_zero::<KPtr>(css, o.css_parent);
     }
     len
 }
@@ -119,11 +117,12 @@ fn record_oom_control(oc: KPtr) {
         return;
     };
     let o = kernel::offsets();
-    let memcg = kernel::read::<KPtr>(oc, o.oom_control_memcg).unwrap_or(0);
+    let memcg = kernel::read_or_zero::<KPtr>(oc, o.oom_control_memcg);
     let memcg_cgroup_id = if memcg != 0 && o.memcg_css != OFFSET_UNKNOWN {
-        kernel::read::<KPtr>(memcg + o.memcg_css as u64, o.css_cgroup)
-            .map(|cgroup| kernel::cgroup_id(cgroup, &o))
-            .unwrap_or(0)
+        kernel::cgroup_id(
+            kernel::read_or_zero::<KPtr>(memcg + o.memcg_css as u64, o.css_cgroup),
+            &o,
+        )
     } else {
         0
     };
