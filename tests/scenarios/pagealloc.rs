@@ -56,9 +56,11 @@ fn guest_only_hugepage_overcommit_fails_at_order_9_then_compaction_helps() {
     assert!(failure["buddyinfo"]
         .as_array()
         .is_some_and(|z| !z.is_empty()));
-    assert_eq!(
-        failure["free_blocks_at_order"], 0,
-        "no free block of that order was left: {failure}"
+    // The buddy allocator's state is snapshotted just after (at most once a
+    // second): a block may have been freed since, but not many.
+    assert!(
+        failure["free_blocks_at_order"].as_u64().unwrap() < 8,
+        "{failure}"
     );
 
     fs::write(NR_HUGEPAGES, "0").unwrap();
