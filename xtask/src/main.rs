@@ -88,8 +88,9 @@ enum Task {
     #[command(
         long_about = "Run the whole suite, as CI does (.ci/run calls exactly this): setup, \
             `cargo fmt --all -- --check`, `cargo clippy --workspace --all-targets -- -D warnings` \
-            (without tracer-ebpf, which only builds for BPF), `cargo test --workspace` and \
-            `cargo xtask vm-test` (the scenarios on Debian's 6.1 and 6.12 kernels), stopping at \
+            (without tracer-ebpf, which only builds for BPF), `cargo test --workspace` \
+            (without the scenarios named guest_only_*, which exhaust the machine) and \
+            `cargo xtask vm-test` (every scenario on Debian's 6.1 and 6.12 kernels), stopping at \
             the first step that fails.\n\n\
             The scenario tests load BPF programs and start workloads: they need root and a \
             kernel with BPF. As another user they run anyway, and fail.",
@@ -110,8 +111,10 @@ enum Task {
             cgroup v2 (memory and io controllers enabled).\n\n\
             Runs setup, fetches the kernels with apt-get download (cached under \
             ${TRACER_TOOLCHAIN_DIR:-$HOME/.cache/tracer-toolchain}/vm), builds tracer and the \
-            scenario binary, packs them with what they run into an initramfs, and boots each \
-            kernel with qemu-system-x86_64 -accel tcg. Prints one line per scenario and kernel, \
+            scenario binary in release mode (emulation is slow), packs them with what they run \
+            into an initramfs, and boots each kernel with qemu-system-x86_64 -accel tcg. The \
+            guest runs the scenarios two at a time, then the guest_only_* ones (which exhaust \
+            the machine) one at a time. Prints one line per scenario and kernel, \
             and the guest's output and console when something fails; the logs of the last run \
             are in target/vm/KERNEL/. Fails if any scenario on any kernel did not pass, and \
             if a guest cannot run at all (no qemu, no kernel): it never skips.",
@@ -210,6 +213,11 @@ fn test(args: Vec<OsString>) -> Result<()> {
     // The BPF crate has no host test target (see clippy below).
     let mut tests = cargo(&env, &["test", "--workspace", "--exclude", "tracer-ebpf"]);
     tests.args(&args);
+    // The guest-only scenarios exhaust the machine: only vm-test runs them.
+    if !args.iter().any(|arg| arg == "--") {
+        tests.arg("--");
+    }
+    tests.args(["--skip", vm::GUEST_ONLY]);
     let steps = [
         ("fmt", cargo(&env, &["fmt", "--all", "--", "--check"])),
         // tracer-ebpf is `#![no_std] #![no_main]` code for the BPF target:

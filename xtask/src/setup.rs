@@ -11,6 +11,7 @@
 //! does nothing and returns at once.
 
 use std::{
+    collections::HashMap,
     env,
     ffi::OsString,
     os::unix::fs::MetadataExt as _,
@@ -22,7 +23,7 @@ use anyhow::{bail, Context as _, Result};
 
 use crate::{
     cmd::{on_path, probe, run},
-    vm::Backports,
+    vm::{Backports, BACKPORTS},
 };
 
 /// The bpf-linker release the build is known to work with.
@@ -49,9 +50,13 @@ const ALWAYS: &[&str] = &[
     "coreutils",
     "tmux",
 ];
-/// What `cargo xtask vm-test` boots its guests with: the emulator and the
-/// static busybox that runs the guest's init.
-const VM: &[&str] = &["qemu-system-x86", "busybox-static"];
+/// The static busybox that runs the init of `cargo xtask vm-test`'s guests.
+const VM: &[&str] = &["busybox-static"];
+/// What vm-test needs newer than bookworm has, with the oldest version known
+/// to work, taken from bookworm-backports: qemu 7.2's TCG crashes the 6.12
+/// guest with two CPUs (general protection faults on IRET with garbage
+/// EFLAGS, double faults in the slab allocator), 10.0 does not.
+const VM_NEWER: &[(&str, &str)] = &[("qemu-system-x86", "1:10.0")];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Route {
@@ -83,8 +88,8 @@ pub fn setup() -> Result<BuildEnv> {
     if route == Route::Debian {
         packages.extend(DEBIAN_RUST);
     }
-    let added_source = add_backports_source()?;
-    install_packages(&packages, added_source)?;
+    let sources = add_backports_source()?;
+    install_packages(&packages, VM_NEWER, sources)?;
     let linker_dir = install_bpf_linker(route)?;
     let toolchain = match route {
         Route::Debian => {
@@ -143,21 +148,32 @@ pub fn toolchain_dir() -> Result<PathBuf> {
     })
 }
 
+#[derive(Clone, Copy)]
+struct AptSources {
+    /// apt has bookworm-backports.
+    backports: bool,
+    /// A source was just added: apt's lists need a refresh.
+    added: bool,
+}
+
 /// Adds bookworm-backports to apt's sources if missing (vm-test's 6.12
-/// kernel comes from there); returns whether it did, so that apt's lists
-/// get refreshed.
-fn add_backports_source() -> Result<bool> {
+/// kernel and qemu come from there).
+fn add_backports_source() -> Result<AptSources> {
+    let unchanged = |backports| AptSources {
+        backports,
+        added: false,
+    };
     if !on_path("apt-get") {
-        return Ok(false);
+        return Ok(unchanged(false));
     }
     match crate::vm::backports()? {
-        Backports::Present => Ok(false),
+        Backports::Present => Ok(unchanged(true)),
         Backports::OtherRelease(codename) => {
             println!(
                 "setup: this is Debian `{codename}`, not bookworm: vm-test's guest kernels come \
                  from bookworm and bookworm-backports and will not be found"
             );
-            Ok(false)
+            Ok(unchanged(false))
         }
         Backports::Missing { file, text } if is_root() => {
             println!(
@@ -166,54 +182,60 @@ fn add_backports_source() -> Result<bool> {
             );
             std::fs::write(&file, text)
                 .with_context(|| format!("could not write {}", file.display()))?;
-            Ok(true)
+            Ok(AptSources {
+                backports: true,
+                added: true,
+            })
         }
         Backports::Missing { file, text } => {
             println!(
                 "setup: vm-test needs bookworm-backports in apt's sources; as root, write {} with:\n{text}",
                 file.display()
             );
-            Ok(false)
+            Ok(unchanged(false))
         }
     }
 }
 
-/// Installs the missing ones of `packages` with one `apt-get update` and one
-/// `apt-get install`; updates apt's lists anyway if `update` (a new source).
-fn install_packages(packages: &[&str], update: bool) -> Result<()> {
+/// Installs, with one `apt-get update` and one `apt-get install`, the
+/// missing ones of `packages` and those of `newer` that are missing or older
+/// than their version (from bookworm-backports when apt has it).
+fn install_packages(packages: &[&str], newer: &[(&str, &str)], sources: AptSources) -> Result<()> {
     if !on_path("dpkg-query") {
         // A laptop on another distribution (the nightly route): its own package
         // manager is its owner's business.
+        let newer: Vec<String> = newer.iter().map(|(p, v)| format!("{p} (>= {v})")).collect();
         println!(
-            "setup: not a Debian system; make sure these are installed: {}",
-            packages.join(" ")
+            "setup: not a Debian system; make sure these are installed: {} {}",
+            packages.join(" "),
+            newer.join(" ")
         );
         return Ok(());
     }
-    // One dpkg-query for all: it prints the installed ones and complains on
-    // stderr (exit 1) about the unknown ones, so read stdout whatever the status.
-    let out = Command::new("dpkg-query")
-        .args(["-W", "-f", "${Package} ${Status}\\n"])
-        .args(packages)
-        .output()
-        .context("could not start `dpkg-query`")?;
-    let listed = String::from_utf8_lossy(&out.stdout);
-    let installed: Vec<&str> = listed
-        .lines()
-        .filter_map(|line| line.strip_suffix(" install ok installed"))
-        .collect();
-    let missing: Vec<&str> = packages
+    let installed = installed_versions(packages.iter().chain(newer.iter().map(|(p, _)| p)))?;
+    let mut wanted: Vec<String> = packages
         .iter()
-        .copied()
-        .filter(|p| !installed.contains(p))
+        .filter(|p| !installed.contains_key(**p))
+        .map(|p| p.to_string())
         .collect();
-    if missing.is_empty() {
-        if update {
+    for (package, oldest) in newer {
+        match installed.get(*package) {
+            Some(version) if version_at_least(version, oldest) => {}
+            _ if sources.backports => wanted.push(format!("{package}/{BACKPORTS}")),
+            None => wanted.push(package.to_string()),
+            Some(version) => println!(
+                "setup: {package} {version} is older than {oldest}, and apt has no \
+                 {BACKPORTS} to take a newer one from: vm-test may fail"
+            ),
+        }
+    }
+    if wanted.is_empty() {
+        if sources.added {
             run(Command::new("apt-get").arg("update"))?;
         }
         return Ok(());
     }
-    let names = missing.join(" ");
+    let names = wanted.join(" ");
     if !is_root() {
         bail!(
             "missing Debian packages: {names}; install them with: \
@@ -222,10 +244,38 @@ fn install_packages(packages: &[&str], update: bool) -> Result<()> {
     }
     println!("setup: installing Debian packages: {names}");
     run(Command::new("apt-get").arg("update"))?;
+    // `package/release` takes that package, and the dependencies it needs,
+    // from the release; everything else stays as it is.
     run(Command::new("apt-get")
         .env("DEBIAN_FRONTEND", "noninteractive")
         .args(["install", "-y", "--no-install-recommends"])
-        .args(missing))
+        .args(wanted))
+}
+
+/// The installed versions of those of `packages` that are installed.
+fn installed_versions<'a>(
+    packages: impl Iterator<Item = &'a &'a str>,
+) -> Result<HashMap<String, String>> {
+    // One dpkg-query for all: it prints the installed ones and complains on
+    // stderr (exit 1) about the unknown ones, so read stdout whatever the status.
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Package} ${Version} ${Status}\\n"])
+        .args(packages)
+        .output()
+        .context("could not start `dpkg-query`")?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| line.strip_suffix(" install ok installed"))
+        .filter_map(|line| line.split_once(' '))
+        .map(|(package, version)| (package.to_owned(), version.to_owned()))
+        .collect())
+}
+
+fn version_at_least(version: &str, oldest: &str) -> bool {
+    Command::new("dpkg")
+        .args(["--compare-versions", version, "ge", oldest])
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 /// Installs bpf-linker outside the repository, so that every clone on this

@@ -30,6 +30,7 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("unshare", "util-linux"),
     ("mountpoint", "util-linux"),
     ("umount", "mount"),
+    ("true", "coreutils"),
 ];
 
 /// Where programs are looked up on the host: the system's directories, not
@@ -47,8 +48,9 @@ pub struct Contents<'a> {
     pub tracer: &'a Path,
     pub scenarios: &'a Path,
     pub helper: &'a Path,
-    /// Arguments for the scenario binary (libtest's).
-    pub test_args: &'a [String],
+    /// The scenario binary's runs, one after the other: libtest's arguments
+    /// for each.
+    pub runs: &'a [Vec<String>],
 }
 
 /// Writes the initramfs to `out` and returns its size in bytes.
@@ -95,11 +97,15 @@ pub fn build(contents: &Contents, out: &Path) -> Result<u64> {
 /// from the kernel's messages on ttyS0 so that it parses cleanly), prints the
 /// exit marker and powers off.
 fn init_script(contents: &Contents) -> String {
-    let run = std::iter::once(contents.scenarios.to_string_lossy().into_owned())
-        .chain(contents.test_args.iter().cloned())
-        .map(|word| shell_quote(&word))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let scenarios = shell_quote(&contents.scenarios.to_string_lossy());
+    let runs: String = contents
+        .runs
+        .iter()
+        .map(|args| {
+            let args: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
+            format!("run {scenarios} {}\n", args.join(" "))
+        })
+        .collect();
     let helper = shell_quote(&contents.helper.to_string_lossy());
     format!(
         r#"#!{BUSYBOX} sh
@@ -109,11 +115,17 @@ fail() {{
     echo "tracer-vm: $*"
     echo "{EXIT_MARKER}255" > /dev/ttyS1
     $bb poweroff -f
+    # If poweroff failed: init's exit panics the kernel, which ends qemu.
+    exit 1
 }}
 $bb mount -t proc proc /proc || fail "mounting /proc failed"
 $bb mount -t sysfs sysfs /sys || fail "mounting /sys failed"
 $bb mount -t devtmpfs devtmpfs /dev || fail "mounting /dev failed"
-$bb mount -t tmpfs -o mode=1777 tmpfs /tmp || fail "mounting /tmp failed"
+# A workspace under /tmp put tracer there: then /tmp stays the initramfs's
+# own directory (in RAM all the same) rather than hide it.
+if [ -z "$($bb ls -A /tmp)" ]; then
+    $bb mount -t tmpfs -o mode=1777 tmpfs /tmp || fail "mounting /tmp failed"
+fi
 # Pure cgroup v2, as on current nodes, with every controller the kernel has
 # enabled for the children; the scenarios need memory and io.
 $bb mount -t cgroup2 cgroup2 /sys/fs/cgroup || fail "mounting cgroup2 failed"
@@ -132,13 +144,19 @@ $bb hostname tracer-vm
 $bb ip link set lo up || echo "tracer-vm: could not bring up lo"
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TMPDIR=/tmp
 export TRACER_SCENARIO_HELPER={helper}
+# The scenarios that exhaust the machine or need pure cgroup v2 run only here.
+export TRACER_DISPOSABLE_GUEST=1
 echo "tracer-vm: kernel $($bb uname -r), cgroup2 controllers:$enabled, $($bb nproc) CPUs"
-echo "tracer-vm: running the scenarios"
 cd /tmp
-{run} > /dev/ttyS1 2>&1
-status=$?
-echo "tracer-vm: scenarios exited with status $status"
-echo "{EXIT_MARKER}$status" > /dev/ttyS1
+status=0
+run() {{
+    echo "tracer-vm: running $*"
+    "$@" > /dev/ttyS1 2>&1
+    last=$?
+    echo "tracer-vm: exit status $last"
+    [ "$last" = 0 ] || status=$last
+}}
+{runs}echo "{EXIT_MARKER}$status" > /dev/ttyS1
 $bb sync
 $bb poweroff -f
 # Only reached if poweroff failed.
@@ -296,6 +314,8 @@ impl Tree {
         let mut archive = Archive::new(BufWriter::with_capacity(1 << 20, file));
         for (path, entry) in &self.entries {
             match entry {
+                // /tmp is everyone's, as on any machine.
+                Entry::Dir if path == "tmp" => archive.dir(path, 0o1777)?,
                 Entry::Dir => archive.dir(path, 0o755)?,
                 Entry::HostFile(source) => {
                     let file = fs::File::open(source)

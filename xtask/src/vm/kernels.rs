@@ -74,6 +74,7 @@ fn fetch_once(spec: &Spec) -> Result<Kernel> {
     if !vmlinuz.is_file() {
         println!("vm-test: downloading {package} {version}");
         download(&package, &version, &dir)?;
+        prune_older(spec, &dir);
     }
     Ok(Kernel {
         name: spec.name,
@@ -81,6 +82,22 @@ fn fetch_once(spec: &Spec) -> Result<Kernel> {
         version,
         vmlinuz,
     })
+}
+
+/// Removes the cached kernels of `spec`'s line other than `kept`: a new
+/// version replaces the old one, so the cache does not grow without end.
+fn prune_older(spec: &Spec, kept: &Path) {
+    let Some(cache) = kept.parent() else { return };
+    let Ok(entries) = fs::read_dir(cache) else {
+        return;
+    };
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if path != kept && name.starts_with(spec.prefix) {
+            // Best effort: a leftover only costs disk space.
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
 }
 
 /// The versioned package the metapackage depends on, and its version.
