@@ -1,6 +1,7 @@
 //! tracer's developer commands: `cargo xtask setup|build|run|test|vm-test`.
 //! `cargo xtask --help` explains them.
 
+mod bench;
 mod cmd;
 mod setup;
 mod vm;
@@ -132,6 +133,20 @@ enum Task {
         /// Only the scenarios whose name contains FILTER
         filter: Option<String>,
     },
+    /// Measure what tracer costs the workloads it watches; needs root
+    #[command(
+        long_about = "Measure what an attached `tracer watch` costs the workloads it watches. \
+            Builds tracer in release mode, then runs each workload alternately without and \
+            with tracer attached (flipping the order every round) and prints the medians and \
+            their ratio. page-alloc faults in fresh memory: one kmem:mm_page_alloc per page, the \
+            hook tracer filters in the kernel down to failures. A benchmark, not a test: it \
+            reports, it does not fail on a number."
+    )]
+    Bench {
+        /// Rounds per workload (each round runs it once without and once with tracer)
+        #[arg(long, default_value_t = 15)]
+        rounds: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -140,6 +155,10 @@ fn main() -> ExitCode {
         Task::Build { release } => setup::setup().and_then(|env| build(&env, release)),
         Task::Run { debug, args } => run(debug, args),
         Task::Test { args } => test(args),
+        Task::Bench { rounds } => setup::setup().and_then(|env| {
+            build(&env, true)?;
+            bench::run(&target_dir().join("release/tracer"), rounds.max(1))
+        }),
         Task::VmTest {
             kernel,
             timeout,

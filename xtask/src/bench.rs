@@ -1,0 +1,128 @@
+//! `cargo xtask bench`: what tracer costs the workloads it watches. Each
+//! workload runs alternately without and with `tracer watch` attached (the
+//! order flips every round, so drift in the machine hits both sides), and
+//! the medians are compared. A benchmark, not a test: it reports, it does not
+//! pass or fail.
+
+use std::{
+    hint::black_box,
+    io::Read as _,
+    path::Path,
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+
+/// A workload: a name for the report and the work, run in this process.
+pub struct Workload {
+    pub name: &'static str,
+    /// What it stresses, for the report.
+    pub stresses: &'static str,
+    pub run: fn(),
+}
+
+pub const WORKLOADS: [Workload; 1] = [Workload {
+    name: "page-alloc",
+    stresses: "kmem:mm_page_alloc (every page the kernel hands out)",
+    run: touch_fresh_memory,
+}];
+
+/// Faults in 1 GiB of fresh anonymous memory, 64 MiB at a time: one page
+/// allocation per 4 KiB page, all of them through `mm_page_alloc`.
+fn touch_fresh_memory() {
+    for _ in 0..16 {
+        let block = vec![1u8; 64 << 20];
+        black_box(&block);
+    }
+}
+
+pub fn run(tracer: &Path, rounds: usize) -> Result<()> {
+    for workload in &WORKLOADS {
+        let mut without = Vec::with_capacity(rounds);
+        let mut with = Vec::with_capacity(rounds);
+        // Warm-up: first-touch effects belong to neither side.
+        (workload.run)();
+        for round in 0..rounds {
+            let traced_first = round % 2 == 1;
+            for traced in [traced_first, !traced_first] {
+                if traced {
+                    let watcher = Watcher::start(tracer)?;
+                    with.push(time(workload.run));
+                    watcher.stop()?;
+                } else {
+                    without.push(time(workload.run));
+                }
+            }
+        }
+        let (base, traced) = (median(&mut without), median(&mut with));
+        println!(
+            "{:<12} {:>9.1} ms without, {:>9.1} ms with tracer attached: {:+.2}% ({} rounds; {})",
+            workload.name,
+            base.as_secs_f64() * 1e3,
+            traced.as_secs_f64() * 1e3,
+            (traced.as_secs_f64() / base.as_secs_f64() - 1.0) * 100.0,
+            rounds,
+            workload.stresses
+        );
+    }
+    Ok(())
+}
+
+fn time(work: fn()) -> Duration {
+    let start = Instant::now();
+    work();
+    start.elapsed()
+}
+
+fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort_unstable();
+    samples[samples.len() / 2]
+}
+
+/// A `tracer watch` running in the background, its output discarded.
+struct Watcher {
+    child: Child,
+}
+
+impl Watcher {
+    fn start(tracer: &Path) -> Result<Self> {
+        let mut child = Command::new(tracer)
+            .args(["watch", "--format", "json"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", tracer.display()))?;
+        // Attached once the banner says what it follows.
+        let mut stderr = child.stderr.take().context("tracer stderr")?;
+        let mut banner = Vec::new();
+        let mut byte = [0u8; 1];
+        while !String::from_utf8_lossy(&banner).contains("following:") {
+            if stderr.read(&mut byte).context("reading tracer's banner")? == 0 {
+                bail!(
+                    "tracer exited before attaching: {}",
+                    String::from_utf8_lossy(&banner)
+                );
+            }
+            banner.push(byte[0]);
+        }
+        // Keep draining stderr so that tracer never blocks on it.
+        thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        Ok(Self { child })
+    }
+
+    fn stop(mut self) -> Result<()> {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .context("stopping tracer")?;
+        let status = self.child.wait().context("waiting for tracer")?;
+        if !status.success() {
+            bail!("tracer exited with {status} on SIGINT");
+        }
+        Ok(())
+    }
+}
