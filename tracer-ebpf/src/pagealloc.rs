@@ -30,9 +30,7 @@ pub fn mm_page_alloc(ctx: RawTracePointContext) -> i32 {
     };
     let o = kernel::offsets();
     let stack_id = if kernel::config().page_alloc_stacks != 0 {
-        ctx.get_stackid(&STACKS, 0)
-            .map(|id| id as i64)
-            .unwrap_or(-1)
+        ctx.get_stackid(&STACKS, 0).unwrap_or(-1)
     } else {
         -1
     };

@@ -226,7 +226,7 @@ fn test(args: Vec<OsString>) -> Result<()> {
              !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
         );
     }
-    println!("==> [1/5] setup");
+    println!("==> [1/6] setup");
     let env = setup::setup().context("step `setup` failed")?;
 
     // The BPF crate has no host test target (see clippy below).
@@ -258,13 +258,17 @@ fn test(args: Vec<OsString>) -> Result<()> {
                 ],
             ),
         ),
+        (
+            "clippy-bpf",
+            env.clippy_bpf(workspace_root(), &target_dir().join("bpf-clippy")),
+        ),
         ("test", tests),
     ];
     for (i, (name, mut command)) in steps.into_iter().enumerate() {
-        println!("==> [{}/5] {name}: {}", i + 2, cmd::line(&command));
+        println!("==> [{}/6] {name}: {}", i + 2, cmd::line(&command));
         cmd::run(&mut command).with_context(|| format!("step `{name}` failed"))?;
     }
-    println!("==> [5/5] vm-test: the scenarios on every guest kernel");
+    println!("==> [6/6] vm-test: the scenarios on every guest kernel");
     let options = vm::Options {
         kernel: vm::KernelChoice::All,
         filter: None,
@@ -273,7 +277,7 @@ fn test(args: Vec<OsString>) -> Result<()> {
     vm::vm_test(&env, &options).context("step `vm-test` failed")?;
     let secs = start.elapsed().as_secs();
     println!(
-        "test: all 5 steps ok (setup, fmt, clippy, test, vm-test) in {}m{:02}s",
+        "test: all 6 steps ok (setup, fmt, clippy, clippy-bpf, test, vm-test) in {}m{:02}s",
         secs / 60,
         secs % 60
     );

@@ -34,6 +34,7 @@ const LINKED_TOOLCHAIN: &str = "tracer-bpf";
 const DEBIAN_RUST: &[&str] = &[
     "rustc-web",
     "cargo-web",
+    "rust-web-clippy",
     "libstd-rust-web-dev-bpf",
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -71,6 +72,35 @@ pub struct BuildEnv {
 }
 
 impl BuildEnv {
+    /// `cargo clippy` on the BPF crate, for the BPF target, with the
+    /// toolchain that builds it (the host's clippy cannot check it).
+    pub fn clippy_bpf(&self, workspace: &Path, target_dir: &Path) -> Command {
+        let mut cmd = Command::new("rustup");
+        cmd.current_dir(workspace)
+            .args([
+                "run",
+                self.toolchain,
+                "cargo",
+                "clippy",
+                "--package",
+                "tracer-ebpf",
+            ])
+            .args(["--target", "bpfel-unknown-none", "--target-dir"])
+            .arg(target_dir)
+            // The same cfg aya-build passes when it builds the crate.
+            .env(
+                "CARGO_ENCODED_RUSTFLAGS",
+                "--cfg=bpf_target_arch=\"x86_64\"",
+            );
+        if self.toolchain == "nightly" {
+            cmd.args(["-Z", "build-std=core"]);
+        } else {
+            cmd.env("RUSTC_BOOTSTRAP", "aya_ebpf");
+        }
+        cmd.args(["--", "-D", "warnings"]);
+        cmd
+    }
+
     /// The variables to set on every cargo command that builds tracer.
     pub fn vars(&self) -> [(&'static str, OsString); 2] {
         [
