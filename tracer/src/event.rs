@@ -100,14 +100,8 @@ pub struct OomMemcg {
 #[derive(Debug, Clone)]
 pub struct OomVictim {
     pub process: ProcessRef,
-    /// From the kernel's record (current kernels) or /proc (older ones); None when neither had it.
-    pub anon_rss_bytes: Option<u64>,
-    pub file_rss_bytes: Option<u64>,
-    pub shmem_rss_bytes: Option<u64>,
-    pub total_vm_bytes: Option<u64>,
-    pub pgtables_bytes: Option<u64>,
-    pub oom_score_adj: Option<i64>,
-    pub uid: Option<u32>,
+    /// RSS and the rest, from the kernel's record (current kernels) or /proc (older ones).
+    pub memory: crate::oom::VictimFields,
 }
 
 /// The node's memory at the kill, for system OOMs (from /proc/meminfo).

@@ -279,13 +279,7 @@ impl Explainer {
             // From the table: a process being killed reads as the root
             // cgroup in /proc already.
             process: self.process_ref(&victim_task, false),
-            anon_rss_bytes: fields.anon_rss_bytes,
-            file_rss_bytes: fields.file_rss_bytes,
-            shmem_rss_bytes: fields.shmem_rss_bytes,
-            total_vm_bytes: fields.total_vm_bytes,
-            pgtables_bytes: fields.pgtables_bytes,
-            oom_score_adj: fields.oom_score_adj,
-            uid: fields.uid,
+            memory: fields,
         };
         self.correlator.on_signal(
             fields.pid,

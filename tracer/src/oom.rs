@@ -7,9 +7,11 @@ use tracer_common::{MemcgLevel, OomRecord};
 
 use crate::tracefs::Format;
 
-/// The victim's details as the kernel's record has them (sizes in bytes).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The victim's details as the kernel's record has them (sizes in bytes;
+/// `None` where neither the record nor /proc had them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct VictimFields {
+    #[serde(skip)]
     pub pid: u32,
     pub anon_rss_bytes: Option<u64>,
     pub file_rss_bytes: Option<u64>,
@@ -37,18 +39,20 @@ pub fn victim_fields(format: &Format, record: &OomRecord) -> VictimFields {
     }
 }
 
+/// `Key:   1234 kB` lines of /proc files, in bytes.
+fn kib_field(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|v| v * 1024)
+}
+
 /// Older kernels' records carry only the pid: the rest comes from /proc
 /// while the victim is still there (it is being killed, not yet reaped).
 pub fn fill_from_proc(procfs: &Path, fields: &mut VictimFields) {
     let dir = procfs.join(fields.pid.to_string());
     if let Ok(status) = fs::read_to_string(dir.join("status")) {
-        let kib = |key: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                .map(|v| v * 1024)
-        };
+        let kib = |key: &str| kib_field(&status, key);
         fields.anon_rss_bytes = fields.anon_rss_bytes.or_else(|| kib("RssAnon:"));
         fields.file_rss_bytes = fields.file_rss_bytes.or_else(|| kib("RssFile:"));
         fields.shmem_rss_bytes = fields.shmem_rss_bytes.or_else(|| kib("RssShmem:"));
@@ -98,12 +102,7 @@ pub fn oom_kill_count(dir: &Path) -> Option<u64> {
 /// The node's memory from /proc/meminfo.
 pub fn node_memory(procfs: &Path) -> Option<crate::event::NodeMemory> {
     let text = fs::read_to_string(procfs.join("meminfo")).ok()?;
-    let kib = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map(|v| v * 1024)
-    };
+    let kib = |key: &str| kib_field(&text, key);
     Some(crate::event::NodeMemory {
         total_bytes: kib("MemTotal:")?,
         free_bytes: kib("MemFree:")?,

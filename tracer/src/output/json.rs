@@ -92,13 +92,8 @@ struct MemcgJson<'a> {
 #[derive(Serialize)]
 struct VictimJson<'a> {
     process: ProcessJson<'a>,
-    anon_rss_bytes: Option<u64>,
-    file_rss_bytes: Option<u64>,
-    shmem_rss_bytes: Option<u64>,
-    total_vm_bytes: Option<u64>,
-    pgtables_bytes: Option<u64>,
-    oom_score_adj: Option<i64>,
-    uid: Option<u32>,
+    #[serde(flatten)]
+    memory: &'a crate::oom::VictimFields,
 }
 
 #[derive(Serialize)]
@@ -314,13 +309,7 @@ fn cause<'a>(c: &'a SignalCause, clock: &Clock) -> CauseJson<'a> {
 fn victim<'a>(v: &'a OomVictim, clock: &Clock) -> VictimJson<'a> {
     VictimJson {
         process: process(&v.process, clock),
-        anon_rss_bytes: v.anon_rss_bytes,
-        file_rss_bytes: v.file_rss_bytes,
-        shmem_rss_bytes: v.shmem_rss_bytes,
-        total_vm_bytes: v.total_vm_bytes,
-        pgtables_bytes: v.pgtables_bytes,
-        oom_score_adj: v.oom_score_adj,
-        uid: v.uid,
+        memory: &v.memory,
     }
 }
 

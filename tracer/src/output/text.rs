@@ -169,10 +169,11 @@ fn oom(out: &mut String, o: &OomEvent) {
             "  {}({}): rss anon {}, file {}, shmem {}; oom_score_adj {}",
             v.process.comm,
             v.process.pid,
-            size(v.anon_rss_bytes),
-            size(v.file_rss_bytes),
-            size(v.shmem_rss_bytes),
-            v.oom_score_adj
+            size(v.memory.anon_rss_bytes),
+            size(v.memory.file_rss_bytes),
+            size(v.memory.shmem_rss_bytes),
+            v.memory
+                .oom_score_adj
                 .map(|a| a.to_string())
                 .unwrap_or_else(|| "?".into())
         );
