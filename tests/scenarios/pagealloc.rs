@@ -16,7 +16,7 @@ fn guest_only_hugepage_overcommit_fails_at_order_9_then_compaction_helps() {
     require_disposable_guest();
     let work = Workdir::new();
     let host = work.host_root();
-    let mut tracer = Tracer::start(&work, &host, &[]);
+    let mut tracer = Tracer::start(&work, &host, &["--stacks"]);
     let huge_order = (fs::read_to_string("/proc/meminfo")
         .unwrap()
         .lines()

@@ -144,6 +144,8 @@ pub struct PageAllocEvent {
     pub zones: Vec<crate::pagealloc::ZoneFree>,
     /// Kernel stack, innermost first, with `--stacks`.
     pub stack: Vec<String>,
+    /// The kernel's own log line for it, when it printed one.
+    pub kernel_log: Option<crate::pagealloc::LoggedFailure>,
 }
 
 #[derive(Debug, Clone)]

@@ -450,6 +450,9 @@ impl Explainer {
         if !self.scope.matches(process.pid, &process.attribution) {
             return;
         }
+        let kernel_log =
+            self.kernel_log
+                .take_page_failure(&process.comm.as_str(), r.order, r.gfp_flags);
         let state = &mut self.page_alloc;
         out.push(Event::PageAllocFailure(PageAllocEvent {
             mono_ns: r.header.ktime_ns,
@@ -464,6 +467,7 @@ impl Explainer {
                 .as_ref()
                 .map(|s| s.resolve(r.stack_id))
                 .unwrap_or_default(),
+            kernel_log,
             process,
         }));
     }

@@ -254,10 +254,10 @@ mod tests {
         assert_eq!(eval("sizeof(x)"), None);
     }
 
-    /// Values and names as the 6.18 kernel prints them in
-    /// "page allocation failure: order:N, mode:0x...(NAMES)" lines.
+    /// The flag table of a 6.18 kernel, saved: composite names first, the
+    /// rest of the bits by name, unknown bits in hex.
     #[test]
-    fn decodes_like_the_kernel_prints() {
+    fn decodes_with_a_saved_6_18_table() {
         let names = GfpNames::from_format(FORMAT_6_18).expect("flag table");
         assert_eq!(names.decode(0xcc0), "GFP_KERNEL");
         assert_eq!(names.decode(0x2cc0), "GFP_KERNEL|__GFP_NOWARN");
@@ -266,6 +266,60 @@ mod tests {
         assert_eq!(names.decode(0), "0");
         assert_eq!(names.value("__GFP_NOWARN"), Some(0x2000));
         assert!(names.decode(1 << 31).ends_with("0x80000000"));
+    }
+
+    /// The running kernel as the oracle: a tracefs instance records page
+    /// allocations whose raw flags equal one of a few values (the kernel's
+    /// event filter compares the raw field), and prints their names itself;
+    /// every line must read as `decode` says.
+    #[test]
+    fn decodes_as_the_running_kernel_prints() {
+        crate::preflight::ensure_tracefs().expect("tracefs (run as root)");
+        let tracefs = Path::new(crate::preflight::TRACEFS);
+        let names = GfpNames::from_tracefs(tracefs).expect("this kernel's table");
+        let value = |expr: &[&str]| {
+            expr.iter()
+                .map(|n| names.value(n).expect(n))
+                .fold(0, |a, v| a | v)
+        };
+        let candidates = [
+            value(&["GFP_HIGHUSER_MOVABLE", "__GFP_ZERO"]),
+            value(&["GFP_HIGHUSER_MOVABLE", "__GFP_ZERO", "__GFP_COMP"]),
+            value(&["GFP_KERNEL_ACCOUNT", "__GFP_ZERO"]),
+            value(&["GFP_KERNEL_ACCOUNT", "__GFP_ZERO", "__GFP_COMP"]),
+            value(&["GFP_KERNEL"]),
+            value(&["GFP_KERNEL", "__GFP_ZERO"]),
+        ];
+        let instance = tracefs.join(format!("instances/tracer-gfp-{}", std::process::id()));
+        std::fs::create_dir(&instance).expect("a tracefs instance");
+        let event = instance.join("events/kmem/mm_page_alloc");
+        let filter: Vec<String> = candidates
+            .iter()
+            .map(|v| format!("gfp_flags == {v:#x}"))
+            .collect();
+        std::fs::write(event.join("filter"), filter.join(" || ")).expect("event filter");
+        std::fs::write(event.join("enable"), "1").expect("enable");
+        // Page faults and page tables of a few short processes.
+        for _ in 0..20 {
+            let _ = std::process::Command::new("true").status();
+        }
+        std::fs::write(event.join("enable"), "0").expect("disable");
+        let trace = std::fs::read_to_string(instance.join("trace")).unwrap_or_default();
+        let _ = std::fs::remove_dir(&instance);
+        let expected: Vec<String> = candidates.iter().map(|v| names.decode(*v)).collect();
+        let mut seen = std::collections::BTreeSet::new();
+        for printed in trace.lines().filter_map(|l| l.split("gfp_flags=").nth(1)) {
+            let printed = printed.trim();
+            assert!(
+                expected.iter().any(|e| e == printed),
+                "the kernel printed {printed}; tracer decodes {expected:?}"
+            );
+            seen.insert(printed.to_owned());
+        }
+        assert!(
+            seen.len() >= 2,
+            "too few allocations matched to compare: {seen:?}"
+        );
     }
 
     #[test]

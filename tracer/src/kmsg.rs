@@ -74,6 +74,7 @@ pub fn parse_oom_summary(message: &str) -> Option<OomSummary> {
 pub struct KernelLog {
     file: Option<File>,
     recent: VecDeque<OomSummary>,
+    page_failures: VecDeque<crate::pagealloc::LoggedFailure>,
 }
 
 const RECENT_MAX: usize = 256;
@@ -90,6 +91,7 @@ impl KernelLog {
         Self {
             file,
             recent: VecDeque::new(),
+            page_failures: VecDeque::new(),
         }
     }
 
@@ -114,6 +116,12 @@ impl KernelLog {
                             self.recent.pop_front();
                         }
                         self.recent.push_back(summary);
+                    } else if let Some(failure) = crate::pagealloc::parse_logged_failure(first_line)
+                    {
+                        if self.page_failures.len() == RECENT_MAX {
+                            self.page_failures.pop_front();
+                        }
+                        self.page_failures.push_back(failure);
                     }
                 }
                 // EPIPE: records were overwritten before we read them; go on.
@@ -122,6 +130,22 @@ impl KernelLog {
                 Err(_) => break,
             }
         }
+    }
+
+    /// The kernel's "page allocation failure" line for a failure of this
+    /// task name, order and flags, if it logged one (it does not for
+    /// `__GFP_NOWARN`, nor past its rate limit).
+    pub fn take_page_failure(
+        &mut self,
+        comm: &str,
+        order: u32,
+        mode: u64,
+    ) -> Option<crate::pagealloc::LoggedFailure> {
+        self.poll();
+        let at = self.page_failures.iter().rposition(|f| {
+            f.order == order && f.mode == mode && comm.starts_with(f.comm.as_str())
+        })?;
+        self.page_failures.remove(at)
     }
 
     /// The kernel's summary of the kill of `pid`, if it logged one.

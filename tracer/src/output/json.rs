@@ -146,6 +146,18 @@ struct PageAllocBody<'a> {
     buddyinfo: &'a [crate::pagealloc::ZoneFree],
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     stack: &'a [String],
+    /// The kernel's own "page allocation failure" line, when it logged one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel_log: Option<LoggedFailureJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct LoggedFailureJson<'a> {
+    comm: &'a str,
+    order: u32,
+    mode: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mode_names: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -358,6 +370,12 @@ fn page_alloc_body<'a>(p: &'a PageAllocEvent, clock: &Clock) -> PageAllocBody<'a
         free_blocks_at_order: crate::pagealloc::free_blocks_at_or_above(&p.zones, p.order),
         buddyinfo: &p.zones,
         stack: &p.stack,
+        kernel_log: p.kernel_log.as_ref().map(|k| LoggedFailureJson {
+            comm: &k.comm,
+            order: k.order,
+            mode: k.mode,
+            mode_names: k.mode_names.as_deref(),
+        }),
     }
 }
 
