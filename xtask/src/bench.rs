@@ -134,6 +134,9 @@ impl Watcher {
         }
         // Keep draining stderr so that tracer never blocks on it.
         thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        // Let its start-up (BTF, the /proc scan) finish before measuring:
+        // the cost measured is that of being attached, not of starting.
+        thread::sleep(Duration::from_millis(500));
         Ok(Self { child })
     }
 
