@@ -107,6 +107,11 @@ impl Explainer {
         self.page_alloc.stacks = Some(stacks);
     }
 
+    /// Whether /dev/kmsg could be opened (for corroboration only).
+    pub fn kernel_log_readable(&self) -> bool {
+        self.kernel_log.readable()
+    }
+
     pub fn page_alloc_summary(&self) -> &pagealloc::Summary {
         &self.page_alloc.summary
     }

@@ -66,10 +66,6 @@ impl Scope {
             Self::Process { tgid: wanted } => *wanted == tgid,
         }
     }
-
-    pub fn is_everything(&self) -> bool {
-        matches!(self, Self::Everything)
-    }
 }
 
 impl fmt::Display for Scope {

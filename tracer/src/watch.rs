@@ -97,6 +97,9 @@ pub fn run(args: WatchArgs) -> Result<()> {
             args.host.procfs.clone(),
             oom_format,
         );
+        if !explainer.kernel_log_readable() {
+            eprintln!("  /dev/kmsg is not readable: OOM and page-allocation events go without the kernel log's corroboration");
+        }
         let mut state = LoopState::default();
         if args.stacks {
             explainer.set_stacks(crate::stacks::KernelStacks::new(loaded.stacks));
