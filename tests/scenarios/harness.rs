@@ -445,6 +445,12 @@ impl Tracer {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
+    /// For scenarios that exhaust the machine's memory: the OOM killer must
+    /// not pick the tracer that is to report it.
+    pub fn protect_from_oom_killer(&self) {
+        fs::write(format!("/proc/{}/oom_score_adj", self.pid()), "-1000").expect("oom_score_adj");
+    }
+
     /// Waits for a record matching `pred`; on timeout fails with everything
     /// tracer said.
     pub fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {

@@ -193,6 +193,7 @@ fn guest_only_oom_group_kill_is_one_event_with_every_victim() {
     pod.set_memory_limit(&cgroup, 48 * MIB);
     std::fs::write(cgroup.join("memory.oom.group"), "1").expect("memory.oom.group (cgroup v2)");
     let mut tracer = Tracer::start(&work, &host, &[]);
+    tracer.protect_from_oom_killer();
 
     let mut sidecar = spawn_in_cgroup(&cgroup, &work.program("sidecar"), &["hog", "8", "hold"]);
     assert_eq!(read_line(&mut sidecar), "held");
@@ -226,6 +227,7 @@ fn guest_only_system_oom_is_reported_with_the_node_memory() {
     let work = Workdir::new();
     let host = work.host_root();
     let mut tracer = Tracer::start(&work, &host, &[]);
+    tracer.protect_from_oom_killer();
     let total_mib = std::fs::read_to_string("/proc/meminfo")
         .unwrap()
         .lines()

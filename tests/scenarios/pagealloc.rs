@@ -17,6 +17,7 @@ fn guest_only_hugepage_overcommit_fails_at_order_9_then_compaction_helps() {
     let work = Workdir::new();
     let host = work.host_root();
     let mut tracer = Tracer::start(&work, &host, &["--stacks"]);
+    tracer.protect_from_oom_killer();
     let huge_order = (fs::read_to_string("/proc/meminfo")
         .unwrap()
         .lines()

@@ -57,6 +57,8 @@ pub struct Explainer {
     pending_oom_levels: Vec<tracer_common::MemcgLevel>,
     /// Recent `out_of_memory` entries (the exact hook, where the kernel allows it).
     oom_controls: Vec<OomControlRecord>,
+    /// The pending OOM's memory cgroup kills as a group (memory.oom.group).
+    pending_oom_group: bool,
     page_alloc: PageAllocState,
 }
 
@@ -92,6 +94,7 @@ impl Explainer {
             pending_oom: None,
             pending_oom_levels: Vec::new(),
             oom_controls: Vec::new(),
+            pending_oom_group: false,
             page_alloc: PageAllocState {
                 gfp: GfpNames::from_tracefs(std::path::Path::new(crate::preflight::TRACEFS))
                     .unwrap_or_default(),
@@ -131,6 +134,14 @@ impl Explainer {
             Record::Oom(r) => self.oom(r, out),
             Record::PageAllocFailure(r) => self.page_alloc_failure(r, out),
             Record::OomControl(r) => {
+                // A new out_of_memory() call by the same task is a new kill.
+                if self
+                    .pending_oom
+                    .as_ref()
+                    .is_some_and(|(_, e)| e.trigger.pid == r.trigger_tgid)
+                {
+                    self.pending_oom_group = false;
+                }
                 if self.oom_controls.len() == 16 {
                     self.oom_controls.remove(0);
                 }
@@ -299,10 +310,15 @@ impl Explainer {
         );
 
         let levels = &r.levels[..(r.levels_len as usize).min(r.levels.len())];
-        let same_kill = self.pending_oom.as_ref().is_some_and(|(_, e)| {
-            e.trigger.pid == r.trigger.tgid
-                && r.header.ktime_ns.saturating_sub(e.mono_ns) < HOLD_OOM_NS
-        });
+        // Several victims make one kill only with memory.oom.group: the
+        // kernel kills the whole cgroup in one pass. Otherwise a second
+        // victim right after is a second OOM (the first one's memory was
+        // not freed yet), and gets its own event.
+        let same_kill = self.pending_oom_group
+            && self.pending_oom.as_ref().is_some_and(|(_, e)| {
+                e.trigger.pid == r.trigger.tgid
+                    && r.header.ktime_ns.saturating_sub(e.mono_ns) < HOLD_OOM_NS
+            });
         if same_kill {
             if let Some((_, event)) = &mut self.pending_oom {
                 event.victims.push(victim);
@@ -349,6 +365,12 @@ impl Explainer {
             kernel_log: None,
             node_memory: None,
         };
+        self.pending_oom_group = event.memcg.as_ref().is_some_and(|m| {
+            self.attributor
+                .memory_cgroup_dir(&m.path)
+                .and_then(|dir| std::fs::read_to_string(dir.join("memory.oom.group")).ok())
+                .is_some_and(|v| v.trim() == "1")
+        });
         self.pending_oom = Some((r.header.ktime_ns + HOLD_OOM_NS, event));
         self.pending_oom_levels = levels.to_vec();
     }
