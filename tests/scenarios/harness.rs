@@ -523,9 +523,13 @@ impl Drop for Tracer {
     }
 }
 
+/// The complete lines of a JSON-lines file tracer is writing: a line still
+/// being written (no newline yet) is left for the next read, as any reader
+/// following a growing file must.
 pub fn read_records(path: &Path) -> Vec<Value> {
-    fs::read_to_string(path)
-        .unwrap_or_default()
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
         .collect()
