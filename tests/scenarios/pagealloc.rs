@@ -9,7 +9,8 @@ const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
 
 /// Asking for more huge pages than the guest has: the kernel tries order-9
 /// allocations (without warning, with a fallback) until they fail, on behalf
-/// of the process that wrote the request. After the pool is given back and
+/// of the process that wrote the request. The same shell gives the pool back
+/// at once: a guest left without memory would OOM-kill the test itself. After the pool is given back and
 /// memory compacted, a modest request succeeds and nothing is reported.
 #[test]
 fn guest_only_hugepage_overcommit_fails_at_order_9_then_compaction_helps() {
@@ -35,7 +36,9 @@ fn guest_only_hugepage_overcommit_fails_at_order_9_then_compaction_helps() {
     let asker = work.renamed("/bin/sh", "hugeasker");
     let status = Command::new(&asker)
         .arg("-c")
-        .arg(format!("echo 100000 > {NR_HUGEPAGES}"))
+        .arg(format!(
+            "echo 100000 > {NR_HUGEPAGES}; echo 0 > {NR_HUGEPAGES}"
+        ))
         .status()
         .unwrap();
     assert!(status.success());
