@@ -8,6 +8,7 @@ use std::{
     os::unix::fs::symlink,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
+    sync::OnceLock,
     thread,
     time::{Duration, Instant},
 };
@@ -61,23 +62,29 @@ pub fn random_uid() -> String {
     )
 }
 
-/// A scratch directory with the workload helper compiled into it.
+/// A scratch directory whose programs are hard links to one workload helper.
 pub struct Workdir {
     pub dir: tempfile::TempDir,
-    helper: PathBuf,
 }
 
-impl Workdir {
-    pub fn new() -> Self {
+/// Executables written while another test thread forks can be held open for
+/// writing by that child for a moment, and exec'ing them then fails with
+/// ETXTBSY. So the helper is written once per test process, under a lock,
+/// and every program name is a hard link to it: nothing executable is
+/// written while the tests run.
+fn shared_helper() -> &'static Path {
+    static HELPER: OnceLock<PathBuf> = OnceLock::new();
+    HELPER.get_or_init(|| {
         let dir = tempfile::Builder::new()
-            .prefix("tracer-scenario-")
+            .prefix("tracer-helper-")
             .tempdir()
-            .expect("tempdir");
-        let helper = dir.path().join("helper");
+            .expect("tempdir")
+            .keep();
+        let helper = dir.join("helper");
         // Guests without a compiler get the helper prebuilt.
         if let Some(prebuilt) = std::env::var_os("TRACER_SCENARIO_HELPER") {
             fs::copy(&prebuilt, &helper).expect("copying the prebuilt helper");
-            return Self { dir, helper };
+            return helper;
         }
         let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios/helper.c");
         let status = Command::new("cc")
@@ -87,7 +94,29 @@ impl Workdir {
             .status()
             .expect("running cc to build the workload helper");
         assert!(status.success(), "cc failed on {}", source.display());
-        Self { dir, helper }
+        helper
+    })
+}
+
+/// `path` as a new name for `original`: a hard link where the filesystem
+/// allows one, else a copy.
+fn link_or_copy(original: &Path, path: &Path) {
+    // /bin/sh is a symlink: link the program itself, not the link.
+    let original =
+        &fs::canonicalize(original).unwrap_or_else(|e| panic!("{}: {e}", original.display()));
+    if !path.exists() && fs::hard_link(original, path).is_err() {
+        fs::copy(original, path).unwrap_or_else(|e| panic!("copying {}: {e}", original.display()));
+    }
+}
+
+impl Workdir {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("tracer-scenario-")
+            .tempdir()
+            .expect("tempdir");
+        shared_helper();
+        Self { dir }
     }
 
     pub fn path(&self) -> &Path {
@@ -97,16 +126,14 @@ impl Workdir {
     /// The helper under another name, so that the kernel's comm is `name`.
     pub fn program(&self, name: &str) -> PathBuf {
         let path = self.path().join(name);
-        if !path.exists() {
-            fs::copy(&self.helper, &path).expect("copying the helper");
-        }
+        link_or_copy(shared_helper(), &path);
         path
     }
 
-    /// A copy of a system program under another name (`sh` as `vGhyM0`).
+    /// A system program under another name (`sh` as `vGhyM0`).
     pub fn renamed(&self, system_program: &str, name: &str) -> PathBuf {
         let path = self.path().join(name);
-        fs::copy(system_program, &path).expect("copying a system program");
+        link_or_copy(Path::new(system_program), &path);
         path
     }
 
