@@ -80,7 +80,13 @@ impl Explainer {
         procfs: PathBuf,
         oom_format: Option<Format>,
     ) -> Self {
-        let procfs_for_buddy = procfs.clone();
+        let page_alloc = PageAllocState {
+            gfp: GfpNames::from_tracefs(std::path::Path::new(crate::preflight::TRACEFS))
+                .unwrap_or_default(),
+            buddy: pagealloc::BuddyInfo::new(&procfs),
+            stacks: None,
+            summary: pagealloc::Summary::default(),
+        };
         Self {
             processes,
             attributor,
@@ -95,13 +101,7 @@ impl Explainer {
             pending_oom_levels: Vec::new(),
             oom_controls: Vec::new(),
             pending_oom_group: false,
-            page_alloc: PageAllocState {
-                gfp: GfpNames::from_tracefs(std::path::Path::new(crate::preflight::TRACEFS))
-                    .unwrap_or_default(),
-                buddy: pagealloc::BuddyInfo::new(&procfs_for_buddy),
-                stacks: None,
-                summary: pagealloc::Summary::default(),
-            },
+            page_alloc,
         }
     }
 
