@@ -50,6 +50,11 @@ const ALWAYS: &[&str] = &[
     "bash",
     "coreutils",
     "tmux",
+    // Conntrack scenarios: DNAT rules, `conntrack -S` to compare counters with.
+    "iptables",
+    "conntrack",
+    // IO-wait scenarios: a loop device with a file system, frozen for hung tasks.
+    "e2fsprogs",
 ];
 /// The static busybox that runs the init of `cargo xtask vm-test`'s guests.
 const VM: &[&str] = &["busybox-static"];
