@@ -24,10 +24,12 @@ pub enum RecordKind {
     Oom = 5,
     OomControl = 6,
     PageAllocFailure = 7,
+    IoStall = 8,
+    HungTask = 9,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 7] = [
+    pub const ALL: [RecordKind; 9] = [
         Self::Signal,
         Self::Fork,
         Self::Exec,
@@ -35,6 +37,8 @@ impl RecordKind {
         Self::Oom,
         Self::OomControl,
         Self::PageAllocFailure,
+        Self::IoStall,
+        Self::HungTask,
     ];
 
     pub fn from_raw(raw: u32) -> Option<Self> {
@@ -55,6 +59,8 @@ impl RecordKind {
             Self::Oom => "oom",
             Self::OomControl => "oom_control",
             Self::PageAllocFailure => "page_alloc_failure",
+            Self::IoStall => "io_stall",
+            Self::HungTask => "hung_task",
         }
     }
 }
@@ -227,6 +233,87 @@ pub struct PageAllocRecord {
     pub stack_id: i64,
 }
 
+/// Frames of kernel stack an IO stall or hung-task record carries.
+pub const IO_STACK_DEPTH: usize = 32;
+
+/// A task that was blocked in D state (uninterruptible sleep): an IO stall
+/// (`RecordKind::IoStall`, at its wake-up, when it was blocked at least the
+/// threshold) or a task the kernel's hung-task detector reported
+/// (`RecordKind::HungTask`, still blocked).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BlockedTaskRecord {
+    pub header: Header,
+    pub task: Task,
+    /// How long it was (or has been, for a hung task) blocked; 0 when the
+    /// start of a hung task's wait was not seen.
+    pub blocked_ns: u64,
+    /// The task's cgroup in the io/blkio controller's hierarchy (kernfs id).
+    pub io_cgroup_id: u64,
+    /// The block device the task (else its io cgroup) last submitted IO
+    /// to, as the kernel's dev_t (major << 20 | minor); 0 when unknown.
+    pub dev: u32,
+    /// 1 when the wait was IO wait (`in_iowait`: io_schedule and friends).
+    pub in_iowait: u32,
+    /// `task_struct.__state` when it went to sleep (hung tasks: now).
+    pub state: u32,
+    /// Valid entries of `stack` (with stacks asked for), innermost first.
+    pub stack_len: u32,
+    pub stack: [u64; IO_STACK_DEPTH],
+}
+
+/// Per-thread blocked time, kept by the kernel in `IO_TASKS` (key: thread
+/// id) and read by userspace every second; never streamed per switch.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TaskIoTotals {
+    pub tgid: u32,
+    /// The block device this thread last submitted IO to (dev_t), or 0.
+    pub dev: u32,
+    /// Time blocked with `in_iowait` set (what delay accounting calls blkio delay).
+    pub iowait_ns: u64,
+    /// Time blocked in D state, IO wait or not.
+    pub blocked_ns: u64,
+    pub iowait_waits: u64,
+    pub blocked_waits: u64,
+}
+
+/// Indexes of the read and write halves of the per-direction counters.
+pub const IO_READ: usize = 0;
+pub const IO_WRITE: usize = 1;
+/// Latency histogram buckets: bucket `b` counts requests that took
+/// [2^(b-1), 2^b) microseconds (bucket 0: under 1 us); the last is open.
+pub const IO_LATENCY_BUCKETS: usize = 24;
+
+/// Completed block requests per device (`IO_DEVICES`, per CPU; key: dev_t).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeviceIoStats {
+    pub ios: [u64; 2],
+    pub bytes: [u64; 2],
+    /// Sum of issue-to-completion times.
+    pub latency_ns: [u64; 2],
+    pub latency_buckets: [u64; IO_LATENCY_BUCKETS],
+}
+
+/// Key of `IO_CGROUPS`: the cgroup that owns the IO (the bio's blkcg: for
+/// writeback on cgroup v2, the cgroup that dirtied the pages) and the device.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CgroupIoKey {
+    pub cgroup_id: u64,
+    pub dev: u32,
+    pub _pad: u32,
+}
+
+/// Block requests issued per (cgroup, device) (`IO_CGROUPS`, per CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CgroupIoStats {
+    pub ios: [u64; 2],
+    pub bytes: [u64; 2],
+}
+
 /// Member offsets in kernel structs, read from the running kernel's BTF by
 /// userspace and passed to the BPF programs as a read-only global: rustc emits
 /// no CO-RE relocations, so the programs cannot ask the loader for them.
@@ -267,6 +354,32 @@ pub struct KernelOffsets {
     /// `oom_control.memcg` and `oom_control.order`.
     pub oom_control_memcg: u32,
     pub oom_control_order: u32,
+    /// `task_struct.__state` (TASK_UNINTERRUPTIBLE is a task in D state).
+    pub task_state: u32,
+    /// `task_struct.in_iowait` is a one-bit bitfield: the byte it is in and
+    /// its mask there (0 when unknown: no wait is then taken for IO wait).
+    pub task_in_iowait_byte: u32,
+    pub task_in_iowait_mask: u32,
+    /// `css_set.subsys[io_cgrp_id]`: the task's blkio/io controller state.
+    pub css_set_io_css: u32,
+    /// `request.q`, `.part`, `.__data_len`, `.cmd_flags`, `.bio`.
+    pub rq_q: u32,
+    pub rq_part: u32,
+    pub rq_data_len: u32,
+    pub rq_cmd_flags: u32,
+    pub rq_bio: u32,
+    /// `request_queue.disk`, `gendisk.major`, `gendisk.first_minor`.
+    pub queue_disk: u32,
+    pub gendisk_major: u32,
+    pub gendisk_first_minor: u32,
+    /// `block_device.bd_dev`.
+    pub bdev_dev: u32,
+    /// `bio.bi_bdev`, `bio.bi_blkg`.
+    pub bio_bdev: u32,
+    pub bio_blkg: u32,
+    /// `blkcg_gq.blkcg`, `blkcg.css`.
+    pub blkg_blkcg: u32,
+    pub blkcg_css: u32,
 }
 
 pub const OFFSET_UNKNOWN: u32 = u32::MAX;
@@ -294,6 +407,23 @@ impl KernelOffsets {
         memcg_max: OFFSET_UNKNOWN,
         oom_control_memcg: OFFSET_UNKNOWN,
         oom_control_order: OFFSET_UNKNOWN,
+        task_state: OFFSET_UNKNOWN,
+        task_in_iowait_byte: OFFSET_UNKNOWN,
+        task_in_iowait_mask: 0,
+        css_set_io_css: OFFSET_UNKNOWN,
+        rq_q: OFFSET_UNKNOWN,
+        rq_part: OFFSET_UNKNOWN,
+        rq_data_len: OFFSET_UNKNOWN,
+        rq_cmd_flags: OFFSET_UNKNOWN,
+        rq_bio: OFFSET_UNKNOWN,
+        queue_disk: OFFSET_UNKNOWN,
+        gendisk_major: OFFSET_UNKNOWN,
+        gendisk_first_minor: OFFSET_UNKNOWN,
+        bdev_dev: OFFSET_UNKNOWN,
+        bio_bdev: OFFSET_UNKNOWN,
+        bio_blkg: OFFSET_UNKNOWN,
+        blkg_blkcg: OFFSET_UNKNOWN,
+        blkcg_css: OFFSET_UNKNOWN,
     };
 }
 
@@ -310,6 +440,12 @@ pub struct Config {
     /// 1: record the kernel stack of each failed page allocation.
     pub page_alloc_stacks: u32,
     pub _pad: u32,
+    /// A task blocked (D state) at least this long is reported as an IO
+    /// stall; shorter waits are only added to the per-task totals.
+    pub iowait_threshold_ns: u64,
+    /// 1: record the kernel stack of each IO stall and hung task.
+    pub iowait_stacks: u32,
+    pub _pad_iowait: u32,
 }
 
 /// Names of the globals and maps, shared so that a rename breaks the build
@@ -320,6 +456,9 @@ pub mod names {
     pub const EVENTS: &str = "EVENTS";
     pub const LOST: &str = "LOST";
     pub const STACKS: &str = "STACKS";
+    pub const IO_TASKS: &str = "IO_TASKS";
+    pub const IO_DEVICES: &str = "IO_DEVICES";
+    pub const IO_CGROUPS: &str = "IO_CGROUPS";
 }
 
 #[cfg(feature = "user")]
@@ -330,4 +469,8 @@ mod user {
     // pattern is a valid value.
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for Config {}
+    unsafe impl aya::Pod for TaskIoTotals {}
+    unsafe impl aya::Pod for DeviceIoStats {}
+    unsafe impl aya::Pod for CgroupIoKey {}
+    unsafe impl aya::Pod for CgroupIoStats {}
 }

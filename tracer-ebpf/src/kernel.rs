@@ -16,6 +16,9 @@ static CONFIG: Config = Config {
     oom_comm_loc: tracer_common::OFFSET_UNKNOWN,
     page_alloc_stacks: 0,
     _pad: 0,
+    iowait_threshold_ns: u64::MAX,
+    iowait_stacks: 0,
+    _pad_iowait: 0,
 };
 
 #[inline(always)]

@@ -4,6 +4,7 @@
 #![no_std]
 #![no_main]
 
+mod iowait;
 mod kernel;
 mod lifecycle;
 mod oom;

@@ -75,9 +75,16 @@ pub struct WatchArgs {
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub output_max_files: u32,
 
-    /// Record the kernel stack of each page-allocation failure (who asked, deep down).
+    /// Record the kernel stack of each page-allocation failure (who asked,
+    /// deep down), and of each IO stall and hung task (where it sleeps).
     #[arg(long)]
     pub stacks: bool,
+
+    /// Report a task blocked in D state (IO wait and other uninterruptible
+    /// sleeps) at least this long as an `io_stall` event, with its process,
+    /// pod and device. Shorter waits are only counted (see `tracer top`).
+    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = crate::iowait::parse_threshold)]
+    pub iowait_threshold: u64,
 
     /// Size of the kernel-to-tracer ring buffer (a power of two). Records
     /// that do not fit are counted and reported as `lost`; raise it if that

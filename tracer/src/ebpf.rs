@@ -78,7 +78,7 @@ impl Hook {
     }
 }
 
-pub const HOOKS: [Hook; 7] = [
+pub const HOOKS: [Hook; 13] = [
     Hook {
         name: "signal",
         candidates: &[Attach::RawTracepoint {
@@ -155,7 +155,70 @@ pub const HOOKS: [Hook; 7] = [
         without_it: "no page-allocation failure events",
         essential: false,
     },
+    Hook {
+        name: "io_wait_sleep",
+        candidates: &[Attach::RawTracepoint {
+            program: "sched_switch",
+            group: "sched",
+            tracepoint: "sched_switch",
+        }],
+        without_it: "no IO wait accounting and no IO stall events",
+        essential: false,
+    },
+    Hook {
+        name: "io_wait_wakeup",
+        candidates: &[Attach::RawTracepoint {
+            program: "sched_wakeup",
+            group: "sched",
+            tracepoint: "sched_wakeup",
+        }],
+        without_it: "no IO wait accounting and no IO stall events",
+        essential: false,
+    },
+    Hook {
+        name: "hung_task",
+        candidates: &[Attach::RawTracepoint {
+            program: "sched_process_hang",
+            group: "sched",
+            tracepoint: "sched_process_hang",
+        }],
+        without_it: "no hung-task events (the kernel may lack CONFIG_DETECT_HUNG_TASK)",
+        essential: false,
+    },
+    Hook {
+        name: "io_submit",
+        candidates: &[Attach::RawTracepoint {
+            program: "block_bio_queue",
+            group: "block",
+            tracepoint: "block_bio_queue",
+        }],
+        without_it: "IO stalls name their device only through their cgroup's IO",
+        essential: false,
+    },
+    Hook {
+        name: "io_issue",
+        candidates: &[Attach::RawTracepoint {
+            program: "block_rq_issue",
+            group: "block",
+            tracepoint: "block_rq_issue",
+        }],
+        without_it: "no block IO bytes per cgroup and no IO latency per device",
+        essential: false,
+    },
+    Hook {
+        name: "io_complete",
+        candidates: &[Attach::RawTracepoint {
+            program: "block_rq_complete",
+            group: "block",
+            tracepoint: "block_rq_complete",
+        }],
+        without_it: "no block IO latency per device",
+        essential: false,
+    },
 ];
+
+/// `--iowait-threshold` unless given: a wait this long is felt by users.
+pub const DEFAULT_IOWAIT_THRESHOLD_NS: u64 = 100_000_000;
 
 /// The settings the programs read: the signal set, and where the fields of
 /// the OOM record are on this kernel (from its tracefs format).
@@ -176,6 +239,9 @@ pub fn config(
             .unwrap_or(tracer_common::OFFSET_UNKNOWN),
         page_alloc_stacks: page_alloc_stacks as u32,
         _pad: 0,
+        iowait_threshold_ns: DEFAULT_IOWAIT_THRESHOLD_NS,
+        iowait_stacks: page_alloc_stacks as u32,
+        _pad_iowait: 0,
     }
 }
 
@@ -192,6 +258,7 @@ pub struct Loaded {
     pub events: RingBuf<MapData>,
     pub lost: PerCpuArray<MapData, u64>,
     pub stacks: StackTraceMap<MapData>,
+    pub io: crate::iowait::IoMaps,
     pub hooks: Vec<HookStatus>,
 }
 
@@ -227,11 +294,13 @@ pub fn load(
     let stacks =
         StackTraceMap::try_from(ebpf.take_map(names::STACKS).context("map STACKS missing")?)
             .context("map STACKS")?;
+    let io = crate::iowait::IoMaps::take(&mut ebpf)?;
     Ok(Loaded {
         ebpf,
         events,
         lost,
         stacks,
+        io,
         hooks,
     })
 }

@@ -154,6 +154,8 @@ pub enum Event {
     Exit(ExitEvent),
     Oom(OomEvent),
     PageAllocFailure(PageAllocEvent),
+    /// An IO stall or a hung task.
+    IoWait(crate::iowait::IoWaitEvent),
 }
 
 impl Event {
@@ -163,6 +165,7 @@ impl Event {
             Self::Exit(e) => e.mono_ns,
             Self::Oom(o) => o.mono_ns,
             Self::PageAllocFailure(p) => p.mono_ns,
+            Self::IoWait(w) => w.mono_ns,
         }
     }
 }

@@ -60,6 +60,7 @@ pub struct Explainer {
     /// The pending OOM's memory cgroup kills as a group (memory.oom.group).
     pending_oom_group: bool,
     page_alloc: PageAllocState,
+    io_wait: crate::iowait::IoWaitState,
 }
 
 /// What page-allocation failures need: the kernel's GFP names, buddyinfo,
@@ -102,6 +103,7 @@ impl Explainer {
             oom_controls: Vec::new(),
             pending_oom_group: false,
             page_alloc,
+            io_wait: crate::iowait::IoWaitState::default(),
         }
     }
 
@@ -133,6 +135,8 @@ impl Explainer {
             Record::Signal(r) => self.signal(r, out),
             Record::Oom(r) => self.oom(r, out),
             Record::PageAllocFailure(r) => self.page_alloc_failure(r, out),
+            Record::IoStall(r) => self.io_wait(r, false, out),
+            Record::HungTask(r) => self.io_wait(r, true, out),
             Record::OomControl(r) => {
                 // A new out_of_memory() call by the same task is a new kill.
                 if self
@@ -497,6 +501,20 @@ impl Explainer {
             kernel_log,
             process,
         }));
+    }
+
+    fn io_wait(&mut self, r: &tracer_common::BlockedTaskRecord, hung: bool, out: &mut Vec<Event>) {
+        let process = self.process_ref(&r.task, true);
+        if !self.in_scope(&process) {
+            return;
+        }
+        let stacks = self.page_alloc.stacks.as_ref();
+        let event = self.io_wait.event(r, hung, process, |frames| {
+            stacks
+                .map(|s| s.symbolize_frames(frames))
+                .unwrap_or_default()
+        });
+        out.push(Event::IoWait(event));
     }
 
     /// Exits are reported when a signal killed the process (one in the

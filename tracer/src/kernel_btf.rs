@@ -66,13 +66,46 @@ pub fn resolve(btf: &Btf) -> Result<ResolvedOffsets> {
         memcg_max: r.nested("mem_cgroup", "memory", "page_counter", "max", MEMCG_EFFECT)?,
         oom_control_memcg: r.optional("oom_control", "memcg", OOM_CONTROL_EFFECT)?,
         oom_control_order: r.optional("oom_control", "order", OOM_CONTROL_EFFECT)?,
+        task_state: r.optional("task_struct", "__state", IOWAIT_EFFECT)?,
+        task_in_iowait_byte: OFFSET_UNKNOWN,
+        task_in_iowait_mask: 0,
+        css_set_io_css: r.io_css()?,
+        rq_q: r.optional("request", "q", BLOCK_DEV_EFFECT)?,
+        rq_part: r.optional("request", "part", BLOCK_DEV_EFFECT)?,
+        rq_data_len: r.optional("request", "__data_len", BLOCK_BYTES_EFFECT)?,
+        rq_cmd_flags: r.optional("request", "cmd_flags", BLOCK_BYTES_EFFECT)?,
+        rq_bio: r.optional("request", "bio", BLOCK_CGROUP_EFFECT)?,
+        queue_disk: r.optional("request_queue", "disk", BLOCK_DEV_EFFECT)?,
+        gendisk_major: r.optional("gendisk", "major", BLOCK_DEV_EFFECT)?,
+        gendisk_first_minor: r.optional("gendisk", "first_minor", BLOCK_DEV_EFFECT)?,
+        bdev_dev: r.optional("block_device", "bd_dev", BLOCK_DEV_EFFECT)?,
+        bio_bdev: r.optional("bio", "bi_bdev", STALL_DEV_EFFECT)?,
+        bio_blkg: r.optional("bio", "bi_blkg", BLOCK_CGROUP_EFFECT)?,
+        blkg_blkcg: r.optional("blkcg_gq", "blkcg", BLOCK_CGROUP_EFFECT)?,
+        blkcg_css: r.optional("blkcg", "css", BLOCK_CGROUP_EFFECT)?,
     };
+    let mut offsets = offsets;
+    match member_bit_offset(btf, "task_struct", "in_iowait")? {
+        Some(bits) => {
+            offsets.task_in_iowait_byte = bits / 8;
+            offsets.task_in_iowait_mask = 1 << (bits % 8);
+        }
+        None => r.missing.push((
+            "in_iowait",
+            "IO stalls cannot tell IO wait from other D-state sleeps",
+        )),
+    }
     Ok(ResolvedOffsets {
         offsets,
         missing: r.missing,
     })
 }
 
+const IOWAIT_EFFECT: &str = "no IO wait accounting or IO stall events";
+const BLOCK_DEV_EFFECT: &str = "block IO latency per device unknown";
+const BLOCK_BYTES_EFFECT: &str = "block IO bytes and latency unknown";
+const BLOCK_CGROUP_EFFECT: &str = "block IO not attributed to the cgroup that owns it";
+const STALL_DEV_EFFECT: &str = "IO stalls name their device only through their cgroup's IO";
 const OOM_CONTROL_EFFECT: &str = "the exact OOM hook is off: scope from memory counters";
 const MEMCG_EFFECT: &str = "OOM kills cannot tell cgroup from system OOM by the memory counters";
 
@@ -135,6 +168,23 @@ impl Resolver<'_> {
         ))
     }
 
+    /// `css_set.subsys[io_cgrp_id]` (the controller is called blkio on v1
+    /// and io on v2; the kernel's id is the same).
+    fn io_css(&mut self) -> Result<u32> {
+        let found = match (
+            member_offset(self.btf, "css_set", "subsys")?,
+            enum_value(self.btf, "cgroup_subsys_id", "io_cgrp_id")?,
+        ) {
+            (Some(subsys), Some(index)) => Some(subsys + index * POINTER_SIZE),
+            _ => None,
+        };
+        Ok(self.or_missing(
+            found,
+            "io_cgrp_id",
+            "IO stalls name their device only from the task's own IO",
+        ))
+    }
+
     fn or_missing(&mut self, found: Option<u32>, what: &'static str, effect: &'static str) -> u32 {
         found.unwrap_or_else(|| {
             self.missing.push((what, effect));
@@ -146,13 +196,19 @@ impl Resolver<'_> {
 /// Byte offset of `member` in `struct strukt`, looking through anonymous
 /// structs and unions (`task_struct` keeps many members in them).
 pub fn member_offset(btf: &Btf, strukt: &str, member: &str) -> Result<Option<u32>> {
+    Ok(member_bit_offset(btf, strukt, member)?.map(|bits| bits / 8))
+}
+
+/// Bit offset of `member` in `struct strukt` (for bitfields such as
+/// `task_struct.in_iowait`).
+pub fn member_bit_offset(btf: &Btf, strukt: &str, member: &str) -> Result<Option<u32>> {
     let Ok(types) = btf.resolve_types_by_name(strukt) else {
         return Ok(None);
     };
     for ty in types {
         if let Type::Struct(s) = ty {
             if let Some(bits) = find_member(btf, &s, member)? {
-                return Ok(Some(bits / 8));
+                return Ok(Some(bits));
             }
         }
     }
@@ -216,6 +272,28 @@ mod tests {
         ] {
             assert!(off > 0 && off < 16384, "implausible offset {off}");
         }
+    }
+
+    /// The IO-wait members: `in_iowait` is a one-bit bitfield, so its
+    /// mask must be a single bit in its byte.
+    #[test]
+    fn resolves_io_wait_members_on_this_kernel() {
+        let btf = load(Path::new(DEFAULT_BTF)).expect("kernel BTF");
+        let o = resolve(&btf).expect("offsets").offsets;
+        assert!(o.task_in_iowait_mask.is_power_of_two() && o.task_in_iowait_mask < 256);
+        assert!(o.task_in_iowait_byte > 0 && o.task_in_iowait_byte < 16384);
+        for off in [
+            o.task_state,
+            o.css_set_io_css,
+            o.rq_q,
+            o.rq_data_len,
+            o.bdev_dev,
+            o.bio_bdev,
+            o.blkcg_css,
+        ] {
+            assert_ne!(off, OFFSET_UNKNOWN);
+        }
+        assert_ne!(o.css_set_io_css, o.css_set_memory_css);
     }
 
     #[test]

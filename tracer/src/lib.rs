@@ -13,6 +13,7 @@ pub mod ebpf;
 pub mod event;
 pub mod explain;
 pub mod gfp;
+pub mod iowait;
 pub mod kernel_btf;
 pub mod kmsg;
 pub mod oom;

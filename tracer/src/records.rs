@@ -5,7 +5,7 @@
 use std::mem::size_of;
 
 use tracer_common::{
-    ExecRecord, ExitRecord, ForkRecord, Header, OomControlRecord, OomRecord, PageAllocRecord,
+    BlockedTaskRecord, ExecRecord, ExitRecord, ForkRecord, Header, OomControlRecord, OomRecord, PageAllocRecord,
     RecordKind, SignalRecord,
 };
 
@@ -21,6 +21,8 @@ pub enum Record {
     Oom(OomRecord),
     OomControl(OomControlRecord),
     PageAllocFailure(PageAllocRecord),
+    IoStall(BlockedTaskRecord),
+    HungTask(BlockedTaskRecord),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +50,8 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         Some(RecordKind::Oom) => read(bytes).map(Record::Oom),
         Some(RecordKind::OomControl) => read(bytes).map(Record::OomControl),
         Some(RecordKind::PageAllocFailure) => read(bytes).map(Record::PageAllocFailure),
+        Some(RecordKind::IoStall) => read(bytes).map(Record::IoStall),
+        Some(RecordKind::HungTask) => read(bytes).map(Record::HungTask),
         None => Err(DecodeError::UnknownKind(header.kind)),
     }
 }

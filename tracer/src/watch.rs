@@ -75,7 +75,8 @@ pub fn run(args: WatchArgs) -> Result<()> {
         let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
 
         let oom_format = Format::read(Path::new(preflight::TRACEFS), "oom", "mark_victim");
-        let config = ebpf::config(args.signals, oom_format.as_ref(), args.stacks);
+        let mut config = ebpf::config(args.signals, oom_format.as_ref(), args.stacks);
+        config.iowait_threshold_ns = args.iowait_threshold;
         let loaded = ebpf::load(&resolved.offsets, &config, &ebpf::HOOKS, args.ring_buffer_size)?;
         if !loaded.hooks.iter().any(|h| h.hook.essential && h.attached.is_ok()) {
             let reasons: Vec<_> = loaded.hooks.iter().filter_map(|h| h.attached.as_ref().err().cloned()).collect();

@@ -222,6 +222,17 @@ pub fn write_event(
                 body: page_alloc_body(p, clock),
             },
         ),
+        Event::IoWait(w) => serde_json::to_writer(
+            out,
+            &Envelope {
+                schema: SCHEMA_VERSION,
+                kind: w.kind(),
+                time,
+                mono_ns: w.mono_ns,
+                node,
+                body: crate::iowait::json::body(w, process(&w.process, clock)),
+            },
+        ),
         Event::Exit(e) => serde_json::to_writer(
             out,
             &Envelope {

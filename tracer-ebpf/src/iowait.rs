@@ -1,0 +1,409 @@
+//! IO wait: which task is blocked, on which device, for how long.
+//!
+//! `sched_switch` is the hottest hook there is (every context switch), so it
+//! returns after one read for every task that is not going to sleep in D
+//! state, and otherwise only notes when the sleep began. `sched_wakeup`
+//! adds the time to the thread's totals in `IO_TASKS` (read by userspace
+//! every second) and writes a record only when the wait reached the
+//! threshold. The device is not known at the switch: the block hooks note
+//! the device each thread (and each io cgroup) last submitted IO to, and
+//! time every request from issue to completion per device and cgroup.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated as gen},
+    macros::{map, raw_tracepoint},
+    maps::{LruHashMap, LruPerCpuHashMap, PerCpuHashMap},
+    programs::RawTracePointContext,
+};
+use tracer_common::{
+    BlockedTaskRecord, CgroupIoKey, CgroupIoStats, DeviceIoStats, KernelOffsets, RecordKind,
+    TaskIoTotals, IO_LATENCY_BUCKETS, IO_STACK_DEPTH, OFFSET_UNKNOWN,
+};
+
+use crate::{
+    kernel::{self, read_or_zero, KPtr},
+    ring,
+};
+
+const TASK_UNINTERRUPTIBLE: u32 = 0x2;
+/// TASK_IDLE is TASK_UNINTERRUPTIBLE | TASK_NOLOAD: idle kernel threads
+/// waiting for work, not stalls.
+const TASK_NOLOAD: u32 = 0x400;
+/// `REQ_OP_MASK`: the low bits of `cmd_flags` are the operation.
+const REQ_OP_MASK: u32 = 0xff;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct BlockedSince {
+    start_ns: u64,
+    in_iowait: u32,
+    state: u32,
+}
+
+/// Threads in D state now, since when (key: thread id). LRU: a task that
+/// exits while blocked must not hold its slot for ever.
+#[map(name = "IO_BLOCKED")]
+static BLOCKED: LruHashMap<u32, BlockedSince> = LruHashMap::with_max_entries(16384, 0);
+
+#[map(name = "IO_TASKS")]
+static TASKS: LruHashMap<u32, TaskIoTotals> = LruHashMap::with_max_entries(32768, 0);
+
+#[map(name = "IO_DEVICES")]
+static DEVICES: PerCpuHashMap<u32, DeviceIoStats> = PerCpuHashMap::with_max_entries(1024, 0);
+
+#[map(name = "IO_CGROUPS")]
+static CGROUPS: LruPerCpuHashMap<CgroupIoKey, CgroupIoStats> =
+    LruPerCpuHashMap::with_max_entries(8192, 0);
+
+/// Issue time of each request in flight (key: the `struct request *`).
+#[map(name = "IO_REQUESTS")]
+static REQUESTS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16384, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct LastDevice {
+    dev: u32,
+    _pad: u32,
+    at_ns: u64,
+}
+
+/// The device each io cgroup last issued to, and when: the device of a
+/// stall whose IO a kernel thread submitted on the task's behalf (a bio
+/// held back by an IO throttle is resubmitted by a worker thread, so the
+/// task's own submission is never seen at `block_bio_queue`).
+#[map(name = "IO_CGROUP_DEV")]
+static CGROUP_DEV: LruHashMap<u64, LastDevice> = LruHashMap::with_max_entries(8192, 0);
+
+/// `sched_switch(preempt, prev, next, ...)`: `prev` is current.
+#[raw_tracepoint(tracepoint = "sched_switch")]
+pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
+    // A preempted task is still runnable, whatever its state says.
+    if ctx.arg::<u64>(0) & 0xff != 0 {
+        return 0;
+    }
+    let o = kernel::offsets();
+    let state = read_or_zero::<u32>(ctx.arg::<KPtr>(1), o.task_state);
+    if state & TASK_UNINTERRUPTIBLE == 0 || state & TASK_NOLOAD != 0 {
+        return 0;
+    }
+    let prev: KPtr = ctx.arg(1);
+    let iowait = read_or_zero::<u8>(prev, o.task_in_iowait_byte) as u32 & o.task_in_iowait_mask;
+    let since = BlockedSince {
+        start_ns: unsafe { bpf_ktime_get_ns() },
+        in_iowait: (iowait != 0) as u32,
+        state,
+    };
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let _ = BLOCKED.insert(&tid, &since, 0);
+    0
+}
+
+/// `sched_wakeup(p)`: the end of a wait.
+#[raw_tracepoint(tracepoint = "sched_wakeup")]
+pub fn sched_wakeup(ctx: RawTracePointContext) -> i32 {
+    let o = kernel::offsets();
+    let task: KPtr = ctx.arg(0);
+    let tid = read_or_zero::<u32>(task, o.task_pid);
+    let Some(since) = (unsafe { BLOCKED.get(&tid) }).copied() else {
+        return 0;
+    };
+    let _ = BLOCKED.remove(&tid);
+    let blocked_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(since.start_ns);
+    let iowait_ns = if since.in_iowait != 0 { blocked_ns } else { 0 };
+    let iowait_waits = since.in_iowait as u64;
+    match TASKS.get_ptr_mut(&tid) {
+        // One writer per thread: wake-ups of a task are serialised by the
+        // scheduler (its pi_lock), so plain adds do not race.
+        Some(totals) => unsafe {
+            (*totals).iowait_ns += iowait_ns;
+            (*totals).blocked_ns += blocked_ns;
+            (*totals).iowait_waits += iowait_waits;
+            (*totals).blocked_waits += 1;
+        },
+        None => {
+            let totals = TaskIoTotals {
+                tgid: kernel::tgid(task, &o),
+                dev: 0,
+                iowait_ns,
+                blocked_ns,
+                iowait_waits,
+                blocked_waits: 1,
+            };
+            let _ = TASKS.insert(&tid, &totals, 0);
+        }
+    }
+    if blocked_ns >= kernel::config().iowait_threshold_ns {
+        report(RecordKind::IoStall, task, tid, blocked_ns, &since, &o);
+    }
+    0
+}
+
+/// `sched_process_hang(task)`: the kernel's hung-task detector found a task
+/// in D state for longer than `kernel.hung_task_timeout_secs`.
+#[raw_tracepoint(tracepoint = "sched_process_hang")]
+pub fn sched_process_hang(ctx: RawTracePointContext) -> i32 {
+    let o = kernel::offsets();
+    let task: KPtr = ctx.arg(0);
+    let tid = read_or_zero::<u32>(task, o.task_pid);
+    let (blocked_ns, since) = match unsafe { BLOCKED.get(&tid) } {
+        Some(since) => (
+            unsafe { bpf_ktime_get_ns() }.saturating_sub(since.start_ns),
+            *since,
+        ),
+        None => {
+            let iowait =
+                read_or_zero::<u8>(task, o.task_in_iowait_byte) as u32 & o.task_in_iowait_mask;
+            (
+                0,
+                BlockedSince {
+                    start_ns: 0,
+                    in_iowait: (iowait != 0) as u32,
+                    state: read_or_zero::<u32>(task, o.task_state),
+                },
+            )
+        }
+    };
+    report(RecordKind::HungTask, task, tid, blocked_ns, &since, &o);
+    0
+}
+
+#[inline(always)]
+fn report(
+    kind: RecordKind,
+    task: KPtr,
+    tid: u32,
+    blocked_ns: u64,
+    since: &BlockedSince,
+    o: &KernelOffsets,
+) {
+    let Some(mut entry) = ring::reserve::<BlockedTaskRecord>(kind) else {
+        return;
+    };
+    let io_css = read_or_zero::<KPtr>(kernel::css_set(task, o), o.css_set_io_css);
+    let io_cgroup_id = kernel::cgroup_id(read_or_zero::<KPtr>(io_css, o.css_cgroup), o);
+    // IO the task's cgroup issued during the wait explains it better than
+    // the task's own last submission, which may be long ago (its exec).
+    let mut dev = match unsafe { TASKS.get(&tid) } {
+        Some(totals) => totals.dev,
+        None => 0,
+    };
+    if let Some(last) = unsafe { CGROUP_DEV.get(&io_cgroup_id) } {
+        if dev == 0 || last.at_ns >= since.start_ns {
+            dev = last.dev;
+        }
+    }
+    let rec = entry.as_mut_ptr();
+    unsafe {
+        (*rec).header = ring::header(kind);
+        (*rec).task = kernel::task_identity_with_cgroups(task, o);
+        (*rec).blocked_ns = blocked_ns;
+        (*rec).io_cgroup_id = io_cgroup_id;
+        (*rec).dev = dev;
+        (*rec).in_iowait = since.in_iowait;
+        (*rec).state = since.state;
+        (*rec).stack_len = 0;
+        if kernel::config().iowait_stacks != 0 {
+            // The sleeping task's own stack (not current's: at a wake-up
+            // current is the waker), where it went to sleep.
+            let got = gen::bpf_get_task_stack(
+                task as *mut _,
+                core::ptr::addr_of_mut!((*rec).stack).cast(),
+                (IO_STACK_DEPTH * 8) as u32,
+                0,
+            );
+            if got > 0 {
+                (*rec).stack_len = (got as u32) / 8;
+            }
+        }
+    }
+    entry.submit(0);
+}
+
+/// `block_bio_queue(bio)`: runs in the context of whoever submits the bio,
+/// so it tells which device each thread last did IO to.
+#[raw_tracepoint(tracepoint = "block_bio_queue")]
+pub fn block_bio_queue(ctx: RawTracePointContext) -> i32 {
+    let o = kernel::offsets();
+    let bio: KPtr = ctx.arg(0);
+    let dev = read_or_zero::<u32>(read_or_zero::<KPtr>(bio, o.bio_bdev), o.bdev_dev);
+    if dev == 0 {
+        return 0;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
+    match TASKS.get_ptr_mut(&tid) {
+        Some(totals) => unsafe { (*totals).dev = dev },
+        None => {
+            let totals = TaskIoTotals {
+                tgid: (pid_tgid >> 32) as u32,
+                dev,
+                ..TaskIoTotals::default()
+            };
+            let _ = TASKS.insert(&tid, &totals, 0);
+        }
+    }
+    0
+}
+
+/// The request's device: its partition, else its disk.
+#[inline(always)]
+fn request_dev(rq: KPtr, o: &KernelOffsets) -> u32 {
+    let dev = read_or_zero::<u32>(read_or_zero::<KPtr>(rq, o.rq_part), o.bdev_dev);
+    if dev != 0 {
+        return dev;
+    }
+    let disk = read_or_zero::<KPtr>(read_or_zero::<KPtr>(rq, o.rq_q), o.queue_disk);
+    let major = read_or_zero::<u32>(disk, o.gendisk_major);
+    let minor = read_or_zero::<u32>(disk, o.gendisk_first_minor);
+    (major << 20) | (minor & 0xfffff)
+}
+
+/// Read (0) or write (1), or `None` for flushes, discards and the like.
+#[inline(always)]
+fn direction(rq: KPtr, o: &KernelOffsets) -> Option<usize> {
+    match read_or_zero::<u32>(rq, o.rq_cmd_flags) & REQ_OP_MASK {
+        0 => Some(0),
+        1 => Some(1),
+        _ => None,
+    }
+}
+
+/// `block_rq_issue(rq)`: the request goes to the driver. Its start time is
+/// kept for the completion; its bytes are charged to the cgroup that owns
+/// the bio (the blkcg: for writeback on cgroup v2, the one that dirtied the
+/// pages, not the flusher thread).
+#[raw_tracepoint(tracepoint = "block_rq_issue")]
+pub fn block_rq_issue(ctx: RawTracePointContext) -> i32 {
+    let o = kernel::offsets();
+    let rq: KPtr = ctx.arg(0);
+    let Some(dir) = direction(rq, &o) else {
+        return 0;
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    let _ = REQUESTS.insert(&rq, &now, 0);
+    let dev = request_dev(rq, &o);
+    let blkg = read_or_zero::<KPtr>(read_or_zero::<KPtr>(rq, o.rq_bio), o.bio_blkg);
+    let blkcg = read_or_zero::<KPtr>(blkg, o.blkg_blkcg);
+    let cgroup_id = if blkcg != 0 && o.blkcg_css != OFFSET_UNKNOWN {
+        kernel::cgroup_id(
+            read_or_zero::<KPtr>(blkcg + o.blkcg_css as u64, o.css_cgroup),
+            &o,
+        )
+    } else {
+        0
+    };
+    let bytes = read_or_zero::<u32>(rq, o.rq_data_len) as u64;
+    let key = CgroupIoKey {
+        cgroup_id,
+        dev,
+        _pad: 0,
+    };
+    match CGROUPS.get_ptr_mut(&key) {
+        Some(stats) => unsafe {
+            if let (Some(ios), Some(b)) = ((*stats).ios.get_mut(dir), (*stats).bytes.get_mut(dir))
+            {
+                *ios += 1;
+                *b += bytes;
+            }
+        },
+        None => {
+            let mut stats = CgroupIoStats::default();
+            if let (Some(ios), Some(b)) = (stats.ios.get_mut(dir), stats.bytes.get_mut(dir)) {
+                *ios = 1;
+                *b = bytes;
+            }
+            let _ = CGROUPS.insert(&key, &stats, 0);
+        }
+    }
+    if cgroup_id != 0 {
+        let last = LastDevice {
+            dev,
+            _pad: 0,
+            at_ns: now,
+        };
+        let _ = CGROUP_DEV.insert(&cgroup_id, &last, 0);
+    }
+    0
+}
+
+/// `block_rq_complete(rq, error, nr_bytes)`: issue-to-completion latency
+/// per device and direction, with a log2 histogram.
+#[raw_tracepoint(tracepoint = "block_rq_complete")]
+pub fn block_rq_complete(ctx: RawTracePointContext) -> i32 {
+    let o = kernel::offsets();
+    let rq: KPtr = ctx.arg(0);
+    let Some(start) = (unsafe { REQUESTS.get(&rq) }).copied() else {
+        return 0;
+    };
+    let _ = REQUESTS.remove(&rq);
+    let Some(dir) = direction(rq, &o) else {
+        return 0;
+    };
+    let latency = unsafe { bpf_ktime_get_ns() }.saturating_sub(start);
+    let bytes = ctx.arg::<u64>(2) & 0xffff_ffff;
+    let bucket = latency_bucket(latency / 1000);
+    let dev = request_dev(rq, &o);
+    let stats = match DEVICES.get_ptr_mut(&dev) {
+        Some(stats) => stats,
+        None => {
+            let _ = DEVICES.insert(&dev, &DeviceIoStats::default(), 0);
+            match DEVICES.get_ptr_mut(&dev) {
+                Some(stats) => stats,
+                None => return 0,
+            }
+        }
+    };
+    // Per CPU: this CPU's copy has no other writer.
+    unsafe {
+        if let Some(v) = (*stats).ios.get_mut(dir) {
+            *v += 1;
+        }
+        if let Some(v) = (*stats).bytes.get_mut(dir) {
+            *v += bytes;
+        }
+        if let Some(v) = (*stats).latency_ns.get_mut(dir) {
+            *v += latency;
+        }
+        if let Some(v) = (*stats).latency_buckets.get_mut(bucket) {
+            *v += 1;
+        }
+    }
+    0
+}
+
+/// Bucket of a latency in microseconds: the number of bits it needs,
+/// clamped to the last bucket. Shifts, not a loop: cheap for any verifier.
+#[inline(always)]
+fn latency_bucket(mut us: u64) -> usize {
+    let mut bits = 0usize;
+    if us >> 32 != 0 {
+        us >>= 32;
+        bits += 32;
+    }
+    if us >> 16 != 0 {
+        us >>= 16;
+        bits += 16;
+    }
+    if us >> 8 != 0 {
+        us >>= 8;
+        bits += 8;
+    }
+    if us >> 4 != 0 {
+        us >>= 4;
+        bits += 4;
+    }
+    if us >> 2 != 0 {
+        us >>= 2;
+        bits += 2;
+    }
+    if us >> 1 != 0 {
+        us >>= 1;
+        bits += 1;
+    }
+    bits += us as usize;
+    if bits >= IO_LATENCY_BUCKETS {
+        IO_LATENCY_BUCKETS - 1
+    } else {
+        bits
+    }
+}
