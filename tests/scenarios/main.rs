@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod harness;
+mod iowait;
 mod oom;
 mod pagealloc;
 mod signals;

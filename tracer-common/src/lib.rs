@@ -233,9 +233,6 @@ pub struct PageAllocRecord {
     pub stack_id: i64,
 }
 
-/// Frames of kernel stack an IO stall or hung-task record carries.
-pub const IO_STACK_DEPTH: usize = 32;
-
 /// A task that was blocked in D state (uninterruptible sleep): an IO stall
 /// (`RecordKind::IoStall`, at its wake-up, when it was blocked at least the
 /// threshold) or a task the kernel's hung-task detector reported
@@ -257,9 +254,10 @@ pub struct BlockedTaskRecord {
     pub in_iowait: u32,
     /// `task_struct.__state` when it went to sleep (hung tasks: now).
     pub state: u32,
-    /// Valid entries of `stack` (with stacks asked for), innermost first.
-    pub stack_len: u32,
-    pub stack: [u64; IO_STACK_DEPTH],
+    pub _pad: u32,
+    /// Kernel stack id in the `STACKS` map, taken when the task went to
+    /// sleep (with stacks asked for), else -1.
+    pub stack_id: i64,
 }
 
 /// Per-thread blocked time, kept by the kernel in `IO_TASKS` (key: thread

@@ -10,14 +10,14 @@
 //! time every request from issue to completion per device and cgroup.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated as gen},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::{map, raw_tracepoint},
     maps::{LruHashMap, LruPerCpuHashMap, PerCpuHashMap},
-    programs::RawTracePointContext,
+    programs::{tracing::StackIdContext as _, RawTracePointContext},
 };
 use tracer_common::{
     BlockedTaskRecord, CgroupIoKey, CgroupIoStats, DeviceIoStats, KernelOffsets, RecordKind,
-    TaskIoTotals, IO_LATENCY_BUCKETS, IO_STACK_DEPTH, OFFSET_UNKNOWN,
+    TaskIoTotals, IO_LATENCY_BUCKETS, OFFSET_UNKNOWN,
 };
 
 use crate::{
@@ -38,6 +38,8 @@ struct BlockedSince {
     start_ns: u64,
     in_iowait: u32,
     state: u32,
+    /// Where it went to sleep (with stacks asked for), else -1.
+    stack_id: i64,
 }
 
 /// Threads in D state now, since when (key: thread id). LRU: a task that
@@ -88,10 +90,18 @@ pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
     }
     let prev: KPtr = ctx.arg(1);
     let iowait = read_or_zero::<u8>(prev, o.task_in_iowait_byte) as u32 & o.task_in_iowait_mask;
+    // The sleeper is current here, and only here: its stack is taken now,
+    // for the few waits that will turn out to be stalls.
+    let stack_id = if kernel::config().iowait_stacks != 0 {
+        ctx.get_stackid(&crate::pagealloc::STACKS, 0).unwrap_or(-1)
+    } else {
+        -1
+    };
     let since = BlockedSince {
         start_ns: unsafe { bpf_ktime_get_ns() },
         in_iowait: (iowait != 0) as u32,
         state,
+        stack_id,
     };
     let tid = bpf_get_current_pid_tgid() as u32;
     let _ = BLOCKED.insert(&tid, &since, 0);
@@ -159,6 +169,7 @@ pub fn sched_process_hang(ctx: RawTracePointContext) -> i32 {
                     start_ns: 0,
                     in_iowait: (iowait != 0) as u32,
                     state: read_or_zero::<u32>(task, o.task_state),
+                    stack_id: -1,
                 },
             )
         }
@@ -201,20 +212,8 @@ fn report(
         (*rec).dev = dev;
         (*rec).in_iowait = since.in_iowait;
         (*rec).state = since.state;
-        (*rec).stack_len = 0;
-        if kernel::config().iowait_stacks != 0 {
-            // The sleeping task's own stack (not current's: at a wake-up
-            // current is the waker), where it went to sleep.
-            let got = gen::bpf_get_task_stack(
-                task as *mut _,
-                core::ptr::addr_of_mut!((*rec).stack).cast(),
-                (IO_STACK_DEPTH * 8) as u32,
-                0,
-            );
-            if got > 0 {
-                (*rec).stack_len = (got as u32) / 8;
-            }
-        }
+        (*rec)._pad = 0;
+        (*rec).stack_id = since.stack_id;
     }
     entry.submit(0);
 }
@@ -300,8 +299,7 @@ pub fn block_rq_issue(ctx: RawTracePointContext) -> i32 {
     };
     match CGROUPS.get_ptr_mut(&key) {
         Some(stats) => unsafe {
-            if let (Some(ios), Some(b)) = ((*stats).ios.get_mut(dir), (*stats).bytes.get_mut(dir))
-            {
+            if let (Some(ios), Some(b)) = ((*stats).ios.get_mut(dir), (*stats).bytes.get_mut(dir)) {
                 *ios += 1;
                 *b += bytes;
             }

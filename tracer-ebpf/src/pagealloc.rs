@@ -18,7 +18,7 @@ use crate::{
 };
 
 #[map(name = "STACKS")]
-static STACKS: StackTrace = StackTrace::with_max_entries(1024, 0);
+pub static STACKS: StackTrace = StackTrace::with_max_entries(1024, 0);
 
 #[raw_tracepoint(tracepoint = "mm_page_alloc")]
 pub fn mm_page_alloc(ctx: RawTracePointContext) -> i32 {

@@ -509,10 +509,8 @@ impl Explainer {
             return;
         }
         let stacks = self.page_alloc.stacks.as_ref();
-        let event = self.io_wait.event(r, hung, process, |frames| {
-            stacks
-                .map(|s| s.symbolize_frames(frames))
-                .unwrap_or_default()
+        let event = self.io_wait.event(r, hung, process, |id| {
+            stacks.map(|s| s.resolve(id)).unwrap_or_default()
         });
         out.push(Event::IoWait(event));
     }

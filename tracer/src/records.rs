@@ -5,8 +5,8 @@
 use std::mem::size_of;
 
 use tracer_common::{
-    BlockedTaskRecord, ExecRecord, ExitRecord, ForkRecord, Header, OomControlRecord, OomRecord, PageAllocRecord,
-    RecordKind, SignalRecord,
+    BlockedTaskRecord, ExecRecord, ExitRecord, ForkRecord, Header, OomControlRecord, OomRecord,
+    PageAllocRecord, RecordKind, SignalRecord,
 };
 
 // Records are decoded on the stack and consumed at once; boxing the large

@@ -35,16 +35,6 @@ impl KernelStacks {
     }
 }
 
-impl KernelStacks {
-    /// Frames the program copied itself (`bpf_get_task_stack`), innermost first.
-    pub fn symbolize_frames(&self, frames: &[u64]) -> Vec<String> {
-        frames
-            .iter()
-            .map(|ip| symbolize(&self.symbols, *ip))
-            .collect()
-    }
-}
-
 pub fn load_kallsyms(text: &str) -> Vec<(u64, String)> {
     let mut symbols: Vec<(u64, String)> = text
         .lines()

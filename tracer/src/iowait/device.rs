@@ -44,9 +44,7 @@ impl DeviceNames {
             return name.clone();
         }
         let (major, minor) = split_dev(dev);
-        let uevent = self
-            .sysfs
-            .join(format!("dev/block/{major}:{minor}/uevent"));
+        let uevent = self.sysfs.join(format!("dev/block/{major}:{minor}/uevent"));
         match fs::read_to_string(uevent)
             .ok()
             .as_deref()

@@ -4,9 +4,8 @@
 //! for a wait over `--iowait-threshold` or a hung task.
 
 pub mod device;
-pub mod psi;
 pub mod procstat;
-
+pub mod psi;
 
 use std::sync::Arc;
 
@@ -36,10 +35,8 @@ impl IoMaps {
         };
         Ok(Self {
             tasks: HashMap::try_from(take(names::IO_TASKS)?).context("map IO_TASKS")?,
-            devices: PerCpuHashMap::try_from(take(names::IO_DEVICES)?)
-                .context("map IO_DEVICES")?,
-            cgroups: PerCpuHashMap::try_from(take(names::IO_CGROUPS)?)
-                .context("map IO_CGROUPS")?,
+            devices: PerCpuHashMap::try_from(take(names::IO_DEVICES)?).context("map IO_DEVICES")?,
+            cgroups: PerCpuHashMap::try_from(take(names::IO_CGROUPS)?).context("map IO_CGROUPS")?,
         })
     }
 }
@@ -105,7 +102,7 @@ impl IoWaitState {
         r: &BlockedTaskRecord,
         hung: bool,
         process: ProcessRef,
-        symbolize: impl Fn(&[u64]) -> Vec<String>,
+        stack: impl Fn(i64) -> Vec<String>,
     ) -> IoWaitEvent {
         let device = (r.dev != 0).then(|| {
             let (major, minor) = device::split_dev(r.dev);
@@ -115,7 +112,6 @@ impl IoWaitState {
                 name: self.devices.name(r.dev),
             }
         });
-        let frames = &r.stack[..(r.stack_len as usize).min(r.stack.len())];
         IoWaitEvent {
             mono_ns: r.header.ktime_ns,
             hung,
@@ -124,10 +120,10 @@ impl IoWaitState {
             in_iowait: r.in_iowait != 0,
             state: r.state,
             device,
-            stack: if frames.is_empty() {
-                Vec::new()
+            stack: if r.stack_id >= 0 {
+                stack(r.stack_id)
             } else {
-                symbolize(frames)
+                Vec::new()
             },
         }
     }

@@ -1,0 +1,597 @@
+//! Family 5: IO wait. A pod writing to a throttled loop device is reported
+//! with its IO wait, checked against the kernel's own delay accounting; a
+//! task blocked on a frozen filesystem is reported by the hung-task
+//! detector; `tracer top` puts the stalled pod first.
+//!
+//! Every change to the machine (a loop device, a frozen filesystem, a
+//! sysctl, a cgroup) is undone by a guard's `Drop`, so a failing assertion
+//! still leaves the machine as it was.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Mutex,
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::harness::{
+    random_hex, require_root, v1_or_v2_hierarchy, v2_hierarchy, Driver, Pod, Tracer, Workdir,
+    TRACER,
+};
+
+const MIB: u64 = 1 << 20;
+
+/// `kernel.task_delayacct` and `kernel.hung_task_timeout_secs` are global:
+/// the tests that change them take turns.
+static SYSCTLS: Mutex<()> = Mutex::new(());
+
+fn lock_sysctls() -> std::sync::MutexGuard<'static, ()> {
+    SYSCTLS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A sysctl set for the test and restored on drop.
+struct Sysctl {
+    path: PathBuf,
+    saved: String,
+}
+
+impl Sysctl {
+    fn set(name: &str, value: &str) -> Self {
+        let path = Path::new("/proc/sys").join(name.replace('.', "/"));
+        let saved = fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (does this kernel have it?)", path.display()));
+        fs::write(&path, value).unwrap_or_else(|e| panic!("setting {}: {e}", path.display()));
+        Self { path, saved }
+    }
+}
+
+impl Drop for Sysctl {
+    fn drop(&mut self) {
+        let _ = fs::write(&self.path, self.saved.trim());
+    }
+}
+
+fn run(command: &mut Command) -> String {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("running {command:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A loop device over a file in the test's directory, detached on drop.
+struct LoopDevice {
+    device: PathBuf,
+}
+
+impl LoopDevice {
+    fn new(work: &Workdir, size: u64) -> Self {
+        let image = work.path().join(format!("disk-{}.img", random_hex(4)));
+        fs::File::create(&image)
+            .and_then(|f| f.set_len(size))
+            .expect("loop image");
+        let device = run(Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(&image));
+        Self {
+            device: device.into(),
+        }
+    }
+
+    fn name(&self) -> String {
+        self.device.file_name().unwrap().to_string_lossy().into()
+    }
+
+    /// "MAJ:MIN", as the cgroup throttle files want it.
+    fn major_minor(&self) -> String {
+        fs::read_to_string(format!("/sys/block/{}/dev", self.name()))
+            .expect("loop device in sysfs")
+            .trim()
+            .to_owned()
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.device).status();
+    }
+}
+
+/// A write throttle on one device for one cgroup: `io.max` on cgroup v2;
+/// on v1 and hybrid hosts a mirror of the cgroup in the blkio hierarchy
+/// with `blkio.throttle.write_bps_device` (kubelet's pods have one there too).
+struct WriteThrottle {
+    /// The cgroups a throttled process must join (the pod's container, and
+    /// on v1 its blkio mirror).
+    join: Vec<PathBuf>,
+    /// A blkio mirror to remove on drop.
+    mirror_top: Option<PathBuf>,
+}
+
+impl WriteThrottle {
+    fn new(cgroup: &Path, major_minor: &str, bytes_per_second: u64) -> Self {
+        let blkio = Path::new("/sys/fs/cgroup/blkio");
+        if cgroup.starts_with(v2_hierarchy()) && !blkio.exists() {
+            let root = v2_hierarchy();
+            let mut dirs: Vec<&Path> = cgroup
+                .ancestors()
+                .take_while(|d| d.starts_with(&root) && *d != root)
+                .collect();
+            dirs.push(&root);
+            for dir in dirs.iter().skip(1).rev() {
+                fs::write(dir.join("cgroup.subtree_control"), "+io").unwrap_or_else(|e| {
+                    panic!("enabling the io controller in {}: {e}", dir.display())
+                });
+            }
+            fs::write(
+                cgroup.join("io.max"),
+                format!("{major_minor} wbps={bytes_per_second}"),
+            )
+            .expect("io.max");
+            return Self {
+                join: vec![cgroup.to_path_buf()],
+                mirror_top: None,
+            };
+        }
+        let relative = cgroup
+            .strip_prefix(v1_or_v2_hierarchy())
+            .expect("a pod cgroup under the hierarchy");
+        let mirror = blkio.join(relative);
+        fs::create_dir_all(&mirror).expect("blkio cgroup");
+        fs::write(
+            mirror.join("blkio.throttle.write_bps_device"),
+            format!("{major_minor} {bytes_per_second}"),
+        )
+        .expect("blkio.throttle.write_bps_device");
+        let top = blkio.join(relative.components().next().unwrap());
+        Self {
+            join: vec![cgroup.to_path_buf(), mirror],
+            mirror_top: Some(top),
+        }
+    }
+
+    /// Starts `program args` inside every cgroup of the throttle.
+    fn spawn(&self, program: &Path, args: &[&str]) -> Child {
+        let joins: String = self
+            .join
+            .iter()
+            .map(|dir| format!("echo $$ > '{}/cgroup.procs' && ", dir.display()))
+            .collect();
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(r#"{joins}exec "$0" "$@""#))
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning a writer")
+    }
+}
+
+impl Drop for WriteThrottle {
+    fn drop(&mut self) {
+        let Some(top) = &self.mirror_top else { return };
+        let mut dirs = Vec::new();
+        let mut stack = vec![top.clone()];
+        while let Some(dir) = stack.pop() {
+            if let Ok(entries) = fs::read_dir(&dir) {
+                stack.extend(
+                    entries
+                        .flatten()
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| e.path()),
+                );
+            }
+            dirs.push(dir);
+        }
+        for dir in dirs.iter().rev() {
+            for _ in 0..50 {
+                if fs::remove_dir(dir).is_ok() || !dir.exists() {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// Waits until `pid` is a zombie (exited, not yet reaped: its /proc/PID/stat,
+/// delay accounting included, is still there) and returns its stat line.
+fn stat_when_exited(pid: u32) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("the writer's stat");
+        let state = stat[stat.rfind(')').unwrap() + 2..].chars().next();
+        if state == Some('Z') {
+            return stat;
+        }
+        assert!(Instant::now() < deadline, "{pid} did not finish: {stat}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as u64
+}
+
+/// The writer, its pod and its throttled device, set up as a pod would be.
+struct ThrottledPod {
+    pod: Pod,
+    device: LoopDevice,
+    throttle: WriteThrottle,
+}
+
+impl ThrottledPod {
+    fn new(work: &Workdir, host: &Path, name: &str) -> Self {
+        let device = LoopDevice::new(work, 64 * MIB);
+        let mut pod = Pod::create(
+            &v1_or_v2_hierarchy(),
+            host,
+            Driver::Cgroupfs,
+            "default",
+            name,
+        );
+        let (_, cgroup) = pod.add_container("writer");
+        let throttle = WriteThrottle::new(&cgroup, &device.major_minor(), MIB);
+        Self {
+            pod,
+            device,
+            throttle,
+        }
+    }
+
+    /// `dd oflag=direct` of `count` x 256 KiB: about a quarter of a second
+    /// of IO wait per write at 1 MiB/s.
+    fn write(&self, work: &Workdir, comm: &str, count: u32) -> Child {
+        let dd = work.renamed("/bin/dd", comm);
+        self.throttle.spawn(
+            &dd,
+            &[
+                "if=/dev/zero",
+                &format!("of={}", self.device.device.display()),
+                "bs=256k",
+                &format!("count={count}"),
+                "oflag=direct",
+            ],
+        )
+    }
+}
+
+/// One throttled write run: what tracer and the kernel each said.
+struct Measured {
+    pid: u32,
+    elapsed_ms: u64,
+    kernel_ms: u64,
+    ticks: u64,
+}
+
+/// A pod writing with O_DIRECT to a loop device throttled to 1 MiB/s: each
+/// 256 KiB write waits about 250 ms in IO wait. Every wait is reported as an
+/// `io_stall` with the process, its pod and the device, and their sum is
+/// within 20% of what the kernel's delay accounting (/proc/PID/stat field
+/// 42) says the process spent waiting for block IO.
+///
+/// Delay accounting subtracts `local_clock()` readings that may come from
+/// two CPUs (sleep on one, wake-up on another); on a virtual machine whose
+/// CPUs' clocks disagree, a busy moment can make it report more IO wait
+/// than the process lived (seen here: 1088803 ticks for a 3 s run). Such a
+/// run proves nothing about tracer, so the write is repeated (up to 4
+/// times) until the kernel's figure is possible, i.e. not above the wall
+/// time; tracer is checked against the wall time on every run.
+#[test]
+fn throttled_pod_io_wait_matches_delay_accounting() {
+    require_root();
+    let _turn = lock_sysctls();
+    let _delayacct = Sysctl::set("kernel.task_delayacct", "1");
+    let work = Workdir::new();
+    let host = work.host_root();
+    let setup = ThrottledPod::new(&work, &host, "ingest-6c9d-w8k2");
+    let tracer = Tracer::start(&work, &host, &[]);
+
+    let mut runs = Vec::new();
+    for _ in 0..4 {
+        let started = Instant::now();
+        let mut writer = setup.write(&work, "iohog", 12);
+        let pid = writer.id();
+        let stat = stat_when_exited(pid);
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let ticks = tracer::iowait::procstat::delayacct_blkio_ticks(&stat).expect("field 42");
+        let status = writer.wait().unwrap();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(writer.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        assert!(status.success(), "dd failed: {stderr}");
+        let kernel_ms = ticks * 1000 / clock_ticks_per_second();
+        runs.push(Measured {
+            pid,
+            elapsed_ms,
+            kernel_ms,
+            ticks,
+        });
+        if kernel_ms <= elapsed_ms {
+            break;
+        }
+        eprintln!("iowait: delay accounting says {kernel_ms} ms of IO wait in {elapsed_ms} ms of wall time: impossible, writing again");
+    }
+
+    // Let the last wake-up's record reach the file, then stop.
+    thread::sleep(Duration::from_millis(500));
+    let done = tracer.stop();
+    for run in &runs {
+        let stalls: Vec<&Value> = done
+            .records
+            .iter()
+            .filter(|r| r["kind"] == "io_stall" && r["process"]["pid"] == run.pid)
+            .collect();
+        assert!(
+            stalls.len() >= 8,
+            "one stall per throttled write: {stalls:?}"
+        );
+        let mut iowait_ns = 0;
+        for stall in &stalls {
+            assert_eq!(stall["process"]["comm"], "iohog", "{stall}");
+            assert_eq!(
+                stall["process"]["pod"]["name"], "ingest-6c9d-w8k2",
+                "{stall}"
+            );
+            assert_eq!(stall["process"]["pod"]["namespace"], "default", "{stall}");
+            assert_eq!(stall["process"]["container"]["name"], "writer", "{stall}");
+            assert_eq!(stall["state"], "D", "{stall}");
+            if stall["in_iowait"] == true {
+                iowait_ns += stall["blocked_ns"].as_u64().unwrap();
+                assert_eq!(
+                    stall["device"]["name"],
+                    setup.device.name().as_str(),
+                    "{stall}"
+                );
+            }
+        }
+        let traced_ms = iowait_ns / 1_000_000;
+        eprintln!(
+            "iowait: tracer {traced_ms} ms in {} stalls, delay accounting {} ms ({} ticks), wall time {} ms",
+            stalls.len(),
+            run.kernel_ms,
+            run.ticks,
+            run.elapsed_ms
+        );
+        // 3 MiB at 1 MiB/s, in a process that lived elapsed_ms.
+        assert!(
+            traced_ms >= 2400 && traced_ms <= run.elapsed_ms,
+            "tracer says {traced_ms} ms of IO wait in {} ms of wall time",
+            run.elapsed_ms
+        );
+    }
+    let sane = runs
+        .iter()
+        .find(|r| r.kernel_ms <= r.elapsed_ms)
+        .unwrap_or_else(|| panic!("the kernel's delay accounting was above the wall time in every run: nothing to compare with"));
+    let traced_ns: u64 = done
+        .records
+        .iter()
+        .filter(|r| {
+            r["kind"] == "io_stall" && r["process"]["pid"] == sane.pid && r["in_iowait"] == true
+        })
+        .map(|r| r["blocked_ns"].as_u64().unwrap())
+        .sum();
+    let ratio = traced_ns as f64 / 1e6 / sane.kernel_ms as f64;
+    assert!(
+        sane.kernel_ms >= 2000 && (0.8..=1.2).contains(&ratio),
+        "tracer says {} ms of IO wait, delay accounting {} ms",
+        traced_ns / 1_000_000,
+        sane.kernel_ms
+    );
+    drop(setup.pod);
+}
+
+/// The mount of an ext4 filesystem on a loop device; unfrozen, unmounted
+/// and detached on drop, whatever happened.
+struct FrozenFilesystem {
+    mount_point: PathBuf,
+    frozen: bool,
+    _device: LoopDevice,
+}
+
+impl FrozenFilesystem {
+    fn new(work: &Workdir) -> Self {
+        let device = LoopDevice::new(work, 32 * MIB);
+        run(Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(&device.device));
+        let mount_point = work.path().join(format!("mnt-{}", random_hex(4)));
+        fs::create_dir_all(&mount_point).unwrap();
+        run(Command::new("mount").arg(&device.device).arg(&mount_point));
+        let mut fs = Self {
+            mount_point,
+            frozen: false,
+            _device: device,
+        };
+        run(Command::new("fsfreeze").arg("-f").arg(&fs.mount_point));
+        fs.frozen = true;
+        fs
+    }
+
+    fn thaw(&mut self) {
+        if self.frozen {
+            run(Command::new("fsfreeze").arg("-u").arg(&self.mount_point));
+            self.frozen = false;
+        }
+    }
+}
+
+impl Drop for FrozenFilesystem {
+    fn drop(&mut self) {
+        if self.frozen {
+            let _ = Command::new("fsfreeze")
+                .arg("-u")
+                .arg(&self.mount_point)
+                .status();
+        }
+        let _ = Command::new("umount").arg(&self.mount_point).status();
+    }
+}
+
+/// A process writing to a frozen filesystem blocks in D state (waiting in
+/// `sb_start_write`, not for IO). With the hung-task timeout lowered to 2 s,
+/// the kernel's detector reports it: a `hung_task` record names it. Once
+/// the filesystem is thawed the write completes, and the wait is an
+/// `io_stall` that was not IO wait.
+#[test]
+fn task_blocked_on_a_frozen_filesystem_is_a_hung_task() {
+    require_root();
+    let _turn = lock_sysctls();
+    assert_eq!(
+        fs::read_to_string("/proc/sys/kernel/hung_task_panic")
+            .expect("this kernel has the hung-task detector")
+            .trim(),
+        "0",
+        "kernel.hung_task_panic is on: a hung task would panic this machine"
+    );
+    let _timeout = Sysctl::set("kernel.hung_task_timeout_secs", "2");
+    let work = Workdir::new();
+    let host = work.host_root();
+    let mut frozen = FrozenFilesystem::new(&work);
+    let mut tracer = Tracer::start(&work, &host, &["--stacks"]);
+
+    let writer = work.renamed("/bin/sh", "frozenwriter");
+    let target = frozen.mount_point.join("file");
+    let mut child = Command::new(&writer)
+        .arg("-c")
+        .arg(format!("echo data > '{}'", target.display()))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawning the writer");
+    let pid = child.id();
+    let hung = tracer.wait_for("the hung task", |r| {
+        r["kind"] == "hung_task" && r["process"]["pid"] == pid
+    });
+    assert_eq!(hung["process"]["comm"], "frozenwriter", "{hung}");
+    assert_eq!(hung["state"], "D", "{hung}");
+    assert!(
+        hung["blocked_ns"].as_u64().unwrap() >= 2_000_000_000,
+        "the detector waits for the timeout: {hung}"
+    );
+    let stack: Vec<&str> = hung["stack"]
+        .as_array()
+        .expect("--stacks gives the stack")
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert!(
+        stack.iter().any(|f| f.contains("percpu")
+            || f.contains("sb_start_write")
+            || f.contains("mnt_want_write")),
+        "blocked on the frozen superblock: {stack:?}"
+    );
+
+    frozen.thaw();
+    assert!(child.wait().unwrap().success());
+    let stall = tracer.wait_for("the writer's stall", |r| {
+        r["kind"] == "io_stall" && r["process"]["pid"] == pid
+    });
+    assert_eq!(
+        stall["in_iowait"], false,
+        "a frozen filesystem is not IO: {stall}"
+    );
+    assert!(
+        stall["blocked_ns"].as_u64().unwrap() >= 2_000_000_000,
+        "{stall}"
+    );
+    tracer.stop();
+}
+
+/// `tracer top` in an 80x24 terminal (tmux) while a pod writes to a
+/// throttled device: the pod is first in the pod table, and `q` quits.
+#[test]
+fn top_shows_the_stalled_pod_first() {
+    require_root();
+    let work = Workdir::new();
+    let host = work.host_root();
+    let setup = ThrottledPod::new(&work, &host, "stalled-7f9c-x2k4");
+    let session = format!("tracer-top-{}", random_hex(4));
+    let mut writer = setup.write(&work, "iohog", 40);
+    let _tmux = TmuxSession::start(
+        &session,
+        &format!(
+            "{TRACER} top --host-root {} 2> {}",
+            host.display(),
+            work.path().join("top-stderr.txt").display()
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let screen = loop {
+        thread::sleep(Duration::from_millis(500));
+        let screen = run(Command::new("tmux").args(["capture-pane", "-p", "-t", &session]));
+        let first_pod = screen
+            .lines()
+            .skip_while(|l| !l.starts_with("POD"))
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
+        if first_pod.contains("stalled-7f9c-x2k4") {
+            break screen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stalled pod is not first in tracer top:\n{screen}\n--- stderr\n{}",
+            fs::read_to_string(work.path().join("top-stderr.txt")).unwrap_or_default()
+        );
+    };
+    assert!(
+        screen.lines().all(|l| l.chars().count() <= 80),
+        "fits 80 columns:\n{screen}"
+    );
+    assert!(
+        screen.contains(&setup.device.name()),
+        "device shown:\n{screen}"
+    );
+    run(Command::new("tmux").args(["send-keys", "-t", &session, "q"]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Command::new("tmux")
+        .args(["has-session", "-t", &session])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(Instant::now() < deadline, "q did not quit tracer top");
+        thread::sleep(Duration::from_millis(100));
+    }
+    let _ = writer.kill();
+    let _ = writer.wait();
+}
+
+/// A detached tmux session, killed on drop.
+struct TmuxSession {
+    name: String,
+}
+
+impl TmuxSession {
+    fn start(name: &str, command: &str) -> Self {
+        run(Command::new("tmux")
+            .args(["new-session", "-d", "-x", "80", "-y", "24", "-s", name])
+            .arg(command)
+            .env("TERM", "xterm"));
+        Self { name: name.into() }
+    }
+}
+
+impl Drop for TmuxSession {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.name])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
