@@ -548,6 +548,7 @@ fn top_shows_the_stalled_pod_first() {
             fs::read_to_string(work.path().join("top-stderr.txt")).unwrap_or_default()
         );
     };
+    eprintln!("{screen}");
     assert!(
         screen.lines().all(|l| l.chars().count() <= 80),
         "fits 80 columns:\n{screen}"

@@ -28,6 +28,9 @@ pub enum Command {
     Watch(WatchArgs),
     /// Check what tracer can do on this kernel: privileges, BTF, tracefs, hooks.
     Doctor(DoctorArgs),
+    /// Live view of IO wait per pod, process and device (q quits).
+    #[command(after_help = TOP_HELP)]
+    Top(TopArgs),
 }
 
 const WATCH_EXAMPLES: &str = "Examples:
@@ -111,6 +114,53 @@ pub struct HostArgs {
     /// /sys/kernel/btf/vmlinux.
     #[arg(long, value_name = "FILE")]
     pub btf: Option<PathBuf>,
+}
+
+const TOP_HELP: &str = "Columns:
+  IOWAIT   time blocked in IO wait (in_iowait) over the interval, as a share of it:
+           100% is one task waiting all the time (threads add up)
+  BLOCKED  time blocked in D state for any reason (IO wait included)
+  READ/s, WRITE/s  bytes the process made the storage read and write
+           (/proc/PID/io: writes are counted for the process that dirtied the pages)
+  PSI      the pod's io.pressure \"some\" avg10 (cgroup v2 only)
+  DEVICE   r/s w/s: requests completed; await: mean issue-to-completion time;
+           p99: upper bound of the 99th percentile's latency bucket
+Keys: i iowait, b blocked, r read, w write, p pid (sort); q or Esc quits.
+Examples:
+  tracer top                        live, in the terminal
+  tracer top --once                 one frame after one interval, then exit
+  tracer top --batch --iterations 5 > io.txt";
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Seconds between frames.
+    #[arg(long, short = 'd', value_name = "SECONDS", default_value_t = 1.0, value_parser = parse_interval)]
+    pub interval: f64,
+
+    /// Print frames one after the other instead of redrawing the screen (the
+    /// default when stdout is not a terminal).
+    #[arg(long, short = 'b')]
+    pub batch: bool,
+
+    /// Stop after N frames.
+    #[arg(long, short = 'n', value_name = "N")]
+    pub iterations: Option<u64>,
+
+    /// One frame (after one interval), then exit: --iterations 1.
+    #[arg(long, conflicts_with = "iterations")]
+    pub once: bool,
+
+    #[command(flatten)]
+    pub host: HostArgs,
+}
+
+fn parse_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.1..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s}: the interval is in seconds, between 0.1 and 3600"
+        )),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -26,5 +26,6 @@ pub mod scope;
 pub mod signals;
 pub mod size;
 pub mod stacks;
+pub mod top;
 pub mod tracefs;
 pub mod watch;

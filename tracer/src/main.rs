@@ -3,13 +3,14 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use tracer::{cli, doctor, watch};
+use tracer::{cli, doctor, top, watch};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Watch(args) => watch::run(args),
         cli::Command::Doctor(args) => doctor::run(args),
+        cli::Command::Top(args) => top::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -20,6 +20,9 @@ pub enum Hierarchy {
     V2,
     /// The cgroup v1 hierarchy the memory controller is mounted on.
     V1Memory,
+    /// The cgroup v1 hierarchy of the blkio controller: the owners of block
+    /// IO on v1 and hybrid hosts.
+    V1Blkio,
 }
 
 /// An id the index does not know makes tracer walk its hierarchy again (new
@@ -59,6 +62,7 @@ impl CgroupIndex {
             let hierarchy = match fstype {
                 "cgroup2" => Hierarchy::V2,
                 "cgroup" if options.split(',').any(|o| o == "memory") => Hierarchy::V1Memory,
+                "cgroup" if options.split(',').any(|o| o == "blkio") => Hierarchy::V1Blkio,
                 _ => continue,
             };
             roots
@@ -182,6 +186,14 @@ mod tests {
         assert_eq!(
             index.roots[&Hierarchy::V1Memory],
             Path::new("/sys/fs/cgroup/memory")
+        );
+        assert!(!index.has(Hierarchy::V1Blkio));
+        let blkio = CgroupIndex::from_mountinfo(
+            "38 29 0:35 / /sys/fs/cgroup/blkio rw,nosuid,nodev,noexec,relatime shared:18 - cgroup cgroup rw,blkio\n",
+        );
+        assert_eq!(
+            blkio.root(Hierarchy::V1Blkio),
+            Some(Path::new("/sys/fs/cgroup/blkio"))
         );
         let pure_v2 =
             CgroupIndex::from_mountinfo("30 29 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n");

@@ -262,6 +262,16 @@ impl Attributor {
         Some(self.refresh(&chosen))
     }
 
+    /// The attribution of the io controller's cgroup `id` (a bio's blkcg):
+    /// in the blkio hierarchy on v1 and hybrid hosts, else in cgroup2.
+    pub fn for_io_cgroup(&mut self, id: u64) -> Option<Arc<Attribution>> {
+        let hierarchy = [hierarchy::Hierarchy::V1Blkio, hierarchy::Hierarchy::V2]
+            .into_iter()
+            .find(|h| self.index.has(*h))?;
+        let path = self.index.path(hierarchy, id)?;
+        Some(self.for_cgroup_path(&path))
+    }
+
     /// The memory cgroup with kernfs id `id` (as the OOM records name them):
     /// its path in the memory controller's hierarchy and its directory.
     pub fn memory_cgroup(&mut self, id: u64) -> Option<(Arc<str>, PathBuf)> {

@@ -6,6 +6,7 @@
 pub mod device;
 pub mod procstat;
 pub mod psi;
+pub mod sample;
 
 use std::sync::Arc;
 
