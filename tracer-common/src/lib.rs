@@ -378,6 +378,10 @@ pub struct KernelOffsets {
     /// `blkcg_gq.blkcg`, `blkcg.css`.
     pub blkg_blkcg: u32,
     pub blkcg_css: u32,
+    /// 1 when the raw `sched_switch` tracepoint passes `prev_state` as its
+    /// fourth argument (5.18 and later): no read of `__state` is then needed
+    /// on the hottest path there is.
+    pub sched_switch_prev_state_arg: u32,
 }
 
 pub const OFFSET_UNKNOWN: u32 = u32::MAX;
@@ -422,6 +426,7 @@ impl KernelOffsets {
         bio_blkg: OFFSET_UNKNOWN,
         blkg_blkcg: OFFSET_UNKNOWN,
         blkcg_css: OFFSET_UNKNOWN,
+        sched_switch_prev_state_arg: 0,
     };
 }
 

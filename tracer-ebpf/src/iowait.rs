@@ -42,10 +42,19 @@ struct BlockedSince {
     stack_id: i64,
 }
 
-/// Threads in D state now, since when (key: thread id). LRU: a task that
-/// exits while blocked must not hold its slot for ever.
+/// Threads in D state now, since when (key: the `task_struct` pointer, which
+/// both hooks have without reading anything). LRU: a task that exits while
+/// blocked must not hold its slot for ever.
 #[map(name = "IO_BLOCKED")]
-static BLOCKED: LruHashMap<u32, BlockedSince> = LruHashMap::with_max_entries(16384, 0);
+static BLOCKED: LruHashMap<u64, BlockedSince> = LruHashMap::with_max_entries(16384, 0);
+
+/// Single fields of `OFFSETS`: the hot programs must not copy the whole
+/// struct for the one or two members they read.
+macro_rules! offset {
+    ($field:ident) => {
+        kernel::offset_of(|o| core::ptr::addr_of!(o.$field))
+    };
+}
 
 #[map(name = "IO_TASKS")]
 static TASKS: LruHashMap<u32, TaskIoTotals> = LruHashMap::with_max_entries(32768, 0);
@@ -76,19 +85,23 @@ struct LastDevice {
 #[map(name = "IO_CGROUP_DEV")]
 static CGROUP_DEV: LruHashMap<u64, LastDevice> = LruHashMap::with_max_entries(8192, 0);
 
-/// `sched_switch(preempt, prev, next, ...)`: `prev` is current.
+/// `sched_switch(preempt, prev, next[, prev_state])`: `prev` is current.
 #[raw_tracepoint(tracepoint = "sched_switch")]
 pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
     // A preempted task is still runnable, whatever its state says.
     if ctx.arg::<u64>(0) & 0xff != 0 {
         return 0;
     }
-    let o = kernel::offsets();
-    let state = read_or_zero::<u32>(ctx.arg::<KPtr>(1), o.task_state);
+    let prev: KPtr = ctx.arg(1);
+    let state = if offset!(sched_switch_prev_state_arg) != 0 {
+        ctx.arg::<u64>(3) as u32
+    } else {
+        read_or_zero::<u32>(prev, offset!(task_state))
+    };
     if state & TASK_UNINTERRUPTIBLE == 0 || state & TASK_NOLOAD != 0 {
         return 0;
     }
-    let prev: KPtr = ctx.arg(1);
+    let o = kernel::offsets();
     let iowait = read_or_zero::<u8>(prev, o.task_in_iowait_byte) as u32 & o.task_in_iowait_mask;
     // The sleeper is current here, and only here: its stack is taken now,
     // for the few waits that will turn out to be stalls.
@@ -103,21 +116,21 @@ pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
         state,
         stack_id,
     };
-    let tid = bpf_get_current_pid_tgid() as u32;
-    let _ = BLOCKED.insert(&tid, &since, 0);
+    let _ = BLOCKED.insert(&prev, &since, 0);
     0
 }
 
 /// `sched_wakeup(p)`: the end of a wait.
 #[raw_tracepoint(tracepoint = "sched_wakeup")]
 pub fn sched_wakeup(ctx: RawTracePointContext) -> i32 {
-    let o = kernel::offsets();
+    // One hash lookup (a miss for nearly every wake-up) is all it costs.
     let task: KPtr = ctx.arg(0);
-    let tid = read_or_zero::<u32>(task, o.task_pid);
-    let Some(since) = (unsafe { BLOCKED.get(&tid) }).copied() else {
+    let Some(since) = (unsafe { BLOCKED.get(&task) }).copied() else {
         return 0;
     };
-    let _ = BLOCKED.remove(&tid);
+    let _ = BLOCKED.remove(&task);
+    let o = kernel::offsets();
+    let tid = read_or_zero::<u32>(task, o.task_pid);
     let blocked_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(since.start_ns);
     let iowait_ns = if since.in_iowait != 0 { blocked_ns } else { 0 };
     let iowait_waits = since.in_iowait as u64;
@@ -155,7 +168,7 @@ pub fn sched_process_hang(ctx: RawTracePointContext) -> i32 {
     let o = kernel::offsets();
     let task: KPtr = ctx.arg(0);
     let tid = read_or_zero::<u32>(task, o.task_pid);
-    let (blocked_ns, since) = match unsafe { BLOCKED.get(&tid) } {
+    let (blocked_ns, since) = match unsafe { BLOCKED.get(&task) } {
         Some(since) => (
             unsafe { bpf_ktime_get_ns() }.saturating_sub(since.start_ns),
             *since,

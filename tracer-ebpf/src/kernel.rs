@@ -27,6 +27,12 @@ pub fn offsets() -> KernelOffsets {
     unsafe { core::ptr::read_volatile(&OFFSETS) }
 }
 
+/// One member of `OFFSETS`, read on its own (`pick` gives its address).
+#[inline(always)]
+pub fn offset_of(pick: impl Fn(&KernelOffsets) -> *const u32) -> u32 {
+    unsafe { core::ptr::read_volatile(pick(&OFFSETS)) }
+}
+
 #[inline(always)]
 pub fn config() -> Config {
     unsafe { core::ptr::read_volatile(&CONFIG) }

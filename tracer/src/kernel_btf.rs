@@ -83,6 +83,8 @@ pub fn resolve(btf: &Btf) -> Result<ResolvedOffsets> {
         bio_blkg: r.optional("bio", "bi_blkg", BLOCK_CGROUP_EFFECT)?,
         blkg_blkcg: r.optional("blkcg_gq", "blkcg", BLOCK_CGROUP_EFFECT)?,
         blkcg_css: r.optional("blkcg", "css", BLOCK_CGROUP_EFFECT)?,
+        sched_switch_prev_state_arg: tracepoint_arity(btf, "sched_switch")
+            .is_some_and(|args| args >= 4) as u32,
     };
     let mut offsets = offsets;
     match member_bit_offset(btf, "task_struct", "in_iowait")? {
@@ -193,6 +195,27 @@ impl Resolver<'_> {
     }
 }
 
+/// How many arguments the raw tracepoint `name` passes, from its
+/// `btf_trace_<name>` typedef (a pointer to a function whose first
+/// parameter is the probe's own data, then the tracepoint's arguments).
+pub fn tracepoint_arity(btf: &Btf, name: &str) -> Option<usize> {
+    let types = btf
+        .resolve_types_by_name(&format!("btf_trace_{name}"))
+        .ok()?;
+    types.into_iter().find_map(|ty| {
+        let Type::Typedef(typedef) = ty else {
+            return None;
+        };
+        let Ok(Type::Ptr(ptr)) = btf.resolve_chained_type(&typedef) else {
+            return None;
+        };
+        match btf.resolve_chained_type(&ptr) {
+            Ok(Type::FuncProto(proto)) => Some(proto.parameters.len().saturating_sub(1)),
+            _ => None,
+        }
+    })
+}
+
 /// Byte offset of `member` in `struct strukt`, looking through anonymous
 /// structs and unions (`task_struct` keeps many members in them).
 pub fn member_offset(btf: &Btf, strukt: &str, member: &str) -> Result<Option<u32>> {
@@ -294,6 +317,10 @@ mod tests {
             assert_ne!(off, OFFSET_UNKNOWN);
         }
         assert_ne!(o.css_set_io_css, o.css_set_memory_css);
+        // (preempt, prev, next, prev_state) since 5.18.
+        assert_eq!(tracepoint_arity(&btf, "sched_switch"), Some(4));
+        assert_eq!(o.sched_switch_prev_state_arg, 1);
+        assert_eq!(tracepoint_arity(&btf, "sched_wakeup"), Some(1));
     }
 
     #[test]

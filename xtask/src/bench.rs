@@ -36,20 +36,36 @@ pub const WORKLOADS: [Workload; 2] = [
     },
     Workload {
         name: "ping-pong",
-        stresses: "sched_switch + sched_wakeup (two threads passing a byte through pipes)",
+        stresses:
+            "sched_switch + sched_wakeup (two threads on one CPU passing a byte through pipes)",
         run: pipe_ping_pong,
-        wall_clock: true,
+        wall_clock: false,
     },
 ];
 
-/// Round trips per ping-pong run: four context switches and two wake-ups
+/// Round trips per ping-pong run: two context switches and two wake-ups
 /// each, the hottest path there is for the IO-wait hooks.
-const PING_PONG_ROUND_TRIPS: usize = 50_000;
+const PING_PONG_ROUND_TRIPS: usize = 200_000;
+
+/// Pins the calling thread to `cpu`.
+fn pin_to(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; 0 is this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
 
 /// Two threads pass one byte back and forth through two pipes: every
 /// read blocks (an interruptible sleep, which the sched_switch program
 /// must leave at its first test) and every write wakes the other thread.
+/// Both run on one CPU, so that every switch goes from one to the other:
+/// no idle time, whose wake-up latency would drown what is measured, and
+/// the hooks' cost lands in this process's CPU time.
 fn pipe_ping_pong() {
+    // SAFETY: no preconditions.
+    let cpu = unsafe { libc::sched_getcpu() }.max(0) as usize;
     fn pipe() -> (i32, i32) {
         let mut fds = [0i32; 2];
         // SAFETY: a valid two-int array.
@@ -74,9 +90,22 @@ fn pipe_ping_pong() {
     }
     let (ping_read, ping_write) = pipe();
     let (pong_read, pong_write) = pipe();
-    let ponger = thread::spawn(move || transfer(ping_read, pong_write, false));
+    let ponger = thread::spawn(move || {
+        pin_to(cpu);
+        transfer(ping_read, pong_write, false)
+    });
+    pin_to(cpu);
     transfer(pong_read, ping_write, true);
     ponger.join().expect("ponger");
+    // The next workload may use every CPU again.
+    // SAFETY: a set with every CPU the machine may have.
+    unsafe {
+        let mut all: libc::cpu_set_t = std::mem::zeroed();
+        for c in 0..libc::CPU_SETSIZE as usize {
+            libc::CPU_SET(c, &mut all);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &all);
+    }
     for fd in [ping_read, ping_write, pong_read, pong_write] {
         // SAFETY: fds this function opened.
         unsafe { libc::close(fd) };

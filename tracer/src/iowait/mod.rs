@@ -247,6 +247,69 @@ pub fn parse_threshold(s: &str) -> Result<u64, String> {
 mod tests {
     use super::*;
 
+    fn stall(hung: bool) -> IoWaitEvent {
+        IoWaitEvent {
+            mono_ns: 5_000,
+            hung,
+            process: ProcessRef {
+                pid: 9211,
+                tid: 9211,
+                comm: crate::process::Comm::from_str_lossy("iohog"),
+                thread_comm: crate::process::Comm::from_str_lossy("iohog"),
+                start_ns: 0,
+                attribution: Arc::new(crate::attribution::Attribution::host()),
+            },
+            blocked_ns: (!hung).then_some(251_000_399),
+            in_iowait: !hung,
+            state: 2,
+            device: Some(Device {
+                major: 7,
+                minor: 3,
+                name: "loop3".into(),
+            }),
+            stack: vec!["io_schedule+0x42".into()],
+        }
+    }
+
+    /// The documented `io_stall` and `hung_task` fields.
+    #[test]
+    fn json_and_text_of_a_stall_and_a_hung_task() {
+        let mut out = Vec::new();
+        let event = crate::event::Event::IoWait(stall(false));
+        crate::output::json::write_event(&mut out, &event, &crate::clock::Clock::new(), "n")
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["kind"], "io_stall");
+        assert_eq!(v["process"]["pid"], 9211);
+        assert_eq!(v["blocked_ns"], 251_000_399);
+        assert_eq!(v["blocked_ms"], 251.0);
+        assert_eq!(v["in_iowait"], true);
+        assert_eq!(v["state"], "D");
+        assert_eq!(v["device"]["name"], "loop3");
+        assert_eq!(v["device"]["major"], 7);
+        assert_eq!(v["stack"][0], "io_schedule+0x42");
+        let mut line = String::new();
+        text::write(&mut line, &stall(false));
+        assert!(
+            line.starts_with("IO stall: iohog(9211) blocked 251 ms in IO wait on loop3 (7:3)"),
+            "{line}"
+        );
+
+        let event = crate::event::Event::IoWait(stall(true));
+        crate::output::json::write_event(&mut out, &event, &crate::clock::Clock::new(), "n")
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["kind"], "hung_task");
+        assert!(v["blocked_ns"].is_null());
+        assert_eq!(v["in_iowait"], false);
+        let mut line = String::new();
+        text::write(&mut line, &stall(true));
+        assert!(
+            line.starts_with("hung task: iohog(9211) blocked in uninterruptible sleep on loop3"),
+            "{line}"
+        );
+    }
+
     #[test]
     fn thresholds() {
         assert_eq!(parse_threshold("100ms"), Ok(100_000_000));
