@@ -284,12 +284,11 @@ struct Measured {
 /// within 20% of what the kernel's delay accounting (/proc/PID/stat field
 /// 42) says the process spent waiting for block IO.
 ///
-/// Delay accounting subtracts `local_clock()` readings that may come from
-/// two CPUs (sleep on one, wake-up on another); on a virtual machine whose
-/// CPUs' clocks disagree, a busy moment can make it report more IO wait
-/// than the process lived (seen here: 1088803 ticks for a 3 s run). Such a
-/// run proves nothing about tracer, so the write is repeated (up to 4
-/// times) until the kernel's figure is possible, i.e. not above the wall
+/// Delay accounting now and then reports a wait measured from boot (as if
+/// it missed the wait's start: 1100513 ticks for a 3 s run were seen here,
+/// with no tracer running, right after `task_delayacct` was switched on).
+/// Such a run proves nothing about tracer, so the write is repeated (up to
+/// 4 times) until the kernel's figure is possible, i.e. not above the wall
 /// time; tracer is checked against the wall time on every run.
 #[test]
 fn throttled_pod_io_wait_matches_delay_accounting() {

@@ -122,6 +122,9 @@ pub fn run(args: WatchArgs) -> Result<()> {
                 _ = sigint.recv() => break "SIGINT",
                 _ = sigterm.recv() => break "SIGTERM",
                 _ = tick.tick() => {
+                    // IO stalls are written without waking tracer (see the
+                    // BPF side): they are taken here.
+                    drain(events.get_mut(), &mut explainer, &mut output, &mut state)?;
                     flush(&mut explainer, Clock::now_mono_ns(), &mut output, &mut state)?;
                     ticks += 1;
                     if ticks.is_multiple_of(10) {
