@@ -118,7 +118,7 @@ pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
         state,
         stack_id,
     };
-    let _ = BLOCKED.insert(&prev, &since, 0);
+    let _ = BLOCKED.insert(prev, since, 0);
     0
 }
 
@@ -127,16 +127,16 @@ pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
 pub fn sched_wakeup(ctx: RawTracePointContext) -> i32 {
     // One hash lookup (a miss for nearly every wake-up) is all it costs.
     let task: KPtr = ctx.arg(0);
-    let Some(since) = (unsafe { BLOCKED.get(&task) }).copied() else {
+    let Some(since) = (unsafe { BLOCKED.get(task) }).copied() else {
         return 0;
     };
-    let _ = BLOCKED.remove(&task);
+    let _ = BLOCKED.remove(task);
     let o = kernel::offsets();
     let tid = read_or_zero::<u32>(task, o.task_pid);
     let blocked_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(since.start_ns);
     let iowait_ns = if since.in_iowait != 0 { blocked_ns } else { 0 };
     let iowait_waits = since.in_iowait as u64;
-    match TASKS.get_ptr_mut(&tid) {
+    match TASKS.get_ptr_mut(tid) {
         // One writer per thread: wake-ups of a task are serialised by the
         // scheduler (its pi_lock), so plain adds do not race.
         Some(totals) => unsafe {
@@ -154,7 +154,7 @@ pub fn sched_wakeup(ctx: RawTracePointContext) -> i32 {
                 iowait_waits,
                 blocked_waits: 1,
             };
-            let _ = TASKS.insert(&tid, &totals, 0);
+            let _ = TASKS.insert(tid, totals, 0);
         }
     }
     if blocked_ns >= kernel::config().iowait_threshold_ns {
@@ -170,7 +170,7 @@ pub fn sched_process_hang(ctx: RawTracePointContext) -> i32 {
     let o = kernel::offsets();
     let task: KPtr = ctx.arg(0);
     let tid = read_or_zero::<u32>(task, o.task_pid);
-    let (blocked_ns, since) = match unsafe { BLOCKED.get(&task) } {
+    let (blocked_ns, since) = match unsafe { BLOCKED.get(task) } {
         Some(since) => (
             unsafe { bpf_ktime_get_ns() }.saturating_sub(since.start_ns),
             *since,
@@ -209,11 +209,11 @@ fn report(
     let io_cgroup_id = kernel::cgroup_id(read_or_zero::<KPtr>(io_css, o.css_cgroup), o);
     // IO the task's cgroup issued during the wait explains it better than
     // the task's own last submission, which may be long ago (its exec).
-    let mut dev = match unsafe { TASKS.get(&tid) } {
+    let mut dev = match unsafe { TASKS.get(tid) } {
         Some(totals) => totals.dev,
         None => 0,
     };
-    if let Some(last) = unsafe { CGROUP_DEV.get(&io_cgroup_id) } {
+    if let Some(last) = unsafe { CGROUP_DEV.get(io_cgroup_id) } {
         if dev == 0 || last.at_ns >= since.start_ns {
             dev = last.dev;
         }
@@ -255,7 +255,7 @@ pub fn block_bio_queue(ctx: RawTracePointContext) -> i32 {
     }
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
-    match TASKS.get_ptr_mut(&tid) {
+    match TASKS.get_ptr_mut(tid) {
         Some(totals) => unsafe { (*totals).dev = dev },
         None => {
             let totals = TaskIoTotals {
@@ -263,7 +263,7 @@ pub fn block_bio_queue(ctx: RawTracePointContext) -> i32 {
                 dev,
                 ..TaskIoTotals::default()
             };
-            let _ = TASKS.insert(&tid, &totals, 0);
+            let _ = TASKS.insert(tid, totals, 0);
         }
     }
     0
@@ -304,7 +304,7 @@ pub fn block_rq_issue(ctx: RawTracePointContext) -> i32 {
         return 0;
     };
     let now = unsafe { bpf_ktime_get_ns() };
-    let _ = REQUESTS.insert(&rq, &now, 0);
+    let _ = REQUESTS.insert(rq, now, 0);
     let dev = request_dev(rq, &o);
     let blkg = read_or_zero::<KPtr>(read_or_zero::<KPtr>(rq, o.rq_bio), o.bio_blkg);
     let blkcg = read_or_zero::<KPtr>(blkg, o.blkg_blkcg);
@@ -322,7 +322,7 @@ pub fn block_rq_issue(ctx: RawTracePointContext) -> i32 {
         dev,
         _pad: 0,
     };
-    match CGROUPS.get_ptr_mut(&key) {
+    match CGROUPS.get_ptr_mut(key) {
         Some(stats) => unsafe {
             if let (Some(ios), Some(b)) = ((*stats).ios.get_mut(dir), (*stats).bytes.get_mut(dir)) {
                 *ios += 1;
@@ -335,7 +335,7 @@ pub fn block_rq_issue(ctx: RawTracePointContext) -> i32 {
                 *ios = 1;
                 *b = bytes;
             }
-            let _ = CGROUPS.insert(&key, &stats, 0);
+            let _ = CGROUPS.insert(key, stats, 0);
         }
     }
     if cgroup_id != 0 {
@@ -344,7 +344,7 @@ pub fn block_rq_issue(ctx: RawTracePointContext) -> i32 {
             _pad: 0,
             at_ns: now,
         };
-        let _ = CGROUP_DEV.insert(&cgroup_id, &last, 0);
+        let _ = CGROUP_DEV.insert(cgroup_id, last, 0);
     }
     0
 }
@@ -355,10 +355,10 @@ pub fn block_rq_issue(ctx: RawTracePointContext) -> i32 {
 pub fn block_rq_complete(ctx: RawTracePointContext) -> i32 {
     let o = kernel::offsets();
     let rq: KPtr = ctx.arg(0);
-    let Some(start) = (unsafe { REQUESTS.get(&rq) }).copied() else {
+    let Some(start) = (unsafe { REQUESTS.get(rq) }).copied() else {
         return 0;
     };
-    let _ = REQUESTS.remove(&rq);
+    let _ = REQUESTS.remove(rq);
     let Some(dir) = direction(rq, &o) else {
         return 0;
     };
@@ -366,11 +366,11 @@ pub fn block_rq_complete(ctx: RawTracePointContext) -> i32 {
     let bytes = ctx.arg::<u64>(2) & 0xffff_ffff;
     let bucket = latency_bucket(latency / 1000);
     let dev = request_dev(rq, &o);
-    let stats = match DEVICES.get_ptr_mut(&dev) {
+    let stats = match DEVICES.get_ptr_mut(dev) {
         Some(stats) => stats,
         None => {
-            let _ = DEVICES.insert(&dev, &DeviceIoStats::default(), 0);
-            match DEVICES.get_ptr_mut(&dev) {
+            let _ = DEVICES.insert(dev, DeviceIoStats::default(), 0);
+            match DEVICES.get_ptr_mut(dev) {
                 Some(stats) => stats,
                 None => return 0,
             }
