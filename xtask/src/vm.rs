@@ -82,10 +82,6 @@ pub fn vm_test(env: &BuildEnv, options: &Options) -> Result<()> {
             scenarios: &binaries.scenarios,
             helper: &helper,
             runs: &runs,
-            modules: &kernels
-                .iter()
-                .flat_map(|k| k.modules.iter().map(|m| (k.release.clone(), m.clone())))
-                .collect::<Vec<_>>(),
         },
         &image,
     )?;

@@ -48,14 +48,7 @@ pub struct Kernel {
     pub package: String,
     pub version: String,
     pub vmlinuz: PathBuf,
-    /// `uname -r` of the kernel, and the modules the scenarios need that it
-    /// builds as modules (the loop device), uncompressed for busybox insmod.
-    pub release: String,
-    pub modules: Vec<PathBuf>,
 }
-
-/// Modules the scenarios need, by their path under lib/modules/RELEASE/.
-const MODULES: &[&str] = &["kernel/drivers/block/loop.ko"];
 
 /// The kernel of `spec`, from the cache or downloaded into it.
 pub fn fetch(spec: &Spec) -> Result<Kernel> {
@@ -78,28 +71,16 @@ fn fetch_once(spec: &Spec) -> Result<Kernel> {
         .join("vm")
         .join(format!("{package}_{version}"));
     let vmlinuz = dir.join("vmlinuz");
-    // A cache from before the modules were kept lacks them: fetch again.
-    if !vmlinuz.is_file() || !dir.join("release").is_file() {
+    if !vmlinuz.is_file() {
         println!("vm-test: downloading {package} {version}");
         download(&package, &version, &dir)?;
         prune_older(spec, &dir);
     }
-    let release = fs::read_to_string(dir.join("release"))?.trim().to_owned();
-    let modules = MODULES
-        .iter()
-        .map(|m| {
-            dir.join("modules")
-                .join(Path::new(m).file_name().unwrap_or_default())
-        })
-        .filter(|path| path.is_file())
-        .collect();
     Ok(Kernel {
         name: spec.name,
         package,
         version,
         vmlinuz,
-        release,
-        modules,
     })
 }
 
@@ -211,50 +192,8 @@ fn unpack_into(package: &str, version: &str, staging: &Path) -> Result<()> {
         "{} holds no boot/vmlinuz-*",
         deb.display()
     );
-    keep_modules(&tree, staging)?;
-    // The other modules are not needed (see the module's comment): drop them.
+    // The modules are not needed (see the module's comment): drop them.
     fs::remove_dir_all(&tree)?;
     fs::remove_file(&deb)?;
-    Ok(())
-}
-
-/// Keeps the few modules the scenarios need (built-in on some kernels,
-/// modules on Debian's) under `staging/modules`, decompressed, and the
-/// kernel's release name in `staging/release`.
-fn keep_modules(tree: &Path, staging: &Path) -> Result<()> {
-    let lib = ["lib/modules", "usr/lib/modules"]
-        .iter()
-        .map(|dir| tree.join(dir))
-        .find(|dir| dir.is_dir())
-        .with_context(|| format!("{} has no lib/modules", tree.display()))?;
-    let release_dir = fs::read_dir(&lib)?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .find(|path| path.is_dir())
-        .with_context(|| format!("{} is empty", lib.display()))?;
-    let release = release_dir
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
-    let kept = staging.join("modules");
-    fs::create_dir_all(&kept)?;
-    for module in MODULES {
-        let plain = release_dir.join(module);
-        let name = Path::new(module).file_name().unwrap_or_default();
-        let xz = plain.with_extension("ko.xz");
-        if plain.is_file() {
-            fs::copy(&plain, kept.join(name))?;
-        } else if xz.is_file() {
-            let out = Command::new("xz")
-                .arg("-dc")
-                .arg(&xz)
-                .output()
-                .context("running xz (Debian's xz-utils) to decompress a module")?;
-            ensure!(out.status.success(), "xz -dc {} failed", xz.display());
-            fs::write(kept.join(name), out.stdout)?;
-        }
-        // Absent: built into this kernel.
-    }
-    fs::write(staging.join("release"), &release)?;
     Ok(())
 }
