@@ -57,7 +57,7 @@ const ALWAYS: &[&str] = &[
     "e2fsprogs",
 ];
 /// The static busybox that runs the init of `cargo xtask vm-test`'s guests.
-const VM: &[&str] = &["busybox-static", "xz-utils"];
+const VM: &[&str] = &["busybox-static"];
 /// What vm-test needs newer than bookworm has, with the oldest version known
 /// to work, taken from bookworm-backports: qemu 7.2's TCG crashes the 6.12
 /// guest with two CPUs (general protection faults on IRET with garbage

@@ -65,8 +65,6 @@ pub struct Contents<'a> {
     /// The scenario binary's runs, one after the other: libtest's arguments
     /// for each.
     pub runs: &'a [Vec<String>],
-    /// Kernel modules to load at boot, by the kernel release they are for.
-    pub modules: &'a [(String, PathBuf)],
 }
 
 /// Writes the initramfs to `out` and returns its size in bytes.
@@ -105,12 +103,6 @@ pub fn build(contents: &Contents, out: &Path) -> Result<u64> {
     for terminfo in TERMINFO.iter().map(Path::new).filter(|p| p.is_file()) {
         tree.host_file(terminfo)?;
     }
-    for (release, module) in contents.modules {
-        let name = module.file_name().unwrap_or_default().to_string_lossy();
-        let bytes =
-            fs::read(module).with_context(|| format!("could not read {}", module.display()))?;
-        tree.data(&format!("modules/{release}/{name}"), 0o644, bytes)?;
-    }
     tree.data("init", 0o755, init_script(contents).into_bytes())?;
     tree.write(out)
         .with_context(|| format!("could not write the initramfs {}", out.display()))?;
@@ -147,11 +139,6 @@ $bb mount -t proc proc /proc || fail "mounting /proc failed"
 $bb mount -t sysfs sysfs /sys || fail "mounting /sys failed"
 $bb mount -t devtmpfs devtmpfs /dev || fail "mounting /dev failed"
 $bb mkdir -p /dev/pts && $bb mount -t devpts devpts /dev/pts || echo "tracer-vm: could not mount /dev/pts"
-# What this kernel builds as modules and the scenarios need (the loop device).
-for module in /modules/$($bb uname -r)/*.ko; do
-    [ -e "$module" ] || continue
-    $bb insmod "$module" || echo "tracer-vm: could not load $module"
-done
 # A workspace under /tmp put tracer there: then /tmp stays the initramfs's
 # own directory (in RAM all the same) rather than hide it.
 if [ -z "$($bb ls -A /tmp)" ]; then
