@@ -24,10 +24,12 @@ pub enum RecordKind {
     Oom = 5,
     OomControl = 6,
     PageAllocFailure = 7,
+    PacketDrop = 8,
+    Dns = 9,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 7] = [
+    pub const ALL: [RecordKind; 9] = [
         Self::Signal,
         Self::Fork,
         Self::Exec,
@@ -35,6 +37,8 @@ impl RecordKind {
         Self::Oom,
         Self::OomControl,
         Self::PageAllocFailure,
+        Self::PacketDrop,
+        Self::Dns,
     ];
 
     pub fn from_raw(raw: u32) -> Option<Self> {
@@ -55,6 +59,8 @@ impl RecordKind {
             Self::Oom => "oom",
             Self::OomControl => "oom_control",
             Self::PageAllocFailure => "page_alloc_failure",
+            Self::PacketDrop => "packet_drop",
+            Self::Dns => "dns",
         }
     }
 }
@@ -227,6 +233,53 @@ pub struct PageAllocRecord {
     pub stack_id: i64,
 }
 
+/// Bytes of a packet copied from its network header on: enough for the IP
+/// and UDP headers and a DNS question with a long Kubernetes search name.
+pub const PACKET_CAPTURE: usize = 256;
+/// `struct nf_conntrack_tuple`: two `nf_inet_addr` + ports, l3num, protonum, dir.
+pub const CT_TUPLE_LEN: usize = 40;
+
+/// Where a [`PacketRecord`] was taken.
+pub mod packet_event {
+    /// `skb:kfree_skb` with one of the drop reasons asked for.
+    pub const DROP: u32 = 1;
+    /// `net:net_dev_queue` of a UDP packet to port 53 sent by a local socket:
+    /// a DNS query, in the sending process's context.
+    pub const DNS_SENT: u32 = 2;
+    /// `net:netif_receive_skb` of a UDP packet from port 53: a DNS response
+    /// arriving in a network namespace.
+    pub const DNS_RECEIVED: u32 = 3;
+}
+
+/// A packet the kernel dropped, or a DNS packet on its way: its headers as
+/// captured, the conntrack entry it carried, and the network namespace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PacketRecord {
+    pub header: Header,
+    /// The task running at the time: the sender for [`packet_event::DNS_SENT`];
+    /// for drops and received packets often whoever the softirq interrupted.
+    pub task: Task,
+    /// One of [`packet_event`].
+    pub event: u32,
+    /// `enum skb_drop_reason` (drops only).
+    pub drop_reason: u32,
+    /// Inode of the network namespace of the packet's device (or socket).
+    pub netns: u32,
+    pub ifindex: u32,
+    /// Kernel address that freed the packet (drops only).
+    pub location: u64,
+    /// `nf_conn.status` bits; meaningful when `has_ct` is 1.
+    pub ct_status: u64,
+    pub has_ct: u32,
+    /// Valid bytes in `packet`, from the network header on.
+    pub captured: u32,
+    /// The conntrack entry's original and reply tuples (raw `nf_conntrack_tuple`).
+    pub ct_original: [u8; CT_TUPLE_LEN],
+    pub ct_reply: [u8; CT_TUPLE_LEN],
+    pub packet: [u8; PACKET_CAPTURE],
+}
+
 /// Member offsets in kernel structs, read from the running kernel's BTF by
 /// userspace and passed to the BPF programs as a read-only global: rustc emits
 /// no CO-RE relocations, so the programs cannot ask the loader for them.
@@ -267,6 +320,28 @@ pub struct KernelOffsets {
     /// `oom_control.memcg` and `oom_control.order`.
     pub oom_control_memcg: u32,
     pub oom_control_order: u32,
+    /// `sk_buff`: head, data and tail (an offset from head on 64-bit),
+    /// network header (an offset from head), protocol, device, socket and
+    /// conntrack entry (`_nfct`, the low bits are the ctinfo).
+    pub skb_head: u32,
+    pub skb_data: u32,
+    pub skb_tail: u32,
+    pub skb_network_header: u32,
+    pub skb_protocol: u32,
+    pub skb_dev: u32,
+    pub skb_sk: u32,
+    pub skb_nfct: u32,
+    /// `net_device.nd_net` and `net_device.ifindex`.
+    pub netdev_net: u32,
+    pub netdev_ifindex: u32,
+    /// `sock.__sk_common.skc_net`.
+    pub sock_net: u32,
+    /// `net.ns.inum`: the namespace's inode number.
+    pub net_inum: u32,
+    /// `nf_conn.tuplehash[0].tuple`, `nf_conn.tuplehash[1].tuple`, `nf_conn.status`.
+    pub ct_original_tuple: u32,
+    pub ct_reply_tuple: u32,
+    pub ct_status: u32,
 }
 
 pub const OFFSET_UNKNOWN: u32 = u32::MAX;
@@ -294,6 +369,21 @@ impl KernelOffsets {
         memcg_max: OFFSET_UNKNOWN,
         oom_control_memcg: OFFSET_UNKNOWN,
         oom_control_order: OFFSET_UNKNOWN,
+        skb_head: OFFSET_UNKNOWN,
+        skb_data: OFFSET_UNKNOWN,
+        skb_tail: OFFSET_UNKNOWN,
+        skb_network_header: OFFSET_UNKNOWN,
+        skb_protocol: OFFSET_UNKNOWN,
+        skb_dev: OFFSET_UNKNOWN,
+        skb_sk: OFFSET_UNKNOWN,
+        skb_nfct: OFFSET_UNKNOWN,
+        netdev_net: OFFSET_UNKNOWN,
+        netdev_ifindex: OFFSET_UNKNOWN,
+        sock_net: OFFSET_UNKNOWN,
+        net_inum: OFFSET_UNKNOWN,
+        ct_original_tuple: OFFSET_UNKNOWN,
+        ct_reply_tuple: OFFSET_UNKNOWN,
+        ct_status: OFFSET_UNKNOWN,
     };
 }
 
@@ -309,8 +399,15 @@ pub struct Config {
     pub oom_comm_loc: u32,
     /// 1: record the kernel stack of each failed page allocation.
     pub page_alloc_stacks: u32,
-    pub _pad: u32,
+    /// 1: report DNS queries sent and responses received (UDP port 53).
+    pub dns: u32,
+    /// Bit `reason % 64` of word `reason / 64` set for each `enum
+    /// skb_drop_reason` value to report; other drops return at once.
+    pub drop_reasons: [u64; DROP_REASON_WORDS],
 }
+
+/// Words of [`Config::drop_reasons`]: room for 256 drop reasons.
+pub const DROP_REASON_WORDS: usize = 4;
 
 /// Names of the globals and maps, shared so that a rename breaks the build
 /// rather than the load.

@@ -6,6 +6,7 @@
 
 mod kernel;
 mod lifecycle;
+mod net;
 mod oom;
 mod pagealloc;
 mod ring;

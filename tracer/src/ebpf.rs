@@ -78,7 +78,7 @@ impl Hook {
     }
 }
 
-pub const HOOKS: [Hook; 7] = [
+pub const HOOKS: [Hook; 10] = [
     Hook {
         name: "signal",
         candidates: &[Attach::RawTracepoint {
@@ -155,6 +155,36 @@ pub const HOOKS: [Hook; 7] = [
         without_it: "no page-allocation failure events",
         essential: false,
     },
+    Hook {
+        name: "packet_drop",
+        candidates: &[Attach::RawTracepoint {
+            program: "kfree_skb",
+            group: "skb",
+            tracepoint: "kfree_skb",
+        }],
+        without_it: "no packet-drop events (conntrack, neighbour table, listen queue)",
+        essential: false,
+    },
+    Hook {
+        name: "dns_sent",
+        candidates: &[Attach::RawTracepoint {
+            program: "net_dev_queue",
+            group: "net",
+            tracepoint: "net_dev_queue",
+        }],
+        without_it: "no DNS queries: slow or unanswered lookups are not reported",
+        essential: false,
+    },
+    Hook {
+        name: "dns_received",
+        candidates: &[Attach::RawTracepoint {
+            program: "netif_receive_skb",
+            group: "net",
+            tracepoint: "netif_receive_skb",
+        }],
+        without_it: "no DNS responses: every lookup looks unanswered",
+        essential: false,
+    },
 ];
 
 /// The settings the programs read: the signal set, and where the fields of
@@ -175,7 +205,8 @@ pub fn config(
             .map(|f| f.offset as u32)
             .unwrap_or(tracer_common::OFFSET_UNKNOWN),
         page_alloc_stacks: page_alloc_stacks as u32,
-        _pad: 0,
+        dns: 0,
+        drop_reasons: [0; tracer_common::DROP_REASON_WORDS],
     }
 }
 
@@ -402,6 +433,28 @@ mod tests {
                 status.hook.name,
                 status.attached
             );
+        }
+    }
+
+    /// The packet programs pass the verifier with everything switched on
+    /// (the settings are constants to the verifier: with DNS off it would
+    /// not even look at that code).
+    #[test]
+    fn packet_programs_load_with_dns_and_every_drop_reason_on() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test loads BPF programs: run it as root (`cargo xtask test`)"
+        );
+        let btf =
+            kernel_btf::load(std::path::Path::new(kernel_btf::DEFAULT_BTF)).expect("kernel BTF");
+        let offsets = kernel_btf::resolve(&btf).expect("offsets").offsets;
+        let mut config = config(crate::signals::SignalSet::all(), None, false);
+        config.dns = 1;
+        config.drop_reasons = [u64::MAX; tracer_common::DROP_REASON_WORDS];
+        let loaded = load(&offsets, &config, &HOOKS, 4096).expect("load");
+        for name in ["packet_drop", "dns_sent", "dns_received"] {
+            let status = loaded.hooks.iter().find(|h| h.hook.name == name).unwrap();
+            assert!(status.attached.is_ok(), "{name}: {:?}", status.attached);
         }
     }
 }

@@ -133,6 +133,7 @@ impl Explainer {
             Record::Signal(r) => self.signal(r, out),
             Record::Oom(r) => self.oom(r, out),
             Record::PageAllocFailure(r) => self.page_alloc_failure(r, out),
+            Record::Packet(_) => {}
             Record::OomControl(r) => {
                 // A new out_of_memory() call by the same task is a new kill.
                 if self

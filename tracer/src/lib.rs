@@ -15,6 +15,7 @@ pub mod explain;
 pub mod gfp;
 pub mod kernel_btf;
 pub mod kmsg;
+pub mod net;
 pub mod oom;
 pub mod output;
 pub mod pagealloc;

@@ -5,8 +5,8 @@
 use std::mem::size_of;
 
 use tracer_common::{
-    ExecRecord, ExitRecord, ForkRecord, Header, OomControlRecord, OomRecord, PageAllocRecord,
-    RecordKind, SignalRecord,
+    ExecRecord, ExitRecord, ForkRecord, Header, OomControlRecord, OomRecord, PacketRecord,
+    PageAllocRecord, RecordKind, SignalRecord,
 };
 
 // Records are decoded on the stack and consumed at once; boxing the large
@@ -21,6 +21,8 @@ pub enum Record {
     Oom(OomRecord),
     OomControl(OomControlRecord),
     PageAllocFailure(PageAllocRecord),
+    /// A drop, a DNS query sent or a DNS response received (`event` says which).
+    Packet(PacketRecord),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +50,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         Some(RecordKind::Oom) => read(bytes).map(Record::Oom),
         Some(RecordKind::OomControl) => read(bytes).map(Record::OomControl),
         Some(RecordKind::PageAllocFailure) => read(bytes).map(Record::PageAllocFailure),
+        Some(RecordKind::PacketDrop | RecordKind::Dns) => read(bytes).map(Record::Packet),
         None => Err(DecodeError::UnknownKind(header.kind)),
     }
 }

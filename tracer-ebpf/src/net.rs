@@ -1,0 +1,177 @@
+//! Packets: drops the user asked about (`skb:kfree_skb` with a drop reason
+//! in the configured set, e.g. NETFILTER_DROP behind a conntrack clash) and
+//! DNS on its way (queries as a local socket sends them, responses as they
+//! arrive). Each record carries the packet's first bytes from its network
+//! header, the conntrack entry's tuples (to show a DNAT) and the network
+//! namespace; userspace parses and explains them.
+//!
+//! `kfree_skb` and the two device hooks see every packet of the node, so
+//! each returns after a few reads for anything else.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_task, generated as gen},
+    macros::raw_tracepoint,
+    programs::RawTracePointContext,
+};
+use tracer_common::{
+    packet_event, KernelOffsets, PacketRecord, RecordKind, OFFSET_UNKNOWN, PACKET_CAPTURE,
+};
+
+use crate::{
+    kernel::{self, read_or_zero, KPtr},
+    ring,
+};
+
+/// `skb->protocol` values as read from memory on a little-endian machine
+/// (the field is big-endian): ETH_P_IP and ETH_P_IPV6.
+const ETH_P_IP_BE: u16 = 0x0008;
+const ETH_P_IPV6_BE: u16 = 0xdd86;
+const IPPROTO_UDP: u8 = 17;
+const DNS_PORT: u16 = 53;
+/// The low bits of `skb->_nfct` are the ctinfo, the rest the `nf_conn *`.
+const NFCT_PTRMASK: u64 = !7;
+
+#[raw_tracepoint(tracepoint = "kfree_skb")]
+pub fn kfree_skb(ctx: RawTracePointContext) -> i32 {
+    // kfree_skb(skb, location, reason[, rx_sk]): the first three are the
+    // same on every kernel that has drop reasons.
+    let reason = ctx.arg::<u64>(2) as u32;
+    let mask = kernel::config().drop_reasons;
+    let word = (reason / 64) as usize;
+    if word >= mask.len() || mask[word] & (1u64 << (reason % 64)) == 0 {
+        return 0;
+    }
+    let skb = ctx.arg::<KPtr>(0);
+    let o = kernel::offsets();
+    let start = read_or_zero::<KPtr>(skb, o.skb_head)
+        + read_or_zero::<u16>(skb, o.skb_network_header) as u64;
+    emit(
+        &o,
+        skb,
+        start,
+        packet_event::DROP,
+        reason,
+        ctx.arg::<u64>(1),
+    );
+    0
+}
+
+/// A packet handed to a device for transmission. Local sockets' packets
+/// still carry their socket here and run in the sender's context, which is
+/// how a DNS query gets its process.
+#[raw_tracepoint(tracepoint = "net_dev_queue")]
+pub fn net_dev_queue(ctx: RawTracePointContext) -> i32 {
+    if kernel::config().dns == 0 {
+        return 0;
+    }
+    let skb = ctx.arg::<KPtr>(0);
+    let o = kernel::offsets();
+    if read_or_zero::<KPtr>(skb, o.skb_sk) == 0 {
+        return 0;
+    }
+    let start = read_or_zero::<KPtr>(skb, o.skb_head)
+        + read_or_zero::<u16>(skb, o.skb_network_header) as u64;
+    if udp_ports(&o, skb, start).1 != DNS_PORT {
+        return 0;
+    }
+    emit(&o, skb, start, packet_event::DNS_SENT, 0, 0);
+    0
+}
+
+/// A packet received by a device: `skb->data` is at its network header.
+#[raw_tracepoint(tracepoint = "netif_receive_skb")]
+pub fn netif_receive_skb(ctx: RawTracePointContext) -> i32 {
+    if kernel::config().dns == 0 {
+        return 0;
+    }
+    let skb = ctx.arg::<KPtr>(0);
+    let o = kernel::offsets();
+    let start = read_or_zero::<KPtr>(skb, o.skb_data);
+    if udp_ports(&o, skb, start).0 != DNS_PORT {
+        return 0;
+    }
+    emit(&o, skb, start, packet_event::DNS_RECEIVED, 0, 0);
+    0
+}
+
+/// Source and destination port of a UDP packet whose IP header is at
+/// `start` (host byte order), or zeroes for anything else. IPv6 extension
+/// headers are not followed: DNS packets do not carry them.
+#[inline(always)]
+fn udp_ports(o: &KernelOffsets, skb: KPtr, start: KPtr) -> (u16, u16) {
+    let l4 = match read_or_zero::<u16>(skb, o.skb_protocol) {
+        ETH_P_IP_BE => {
+            let first = read_or_zero::<u8>(start, 0);
+            if first >> 4 != 4 || read_or_zero::<u8>(start, 9) != IPPROTO_UDP {
+                return (0, 0);
+            }
+            start + ((first & 0x0f) as u64) * 4
+        }
+        ETH_P_IPV6_BE => {
+            if read_or_zero::<u8>(start, 0) >> 4 != 6 || read_or_zero::<u8>(start, 6) != IPPROTO_UDP
+            {
+                return (0, 0);
+            }
+            start + 40
+        }
+        _ => return (0, 0),
+    };
+    let ports = read_or_zero::<[u8; 4]>(l4, 0);
+    (
+        u16::from_be_bytes([ports[0], ports[1]]),
+        u16::from_be_bytes([ports[2], ports[3]]),
+    )
+}
+
+#[inline(always)]
+fn emit(o: &KernelOffsets, skb: KPtr, start: KPtr, event: u32, reason: u32, location: u64) {
+    let kind = if event == packet_event::DROP {
+        RecordKind::PacketDrop
+    } else {
+        RecordKind::Dns
+    };
+    let Some(mut entry) = ring::reserve::<PacketRecord>(kind) else {
+        return;
+    };
+    let rec = entry.as_mut_ptr();
+    let current = unsafe { bpf_get_current_task() };
+    let dev = read_or_zero::<KPtr>(skb, o.skb_dev);
+    // The device's namespace; a packet without one (freed at a socket) is
+    // in its socket's.
+    let net = if dev != 0 {
+        read_or_zero::<KPtr>(dev, o.netdev_net)
+    } else {
+        read_or_zero::<KPtr>(read_or_zero::<KPtr>(skb, o.skb_sk), o.sock_net)
+    };
+    let ct = read_or_zero::<u64>(skb, o.skb_nfct) & NFCT_PTRMASK;
+    // Up to the end of the packet's linear data: tail is an offset from head.
+    let end = read_or_zero::<KPtr>(skb, o.skb_head) + read_or_zero::<u32>(skb, o.skb_tail) as u64;
+    let mut len = end.wrapping_sub(start);
+    if start == 0 || end < start {
+        len = 0;
+    }
+    if len > PACKET_CAPTURE as u64 {
+        len = PACKET_CAPTURE as u64;
+    }
+    unsafe {
+        (*rec).header = ring::header(kind);
+        (*rec).task = kernel::task_identity_with_cgroups(current, o);
+        (*rec).event = event;
+        (*rec).drop_reason = reason;
+        (*rec).location = location;
+        (*rec).netns = read_or_zero::<u32>(net, o.net_inum);
+        (*rec).ifindex = read_or_zero::<u32>(dev, o.netdev_ifindex);
+        (*rec).has_ct = (ct != 0 && o.ct_status != OFFSET_UNKNOWN) as u32;
+        (*rec).ct_status = read_or_zero::<u64>(ct, o.ct_status);
+        // Without an entry both read from near address 0 and come out zeroed.
+        kernel::read_bytes_into(&mut (*rec).ct_original, ct, o.ct_original_tuple);
+        kernel::read_bytes_into(&mut (*rec).ct_reply, ct, o.ct_reply_tuple);
+        let copied = gen::bpf_probe_read_kernel(
+            (*rec).packet.as_mut_ptr().cast(),
+            len as u32,
+            start as *const core::ffi::c_void,
+        );
+        (*rec).captured = if copied == 0 { len as u32 } else { 0 };
+    }
+    entry.submit(0);
+}
