@@ -154,6 +154,8 @@ pub enum Event {
     Exit(ExitEvent),
     Oom(OomEvent),
     PageAllocFailure(PageAllocEvent),
+    /// Packet drops, DNS lookups and conntrack counters (`net`).
+    Net(crate::net::event::NetEvent),
 }
 
 impl Event {
@@ -163,6 +165,7 @@ impl Event {
             Self::Exit(e) => e.mono_ns,
             Self::Oom(o) => o.mono_ns,
             Self::PageAllocFailure(p) => p.mono_ns,
+            Self::Net(n) => n.mono_ns(),
         }
     }
 }

@@ -60,6 +60,9 @@ pub struct Explainer {
     /// The pending OOM's memory cgroup kills as a group (memory.oom.group).
     pending_oom_group: bool,
     page_alloc: PageAllocState,
+    /// Packet drops, DNS and conntrack counters, when their hooks attached.
+    network: Option<crate::net::explain::NetworkFamily>,
+    net_events: Vec<crate::net::event::NetEvent>,
 }
 
 /// What page-allocation failures need: the kernel's GFP names, buddyinfo,
@@ -102,7 +105,40 @@ impl Explainer {
             oom_controls: Vec::new(),
             pending_oom_group: false,
             page_alloc,
+            network: None,
+            net_events: Vec::new(),
         }
+    }
+
+    /// Turns on the network family (its hooks attached).
+    pub fn set_network(&mut self, network: crate::net::explain::NetworkFamily) {
+        self.network = Some(network);
+    }
+
+    /// Runs `f` on the network family with what it needs from the rest of
+    /// tracer, and moves the events it produced to `out`.
+    fn with_network(
+        &mut self,
+        out: &mut Vec<Event>,
+        f: impl FnOnce(
+            &mut crate::net::explain::NetworkFamily,
+            &mut crate::net::explain::Context<'_>,
+            &mut Vec<crate::net::event::NetEvent>,
+        ),
+    ) {
+        let Some(network) = self.network.as_mut() else {
+            return;
+        };
+        let scope = &self.scope;
+        let in_scope = |p: &ProcessRef| scope.matches(p.pid, &p.attribution);
+        let attribution_in_scope = |a: &crate::attribution::Attribution| scope.matches(0, a);
+        let mut cx = crate::net::explain::Context {
+            attributor: &mut self.attributor,
+            in_scope: &in_scope,
+            attribution_in_scope: &attribution_in_scope,
+        };
+        f(network, &mut cx, &mut self.net_events);
+        out.extend(self.net_events.drain(..).map(Event::Net));
     }
 
     /// Kernel stacks for page-allocation failures (`--stacks`).
@@ -133,7 +169,11 @@ impl Explainer {
             Record::Signal(r) => self.signal(r, out),
             Record::Oom(r) => self.oom(r, out),
             Record::PageAllocFailure(r) => self.page_alloc_failure(r, out),
-            Record::Packet(_) => {}
+            Record::Packet(r) => {
+                let sender = (r.event == tracer_common::packet_event::DNS_SENT)
+                    .then(|| self.process_ref(&r.task, true));
+                self.with_network(out, |n, cx, events| n.handle(r, sender, cx, events));
+            }
             Record::OomControl(r) => {
                 // A new out_of_memory() call by the same task is a new kill.
                 if self
@@ -169,6 +209,7 @@ impl Explainer {
     /// Releases held events whose wait is over (`now_ns` CLOCK_MONOTONIC),
     /// or all of them with `u64::MAX`; housekeeping too.
     pub fn flush(&mut self, now_ns: u64, out: &mut Vec<Event>) {
+        self.with_network(out, |n, cx, events| n.flush(now_ns, cx, events));
         let mut i = 0;
         while i < self.held_kills.len() {
             if self.held_kills[i].deadline_ns <= now_ns {

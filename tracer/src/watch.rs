@@ -27,6 +27,18 @@ use crate::{
     tracefs::Format,
 };
 
+/// The network family, with every namespace's conntrack counters read now.
+fn network_family(
+    args: &WatchArgs,
+    reasons: crate::net::drops::DropReasons,
+) -> std::io::Result<crate::net::explain::NetworkFamily> {
+    let index = crate::netns::NetnsIndex::with_roots(
+        &args.host.procfs,
+        args.host.host_root.join("run/netns"),
+    )?;
+    Ok(crate::net::explain::NetworkFamily::new(reasons, index))
+}
+
 pub fn run(args: WatchArgs) -> Result<()> {
     // Everything that can be wrong with the input or the machine is checked
     // before anything is attached.
@@ -75,7 +87,10 @@ pub fn run(args: WatchArgs) -> Result<()> {
         let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
 
         let oom_format = Format::read(Path::new(preflight::TRACEFS), "oom", "mark_victim");
-        let config = ebpf::config(args.signals, oom_format.as_ref(), args.stacks);
+        let reasons = crate::net::drops::DropReasons::new(&resolved.drop_reasons);
+        let mut config = ebpf::config(args.signals, oom_format.as_ref(), args.stacks);
+        config.dns = 1;
+        config.drop_reasons = reasons.mask(crate::net::drops::WATCHED);
         let loaded = ebpf::load(&resolved.offsets, &config, &ebpf::HOOKS, args.ring_buffer_size)?;
         if !loaded.hooks.iter().any(|h| h.hook.essential && h.attached.is_ok()) {
             let reasons: Vec<_> = loaded.hooks.iter().filter_map(|h| h.attached.as_ref().err().cloned()).collect();
@@ -103,6 +118,12 @@ pub fn run(args: WatchArgs) -> Result<()> {
         let mut state = LoopState::default();
         if args.stacks {
             explainer.set_stacks(crate::stacks::KernelStacks::new(loaded.stacks));
+        }
+        if loaded.hooks.iter().any(|h| h.hook.name.starts_with("dns_") || h.hook.name == "packet_drop") {
+            match network_family(&args, reasons) {
+                Ok(network) => explainer.set_network(network),
+                Err(e) => eprintln!("  network namespaces cannot be listed ({e}): no packet-drop or DNS events"),
+            }
         }
         let lost_map = loaded.lost;
         // SAFETY: the ring buffer owns its map fd and AsyncFd owns the ring

@@ -28,7 +28,7 @@ struct Envelope<'a, T: Serialize> {
 }
 
 #[derive(Serialize)]
-struct ProcessJson<'a> {
+pub struct ProcessJson<'a> {
     pid: u32,
     tid: u32,
     comm: std::borrow::Cow<'a, str>,
@@ -233,6 +233,17 @@ pub fn write_event(
                 body: exit_body(e, clock),
             },
         ),
+        Event::Net(n) => serde_json::to_writer(
+            out,
+            &Envelope {
+                schema: SCHEMA_VERSION,
+                kind: n.kind(),
+                time,
+                mono_ns: n.mono_ns(),
+                node,
+                body: crate::net::json::body(n, clock),
+            },
+        ),
     }
 }
 
@@ -260,7 +271,7 @@ pub fn write_record<T: Serialize>(
     )
 }
 
-fn process<'a>(p: &'a ProcessRef, clock: &Clock) -> ProcessJson<'a> {
+pub fn process<'a>(p: &'a ProcessRef, clock: &Clock) -> ProcessJson<'a> {
     ProcessJson {
         pid: p.pid,
         tid: p.tid,

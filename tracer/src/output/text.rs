@@ -19,6 +19,7 @@ pub fn write_event(out: &mut String, event: &Event) {
         Event::Exit(e) => exit(out, e),
         Event::Oom(o) => oom(out, o),
         Event::PageAllocFailure(p) => page_alloc(out, p),
+        Event::Net(n) => crate::net::text::write(out, n),
     }
 }
 
