@@ -4,7 +4,9 @@
 //! without them.
 
 mod bad_input;
+mod dns;
 mod harness;
+mod netlab;
 mod oom;
 mod pagealloc;
 mod signals;

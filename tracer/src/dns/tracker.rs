@@ -359,11 +359,10 @@ impl<C: Clone> DnsTracker<C> {
             id: obs.message.id,
             qtype: question.qtype,
         };
-        // Prefer the query from the same namespace; otherwise accept the
-        // first hop where the answer shows up (a node or DNS pod namespace).
-        let found = self
-            .find(&self.by_socket, &key, Some(obs.netns), &question.name)
-            .or_else(|| self.find(&self.by_socket, &key, None, &question.name));
+        // Only an answer in the client's own namespace counts: one seen at
+        // an earlier hop (the node's namespace) can still be dropped on the
+        // way to the pod, and the client would then still be waiting.
+        let found = self.find(&self.by_socket, &key, Some(obs.netns), &question.name);
         let Some(seq) = found else {
             self.stats.unmatched_responses += 1;
             return None;
@@ -728,15 +727,20 @@ mod tests {
     fn response_seen_at_two_hops_completes_once() {
         let mut t = tracker();
         t.on_query(query(T0, POD_NS, client(), 5, A), "dig");
-        // First seen in the node namespace on its way back to the pod.
-        let out = t.on_response(response(T0 + 2 * S, NODE_NS, client(), 5, A, 0));
-        assert_eq!(out.unwrap().answered_ns, Some(T0 + 2 * S));
+        // First seen in the node namespace on its way back to the pod: not
+        // yet an answer, it can still be dropped before the pod.
         assert_eq!(
-            t.on_response(response(T0 + 2 * S + 1, POD_NS, client(), 5, A, 0)),
+            t.on_response(response(T0 + 2 * S, NODE_NS, client(), 5, A, 0)),
+            None
+        );
+        let out = t.on_response(response(T0 + 2 * S + 1, POD_NS, client(), 5, A, 0));
+        assert_eq!(out.unwrap().answered_ns, Some(T0 + 2 * S + 1));
+        assert_eq!(
+            t.on_response(response(T0 + 2 * S + 2, POD_NS, client(), 5, A, 0)),
             None
         );
         let s = t.stats();
-        assert_eq!((s.answered, s.unmatched_responses), (1, 1));
+        assert_eq!((s.answered, s.unmatched_responses), (1, 2));
     }
 
     #[test]

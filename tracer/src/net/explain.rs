@@ -165,7 +165,7 @@ impl NetworkFamily {
         cx: &mut Context<'_>,
         out: &mut Vec<NetEvent>,
     ) {
-        let id = self.next_drop_id;
+        let id_of_drop = self.next_drop_id;
         self.next_drop_id += 1;
         let reason = self.reasons.name(r.drop_reason);
         let conntrack = conntrack_entry(r);
@@ -173,35 +173,23 @@ impl NetworkFamily {
         let dns = parsed
             .as_ref()
             .and_then(|p| dns_observation(p, r.header.ktime_ns, netns))
-            .map(|obs| {
-                let question = obs.message.question.clone();
-                let matched = self.dns.on_drop(obs, id);
-                (question, matched)
-            })
-            .and_then(|(question, matched)| {
-                let q = question?;
+            .and_then(|obs| {
+                let id = obs.message.id;
+                let question = obs.message.question.clone()?;
+                let matched = self.dns.on_drop(obs, id_of_drop);
                 Some(DnsQueryRef {
-                    id: 0,
-                    name: q.name,
-                    qtype: wire::type_name(q.qtype).into_owned(),
+                    id,
+                    name: question.name,
+                    qtype: wire::type_name(question.qtype).into_owned(),
                     process: matched.map(|m| m.context),
                 })
             });
-        // The message id is read once more: the observation was consumed.
-        let dns = dns.map(|mut q| {
-            if let Some(p) = &parsed {
-                if let Ok(m) = wire::parse(p.payload) {
-                    q.id = m.id;
-                }
-            }
-            q
-        });
         let source_ip = conntrack
             .map(|c| c.original_src.ip())
             .or_else(|| parsed.as_ref().map(|p| p.src.ip()));
         let event = DropEvent {
             mono_ns: r.header.ktime_ns,
-            id,
+            id: id_of_drop,
             meaning: drops::meaning(&reason),
             cause: None,
             protocol: parsed
@@ -357,7 +345,8 @@ impl NetworkFamily {
                 clash_drops: values[5],
                 filter_drops: values[6],
             };
-            let followed = event.netns.host
+            // Without --pid/--pod/--container every namespace is followed.
+            let followed = (cx.attribution_in_scope)(&Attribution::host())
                 || event
                     .netns
                     .owner
