@@ -1,7 +1,9 @@
 //! Family 4: DNS lookups that take 5 seconds. Each scenario builds a small
 //! cluster out of network namespaces (`netlab`): a pod, a node with the
 //! Service's DNAT, two DNS pods. The kernel does the real thing: conntrack
-//! races, a rule dropping AAAA queries, a full conntrack table.
+//! races, a rule dropping AAAA queries, a full conntrack table. They need
+//! iptables, conntrack and the kernel's netfilter, so they run on the host
+//! only (`host_only_`: `cargo xtask vm-test` leaves them out and says so).
 
 use std::{
     path::Path,
@@ -109,7 +111,7 @@ fn race_parallel_queries(lab: &Lab, rounds: u16) -> u32 {
 /// conntrack counters tracer reports for the node's namespace equal what
 /// `conntrack -S` shows changed there.
 #[test]
-fn parallel_a_and_aaaa_from_one_socket_counters_equal_conntrack_s() {
+fn host_only_parallel_a_and_aaaa_from_one_socket_counters_equal_conntrack_s() {
     require_root();
     let _heavy = CONNTRACK_HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let work = Workdir::new();
@@ -249,19 +251,19 @@ fn dropped_aaaa_query_is_reported_and_the_retry_linked(v6: bool) {
 }
 
 #[test]
-fn dropped_aaaa_query_is_reported_with_its_pod_and_the_retry_linked() {
+fn host_only_dropped_aaaa_query_is_reported_with_its_pod_and_the_retry_linked() {
     dropped_aaaa_query_is_reported_and_the_retry_linked(false);
 }
 
 #[test]
-fn ipv6_dropped_aaaa_query_is_reported_with_its_pod_and_the_retry_linked() {
+fn host_only_ipv6_dropped_aaaa_query_is_reported_with_its_pod_and_the_retry_linked() {
     dropped_aaaa_query_is_reported_and_the_retry_linked(true);
 }
 
 /// A conntrack table at its limit: new flows are dropped before they get an
 /// entry, and tracer says "table full" for each, in the node's namespace.
 #[test]
-fn full_conntrack_table_drops_are_reported_as_table_full() {
+fn host_only_full_conntrack_table_drops_are_reported_as_table_full() {
     require_root();
     let _heavy = CONNTRACK_HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let work = Workdir::new();
@@ -316,4 +318,31 @@ fn full_conntrack_table_drops_are_reported_as_table_full() {
         Some(full.len() as u64),
         "{reported}"
     );
+}
+
+/// On every kernel of the matrix (this test also runs in the guests): the
+/// packet programs pass the verifier and attach, so drops and DNS are
+/// watched wherever tracer runs.
+#[test]
+fn packet_and_dns_hooks_attach() {
+    require_root();
+    let work = Workdir::new();
+    let tracer = Tracer::start(&work, &work.host_root(), &[]);
+    let start = tracer
+        .records()
+        .into_iter()
+        .find(|r| r["kind"] == "start")
+        .unwrap();
+    for name in ["packet_drop", "dns_sent", "dns_received"] {
+        let hook = start["hooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == name)
+            .unwrap_or_else(|| panic!("no hook {name}: {start}"));
+        assert!(
+            hook["attached"].is_string(),
+            "{name} did not attach: {hook}"
+        );
+    }
 }

@@ -32,6 +32,12 @@ use report::Tally;
 /// machine's memory or need pure cgroup v2: the host suite skips them, the
 /// guests run them alone, after the others.
 pub const GUEST_ONLY: &str = "guest_only_";
+/// Scenarios whose test function's name starts with this need what the
+/// guests' initramfs does not carry: the DNS scenarios build network
+/// namespaces with iptables, conntrack and glibc's resolver, and the
+/// guests' kernels have netfilter as modules. They run on the host only,
+/// and vm-test says how many it left out.
+pub const HOST_ONLY: &str = "host_only_";
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum KernelChoice {
@@ -269,11 +275,23 @@ fn list_scenarios(scenarios: &Path, filter: Option<&str>) -> Result<Vec<String>>
         cmd::line(&list),
         out.status
     );
-    let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+    let all: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|line| line.strip_suffix(": test"))
         .map(str::to_owned)
         .collect();
+    let (host_only, names): (Vec<String>, Vec<String>) = all.into_iter().partition(|n| {
+        n.rsplit("::")
+            .next()
+            .is_some_and(|f| f.starts_with(HOST_ONLY))
+    });
+    if !host_only.is_empty() {
+        println!(
+            "vm-test: {} {HOST_ONLY} scenarios run on the host only (the guests carry no netfilter modules or iptables): {}",
+            host_only.len(),
+            host_only.join(", ")
+        );
+    }
     if names.is_empty() {
         match filter {
             Some(filter) => bail!("no scenario matches `{filter}` (`{}`)", cmd::line(&list)),
