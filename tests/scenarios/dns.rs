@@ -144,6 +144,26 @@ fn host_only_parallel_a_and_aaaa_from_one_socket_counters_equal_conntrack_s() {
         );
     }
     assert_eq!(reported["netns"]["host"], false);
+    // Where the kernel allows the exact hook, every clash was seen as it
+    // happened; elsewhere the field is left out rather than made up.
+    if hook_attached(&finished.records, "conntrack_clash") {
+        assert_eq!(
+            reported["clash_resolve_seen"].as_u64(),
+            Some(delta["clash_resolve"]),
+            "{reported}"
+        );
+    } else {
+        assert!(reported["clash_resolve_seen"].is_null(), "{reported}");
+    }
+}
+
+fn hook_attached(records: &[Value], name: &str) -> bool {
+    records
+        .iter()
+        .find(|r| r["kind"] == "start")
+        .and_then(|start| start["hooks"].as_array())
+        .and_then(|hooks| hooks.iter().find(|h| h["name"] == name))
+        .is_some_and(|h| h["attached"].is_string())
 }
 
 /// What the drop of one AAAA query looks like for a pod `web` whose

@@ -26,10 +26,11 @@ pub enum RecordKind {
     PageAllocFailure = 7,
     PacketDrop = 8,
     Dns = 9,
+    ConntrackClash = 10,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 9] = [
+    pub const ALL: [RecordKind; 10] = [
         Self::Signal,
         Self::Fork,
         Self::Exec,
@@ -39,6 +40,7 @@ impl RecordKind {
         Self::PageAllocFailure,
         Self::PacketDrop,
         Self::Dns,
+        Self::ConntrackClash,
     ];
 
     pub fn from_raw(raw: u32) -> Option<Self> {
@@ -61,6 +63,7 @@ impl RecordKind {
             Self::PageAllocFailure => "page_alloc_failure",
             Self::PacketDrop => "packet_drop",
             Self::Dns => "dns",
+            Self::ConntrackClash => "conntrack_clash",
         }
     }
 }
@@ -249,6 +252,12 @@ pub mod packet_event {
     /// `net:netif_receive_skb` of a UDP packet from port 53: a DNS response
     /// arriving in a network namespace.
     pub const DNS_RECEIVED: u32 = 3;
+    /// `nf_ct_resolve_clash` returned (an optional exact hook, kprobe and
+    /// kretprobe, where the kernel allows them): a new conntrack entry found
+    /// another of the same tuple already in the table. `drop_reason` holds
+    /// its verdict: `NF_ACCEPT` (1, resolved) or `NF_DROP` (0, the packet is
+    /// dropped and `insert_failed` counts it).
+    pub const CONNTRACK_CLASH: u32 = 4;
 }
 
 /// A packet the kernel dropped, or a DNS packet on its way: its headers as
@@ -269,6 +278,8 @@ pub struct PacketRecord {
     pub ifindex: u32,
     /// Kernel address that freed the packet (drops only).
     pub location: u64,
+    /// The `sk_buff` itself, to join a clash with the drop that follows it.
+    pub skb: u64,
     /// `nf_conn.status` bits; meaningful when `has_ct` is 1.
     pub ct_status: u64,
     pub has_ct: u32,

@@ -10,8 +10,9 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_current_task, generated as gen},
-    macros::raw_tracepoint,
-    programs::RawTracePointContext,
+    macros::{kprobe, kretprobe, map, raw_tracepoint},
+    maps::PerCpuArray,
+    programs::{ProbeContext, RawTracePointContext, RetProbeContext},
 };
 use tracer_common::{
     packet_event, KernelOffsets, PacketRecord, RecordKind, OFFSET_UNKNOWN, PACKET_CAPTURE,
@@ -94,6 +95,41 @@ pub fn netif_receive_skb(ctx: RawTracePointContext) -> i32 {
     0
 }
 
+/// The packet whose conntrack entry is being resolved against a clashing
+/// one, per CPU: the confirm path runs with bottom halves off, so entry and
+/// return of `nf_ct_resolve_clash` happen on one CPU with nothing between.
+#[map(name = "CLASH_SKB")]
+static CLASH_SKB: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// `nf_ct_resolve_clash(skb, h, repl_idx)`: two packets of one tuple raced
+/// to create their conntrack entry, and this one lost. The exact hook behind
+/// the DNS 5-second delay, where the kernel allows kprobes.
+#[kprobe]
+pub fn nf_ct_resolve_clash(ctx: ProbeContext) -> u32 {
+    if let Some(slot) = CLASH_SKB.get_ptr_mut(0) {
+        unsafe { *slot = ctx.arg::<KPtr>(0).unwrap_or(0) };
+    }
+    0
+}
+
+#[kretprobe]
+pub fn nf_ct_resolve_clash_return(ctx: RetProbeContext) -> u32 {
+    let Some(slot) = CLASH_SKB.get_ptr_mut(0) else {
+        return 0;
+    };
+    let skb = unsafe { *slot };
+    if skb == 0 {
+        return 0;
+    }
+    unsafe { *slot = 0 };
+    let verdict = ctx.ret::<u64>() as u32;
+    let o = kernel::offsets();
+    let start = read_or_zero::<KPtr>(skb, o.skb_head)
+        + read_or_zero::<u16>(skb, o.skb_network_header) as u64;
+    emit(&o, skb, start, packet_event::CONNTRACK_CLASH, verdict, 0);
+    0
+}
+
 /// Source and destination port of a UDP packet whose IP header is at
 /// `start` (host byte order), or zeroes for anything else. IPv6 extension
 /// headers are not followed: DNS packets do not carry them.
@@ -125,10 +161,10 @@ fn udp_ports(o: &KernelOffsets, skb: KPtr, start: KPtr) -> (u16, u16) {
 
 #[inline(always)]
 fn emit(o: &KernelOffsets, skb: KPtr, start: KPtr, event: u32, reason: u32, location: u64) {
-    let kind = if event == packet_event::DROP {
-        RecordKind::PacketDrop
-    } else {
-        RecordKind::Dns
+    let kind = match event {
+        packet_event::DROP => RecordKind::PacketDrop,
+        packet_event::CONNTRACK_CLASH => RecordKind::ConntrackClash,
+        _ => RecordKind::Dns,
     };
     let Some(mut entry) = ring::reserve::<PacketRecord>(kind) else {
         return;
@@ -159,6 +195,7 @@ fn emit(o: &KernelOffsets, skb: KPtr, start: KPtr, event: u32, reason: u32, loca
         (*rec).event = event;
         (*rec).drop_reason = reason;
         (*rec).location = location;
+        (*rec).skb = skb;
         (*rec).netns = read_or_zero::<u32>(net, o.net_inum);
         (*rec).ifindex = read_or_zero::<u32>(dev, o.netdev_ifindex);
         (*rec).has_ct = (ct != 0 && o.ct_status != OFFSET_UNKNOWN) as u32;

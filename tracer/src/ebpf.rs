@@ -39,6 +39,13 @@ pub enum Attach {
         program: &'static str,
         function: &'static str,
     },
+    /// kprobe and kretprobe on one kernel function: its arguments at entry,
+    /// its return value at exit. Both attach or neither is used.
+    KProbeAndReturn {
+        entry: &'static str,
+        exit: &'static str,
+        function: &'static str,
+    },
 }
 
 impl Attach {
@@ -49,6 +56,7 @@ impl Attach {
             Self::Tracepoint { group, name, .. } => format!("tracepoint {group}:{name}"),
             Self::FEntry { function, .. } => format!("fentry {function}"),
             Self::KProbe { function, .. } => format!("kprobe {function}"),
+            Self::KProbeAndReturn { function, .. } => format!("kprobe+kretprobe {function}"),
         }
     }
 }
@@ -78,7 +86,7 @@ impl Hook {
     }
 }
 
-pub const HOOKS: [Hook; 10] = [
+pub const HOOKS: [Hook; 11] = [
     Hook {
         name: "signal",
         candidates: &[Attach::RawTracepoint {
@@ -183,6 +191,16 @@ pub const HOOKS: [Hook; 10] = [
             tracepoint: "netif_receive_skb",
         }],
         without_it: "no DNS responses: every lookup looks unanswered",
+        essential: false,
+    },
+    Hook {
+        name: "conntrack_clash",
+        candidates: &[Attach::KProbeAndReturn {
+            entry: "nf_ct_resolve_clash",
+            exit: "nf_ct_resolve_clash_return",
+            function: "nf_ct_resolve_clash",
+        }],
+        without_it: "conntrack clashes told apart by the namespace's counters instead",
         essential: false,
     },
 ];
@@ -290,6 +308,33 @@ pub fn attach(ebpf: &mut Ebpf, candidate: &Attach) -> Result<(), String> {
         | Attach::Tracepoint { program, .. }
         | Attach::FEntry { program, .. }
         | Attach::KProbe { program, .. } => program,
+        Attach::KProbeAndReturn {
+            entry,
+            exit,
+            function,
+        } => {
+            // The return probe first: an entry without its return would
+            // leave the per-CPU slot set for nothing.
+            attach(
+                ebpf,
+                &Attach::KProbe {
+                    program: exit,
+                    function,
+                },
+            )?;
+            return attach(
+                ebpf,
+                &Attach::KProbe {
+                    program: entry,
+                    function,
+                },
+            )
+            .inspect_err(|_| {
+                if let Some(Ok(prog)) = ebpf.program_mut(exit).map(<&mut KProbe>::try_from) {
+                    let _ = prog.unload();
+                }
+            });
+        }
     };
     let prog = ebpf
         .program_mut(program)
@@ -330,6 +375,7 @@ pub fn attach(ebpf: &mut Ebpf, candidate: &Attach) -> Result<(), String> {
             }
             prog.attach(function, 0).map(drop).map_err(|e| failed(&e))
         }
+        Attach::KProbeAndReturn { .. } => unreachable!("attached as two kprobes above"),
     }
 }
 

@@ -50,7 +50,9 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         Some(RecordKind::Oom) => read(bytes).map(Record::Oom),
         Some(RecordKind::OomControl) => read(bytes).map(Record::OomControl),
         Some(RecordKind::PageAllocFailure) => read(bytes).map(Record::PageAllocFailure),
-        Some(RecordKind::PacketDrop | RecordKind::Dns) => read(bytes).map(Record::Packet),
+        Some(RecordKind::PacketDrop | RecordKind::Dns | RecordKind::ConntrackClash) => {
+            read(bytes).map(Record::Packet)
+        }
         None => Err(DecodeError::UnknownKind(header.kind)),
     }
 }

@@ -121,7 +121,10 @@ pub fn run(args: WatchArgs) -> Result<()> {
         }
         if loaded.hooks.iter().any(|h| h.hook.name.starts_with("dns_") || h.hook.name == "packet_drop") {
             match network_family(&args, reasons) {
-                Ok(network) => explainer.set_network(network),
+                Ok(mut network) => {
+                    network.set_clash_hook(loaded.hooks.iter().any(|h| h.hook.name == "conntrack_clash" && h.attached.is_ok()));
+                    explainer.set_network(network)
+                }
                 Err(e) => eprintln!("  network namespaces cannot be listed ({e}): no packet-drop or DNS events"),
             }
         }

@@ -101,6 +101,9 @@ pub struct DropEvent {
     pub reason: String,
     pub meaning: &'static str,
     pub cause: Option<NetfilterCause>,
+    /// How the cause is known: "kernel_hook" (the exact clash hook saw this
+    /// packet lose) or "conntrack_counters" (the namespace's counters moved).
+    pub cause_source: Option<&'static str>,
     /// "udp", "tcp", "ip proto 1"; None when the headers were not captured.
     pub protocol: Option<String>,
     pub src: Option<SocketAddr>,
@@ -150,4 +153,7 @@ pub struct CountersEvent {
     pub table_full_drops: u64,
     pub clash_drops: u64,
     pub filter_drops: u64,
+    /// Clashes the kernel resolved, as the exact hook saw them (None where
+    /// the kernel does not allow the hook).
+    pub clash_resolve_seen: Option<u64>,
 }

@@ -54,8 +54,10 @@ struct Namespace {
     clash_drops: u64,
     table_full_drops: u64,
     filter_drops: u64,
+    /// Clashes the exact hook saw the kernel resolve without a drop.
+    clashes_resolved_seen: u64,
     /// What the last `conntrack_counters` event said, to report changes only.
-    reported: Option<[u64; 7]>,
+    reported: Option<[u64; 8]>,
 }
 
 /// A netfilter drop waiting for its namespace's counters.
@@ -63,7 +65,12 @@ struct PendingDrop {
     event: DropEvent,
     /// The packet had a conntrack entry: a full table leaves it without one.
     had_entry: bool,
+    skb: u64,
 }
+
+/// How many packets the exact clash hook saw dropped are remembered until
+/// their `kfree_skb` shows up (it follows at once, on the same CPU).
+const CLASH_DROPS_KEPT: usize = 64;
 
 pub struct NetworkFamily {
     reasons: DropReasons,
@@ -75,6 +82,10 @@ pub struct NetworkFamily {
     pending: Vec<PendingDrop>,
     next_drop_id: u64,
     counters_at_ns: u64,
+    /// The exact clash hook attached: clashes are seen, not inferred.
+    clash_hook: bool,
+    /// Packets the clash hook saw the kernel decide to drop.
+    clash_dropped_skbs: std::collections::VecDeque<u64>,
 }
 
 /// What the family needs from the rest of tracer: attribution and the
@@ -100,6 +111,8 @@ impl NetworkFamily {
             pending: Vec::new(),
             next_drop_id: 1,
             counters_at_ns: crate::clock::Clock::now_mono_ns(),
+            clash_hook: false,
+            clash_dropped_skbs: std::collections::VecDeque::with_capacity(CLASH_DROPS_KEPT),
         };
         let known: Vec<NetnsId> = family.index.iter().map(|(id, _)| id).collect();
         for id in known {
@@ -119,6 +132,28 @@ impl NetworkFamily {
 
     pub fn reasons(&self) -> &DropReasons {
         &self.reasons
+    }
+
+    /// The exact clash hook (`nf_ct_resolve_clash`) attached.
+    pub fn set_clash_hook(&mut self, attached: bool) {
+        self.clash_hook = attached;
+    }
+
+    /// The kernel resolved a clash (the packet goes on) or gave up (it is
+    /// dropped next, and `insert_failed` counts it).
+    fn on_clash(&mut self, r: &PacketRecord) {
+        const NF_ACCEPT: u32 = 1;
+        if r.drop_reason == NF_ACCEPT {
+            self.namespaces
+                .entry(r.netns as u64)
+                .or_default()
+                .clashes_resolved_seen += 1;
+        } else {
+            if self.clash_dropped_skbs.len() == CLASH_DROPS_KEPT {
+                self.clash_dropped_skbs.pop_front();
+            }
+            self.clash_dropped_skbs.push_back(r.skb);
+        }
     }
 
     pub fn handle(
@@ -154,6 +189,7 @@ impl NetworkFamily {
                 }
             }
             packet_event::DROP => self.on_drop(r, parsed, cx, out),
+            packet_event::CONNTRACK_CLASH => self.on_clash(r),
             _ => {}
         }
     }
@@ -192,6 +228,7 @@ impl NetworkFamily {
             id: id_of_drop,
             meaning: drops::meaning(&reason),
             cause: None,
+            cause_source: None,
             protocol: parsed
                 .as_ref()
                 .map(|p| packet::protocol_name(&p.transport).into_owned()),
@@ -206,6 +243,7 @@ impl NetworkFamily {
         if event.reason == "NETFILTER_DROP" {
             self.pending.push(PendingDrop {
                 had_entry: r.has_ct != 0,
+                skb: r.skb,
                 event,
             });
         } else if self.drop_in_scope(&event, cx) {
@@ -246,12 +284,21 @@ impl NetworkFamily {
         for PendingDrop {
             mut event,
             had_entry,
+            skb,
         } in pending
         {
+            let seen = self.clash_dropped_skbs.iter().position(|s| *s == skb);
+            if let Some(at) = seen {
+                self.clash_dropped_skbs.remove(at);
+            }
             let ns = self.namespaces.entry(event.netns.inode).or_default();
             // A full table drops before an entry exists; a clash drops a
             // packet whose new entry lost the race to be inserted.
-            let cause = if !had_entry && ns.unexplained_drop > 0 {
+            let cause = if seen.is_some() {
+                ns.unexplained_insert_failed = ns.unexplained_insert_failed.saturating_sub(1);
+                ns.clash_drops += 1;
+                NetfilterCause::ConntrackClash
+            } else if !had_entry && ns.unexplained_drop > 0 {
                 ns.unexplained_drop -= 1;
                 ns.table_full_drops += 1;
                 NetfilterCause::ConntrackTableFull
@@ -264,6 +311,11 @@ impl NetworkFamily {
                 NetfilterCause::FilterRule
             };
             event.cause = Some(cause);
+            event.cause_source = Some(if seen.is_some() {
+                "kernel_hook"
+            } else {
+                "conntrack_counters"
+            });
             event.meaning = cause.describe();
             if self.drop_in_scope(&event, cx) {
                 out.push(NetEvent::Drop(event));
@@ -321,6 +373,7 @@ impl NetworkFamily {
                         ns.table_full_drops,
                         ns.clash_drops,
                         ns.filter_drops,
+                        ns.clashes_resolved_seen,
                     ],
                     d,
                 )
@@ -344,6 +397,7 @@ impl NetworkFamily {
                 table_full_drops: values[4],
                 clash_drops: values[5],
                 filter_drops: values[6],
+                clash_resolve_seen: self.clash_hook.then_some(values[7]),
             };
             // Without --pid/--pod/--container every namespace is followed.
             let followed = (cx.attribution_in_scope)(&Attribution::host())

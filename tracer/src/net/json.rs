@@ -35,6 +35,8 @@ pub struct DropBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     cause: Option<NetfilterCause>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    cause_source: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     protocol: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     src: Option<SocketAddr>,
@@ -107,6 +109,9 @@ pub struct CountersBody<'a> {
     table_full_drops: u64,
     clash_drops: u64,
     filter_drops: u64,
+    /// Resolved clashes the exact hook saw (where the kernel allows it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clash_resolve_seen: Option<u64>,
 }
 
 fn query<'a>(q: &'a DnsQueryRef, clock: &Clock) -> QueryJson<'a> {
@@ -127,6 +132,7 @@ fn drop_body<'a>(d: &'a DropEvent, clock: &Clock) -> DropBody<'a> {
         reason: &d.reason,
         meaning: d.meaning,
         cause: d.cause,
+        cause_source: d.cause_source,
         protocol: d.protocol.as_deref(),
         src: d.src,
         dst: d.dst,
@@ -164,5 +170,6 @@ fn counters_body(c: &CountersEvent) -> CountersBody<'_> {
         table_full_drops: c.table_full_drops,
         clash_drops: c.clash_drops,
         filter_drops: c.filter_drops,
+        clash_resolve_seen: c.clash_resolve_seen,
     }
 }
