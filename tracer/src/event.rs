@@ -142,6 +142,8 @@ pub struct PageAllocEvent {
     pub tolerated: Option<&'static str>,
     /// /proc/buddyinfo around the time (shared by failures within a second).
     pub zones: Vec<crate::pagealloc::ZoneFree>,
+    /// /proc/pagetypeinfo's free lists per migrate type, read with it.
+    pub types: Vec<crate::pagealloc::MigrateFree>,
     /// Kernel stack, innermost first, with `--stacks`.
     pub stack: Vec<String>,
     /// The kernel's own log line for it, when it printed one.

@@ -523,6 +523,7 @@ impl Explainer {
             self.kernel_log
                 .take_page_failure(&process.comm.as_str(), r.order, r.gfp_flags);
         let state = &mut self.page_alloc;
+        let free = state.buddy.snapshot(r.header.ktime_ns);
         out.push(Event::PageAllocFailure(PageAllocEvent {
             mono_ns: r.header.ktime_ns,
             order: r.order,
@@ -530,7 +531,8 @@ impl Explainer {
             gfp_names,
             migratetype: r.migratetype,
             tolerated,
-            zones: state.buddy.snapshot(r.header.ktime_ns),
+            zones: free.zones,
+            types: free.types,
             stack: state
                 .stacks
                 .as_ref()
