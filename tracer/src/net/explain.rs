@@ -60,6 +60,31 @@ struct Namespace {
     reported: Option<[u64; 8]>,
 }
 
+impl Namespace {
+    /// Why netfilter dropped a packet, spending the counter increases not
+    /// yet matched with a drop. A full table drops before an entry exists; a
+    /// clash drops a packet whose new entry lost the race to be inserted;
+    /// a drop that moved neither counter was a rule's.
+    fn classify(&mut self, seen_by_clash_hook: bool, had_entry: bool) -> NetfilterCause {
+        if seen_by_clash_hook {
+            self.unexplained_insert_failed = self.unexplained_insert_failed.saturating_sub(1);
+            self.clash_drops += 1;
+            NetfilterCause::ConntrackClash
+        } else if !had_entry && self.unexplained_drop > 0 {
+            self.unexplained_drop -= 1;
+            self.table_full_drops += 1;
+            NetfilterCause::ConntrackTableFull
+        } else if had_entry && self.unexplained_insert_failed > 0 {
+            self.unexplained_insert_failed -= 1;
+            self.clash_drops += 1;
+            NetfilterCause::ConntrackClash
+        } else {
+            self.filter_drops += 1;
+            NetfilterCause::FilterRule
+        }
+    }
+}
+
 /// A netfilter drop waiting for its namespace's counters.
 struct PendingDrop {
     event: DropEvent,
@@ -292,24 +317,7 @@ impl NetworkFamily {
                 self.clash_dropped_skbs.remove(at);
             }
             let ns = self.namespaces.entry(event.netns.inode).or_default();
-            // A full table drops before an entry exists; a clash drops a
-            // packet whose new entry lost the race to be inserted.
-            let cause = if seen.is_some() {
-                ns.unexplained_insert_failed = ns.unexplained_insert_failed.saturating_sub(1);
-                ns.clash_drops += 1;
-                NetfilterCause::ConntrackClash
-            } else if !had_entry && ns.unexplained_drop > 0 {
-                ns.unexplained_drop -= 1;
-                ns.table_full_drops += 1;
-                NetfilterCause::ConntrackTableFull
-            } else if had_entry && ns.unexplained_insert_failed > 0 {
-                ns.unexplained_insert_failed -= 1;
-                ns.clash_drops += 1;
-                NetfilterCause::ConntrackClash
-            } else {
-                ns.filter_drops += 1;
-                NetfilterCause::FilterRule
-            };
+            let cause = ns.classify(seen.is_some(), had_entry);
             event.cause = Some(cause);
             event.cause_source = Some(if seen.is_some() {
                 "kernel_hook"
@@ -536,4 +544,69 @@ fn conntrack_entry(r: &PacketRecord) -> Option<ConntrackEntry> {
             || reply.src != SocketAddr::new(original.dst.ip(), original.dst.port()),
         confirmed: r.ct_status & IPS_CONFIRMED != 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(src: &str, dst: &str) -> [u8; tracer_common::CT_TUPLE_LEN] {
+        let (src, dst): (SocketAddr, SocketAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+        let mut raw = [0u8; tracer_common::CT_TUPLE_LEN];
+        let (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) = (src.ip(), dst.ip()) else {
+            unreachable!()
+        };
+        raw[0..4].copy_from_slice(&s.octets());
+        raw[16..18].copy_from_slice(&src.port().to_be_bytes());
+        raw[18..20].copy_from_slice(&2u16.to_ne_bytes());
+        raw[20..24].copy_from_slice(&d.octets());
+        raw[36..38].copy_from_slice(&dst.port().to_be_bytes());
+        raw[38] = 17;
+        raw
+    }
+
+    #[test]
+    fn counters_are_spent_one_drop_at_a_time() {
+        let mut ns = Namespace {
+            unexplained_insert_failed: 1,
+            unexplained_drop: 1,
+            ..Namespace::default()
+        };
+        // No entry and `drop` moved: the table was full.
+        assert_eq!(
+            ns.classify(false, false),
+            NetfilterCause::ConntrackTableFull
+        );
+        // The budget is spent: the next entry-less drop was a rule's.
+        assert_eq!(ns.classify(false, false), NetfilterCause::FilterRule);
+        assert_eq!(ns.classify(false, true), NetfilterCause::ConntrackClash);
+        assert_eq!(ns.classify(false, true), NetfilterCause::FilterRule);
+        // The exact hook needs no budget, and spends what the counters owe it.
+        ns.unexplained_insert_failed = 1;
+        assert_eq!(ns.classify(true, true), NetfilterCause::ConntrackClash);
+        assert_eq!(ns.unexplained_insert_failed, 0);
+        assert_eq!(
+            (ns.table_full_drops, ns.clash_drops, ns.filter_drops),
+            (1, 2, 2)
+        );
+    }
+
+    #[test]
+    fn a_service_dnat_shows_in_the_entry() {
+        let mut r: PacketRecord = unsafe { std::mem::zeroed() };
+        assert!(conntrack_entry(&r).is_none(), "no entry, nothing made up");
+        r.has_ct = 1;
+        r.ct_status = IPS_CONFIRMED | IPS_DST_NAT;
+        r.ct_original = entry("10.244.1.7:41234", "10.96.0.10:53");
+        r.ct_reply = entry("10.244.2.3:53", "10.244.1.7:41234");
+        let ct = conntrack_entry(&r).unwrap();
+        assert!(ct.dnat && ct.confirmed);
+        assert_eq!(ct.original_dst.to_string(), "10.96.0.10:53");
+        assert_eq!(ct.reply_src.to_string(), "10.244.2.3:53");
+        // Without DNAT the reply comes from where the packet went.
+        r.ct_status = 0;
+        r.ct_reply = entry("10.96.0.10:53", "10.244.1.7:41234");
+        let ct = conntrack_entry(&r).unwrap();
+        assert!(!ct.dnat && !ct.confirmed);
+    }
 }
