@@ -443,17 +443,22 @@ mod tests {
         assert!(parse_ring_buffer_size("1024").is_err());
     }
 
-    /// On the real kernel: a hook the kernel lacks is reported as off with a
-    /// one-line reason, and every other hook still attaches.
-    #[test]
-    fn a_missing_hook_disables_only_itself() {
+    /// The running kernel's offsets, for tests that load the programs.
+    fn this_kernel_offsets() -> KernelOffsets {
         assert!(
             nix::unistd::geteuid().is_root(),
             "this test loads BPF programs: run it as root (`cargo xtask test`)"
         );
         let btf =
             kernel_btf::load(std::path::Path::new(kernel_btf::DEFAULT_BTF)).expect("kernel BTF");
-        let offsets = kernel_btf::resolve(&btf).expect("offsets").offsets;
+        kernel_btf::resolve(&btf).expect("offsets").offsets
+    }
+
+    /// On the real kernel: a hook the kernel lacks is reported as off with a
+    /// one-line reason, and every other hook still attaches.
+    #[test]
+    fn a_missing_hook_disables_only_itself() {
+        let offsets = this_kernel_offsets();
         let mut hooks = HOOKS.to_vec();
         hooks[1].candidates = &[Attach::RawTracepoint {
             program: "sched_process_fork",
@@ -487,13 +492,7 @@ mod tests {
     /// not even look at that code).
     #[test]
     fn packet_programs_load_with_dns_and_every_drop_reason_on() {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "this test loads BPF programs: run it as root (`cargo xtask test`)"
-        );
-        let btf =
-            kernel_btf::load(std::path::Path::new(kernel_btf::DEFAULT_BTF)).expect("kernel BTF");
-        let offsets = kernel_btf::resolve(&btf).expect("offsets").offsets;
+        let offsets = this_kernel_offsets();
         let mut config = config(crate::signals::SignalSet::all(), None, false);
         config.dns = 1;
         config.drop_reasons = [u64::MAX; tracer_common::DROP_REASON_WORDS];
