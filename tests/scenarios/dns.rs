@@ -190,6 +190,10 @@ fn dropped_aaaa_query_is_reported_and_the_retry_linked(v6: bool) {
     );
     let (_, cgroup) = pod.add_container("app");
     let mut tracer = Tracer::start(&work, &host, &[]);
+    // Following the pod, and following another one: the lookup and its
+    // drop belong to the first only.
+    let following = Tracer::start(&work, &host, &["--pod", "default/web-7f9c-x2k4"]);
+    let elsewhere = Tracer::start(&work, &host, &["--pod", "default/other-5b6c-z9q1"]);
 
     let started = Instant::now();
     let mut getent = spawn_in_cgroup(
@@ -267,6 +271,29 @@ fn dropped_aaaa_query_is_reported_and_the_retry_linked(v6: bool) {
         finished.stdout.contains("answered after") && finished.stdout.contains("(1 retry)"),
         "console line for the lookup:\n{}",
         finished.stdout
+    );
+    let ours = |r: &Value| {
+        (r["kind"] == "dns" && r["netns"] == client)
+            || (r["kind"] == "packet_drop" && r["netns"]["inode"] == node)
+    };
+    let followed = following.stop().records;
+    assert!(
+        followed
+            .iter()
+            .any(|r| r["kind"] == "dns" && r["id"] == lookup["id"]),
+        "--pod follows the pod's lookups"
+    );
+    assert!(
+        // Each tracer numbers its own drops: the query's id tells this one.
+        followed
+            .iter()
+            .any(|r| r["kind"] == "packet_drop" && r["dns"]["id"] == dropped["dns"]["id"]),
+        "--pod follows the drops of the pod's queries"
+    );
+    let other: Vec<Value> = elsewhere.stop().records.into_iter().filter(ours).collect();
+    assert!(
+        other.is_empty(),
+        "another pod's tracer shows nothing of this one: {other:?}"
     );
 }
 
