@@ -332,13 +332,12 @@ pub struct KernelOffsets {
     pub oom_control_memcg: u32,
     pub oom_control_order: u32,
     /// `sk_buff`: head, data and tail (an offset from head on 64-bit),
-    /// network header (an offset from head), protocol, device, socket and
+    /// network header (an offset from head), device, socket and
     /// conntrack entry (`_nfct`, the low bits are the ctinfo).
     pub skb_head: u32,
     pub skb_data: u32,
     pub skb_tail: u32,
     pub skb_network_header: u32,
-    pub skb_protocol: u32,
     pub skb_dev: u32,
     pub skb_sk: u32,
     pub skb_nfct: u32,
@@ -384,7 +383,6 @@ impl KernelOffsets {
         skb_data: OFFSET_UNKNOWN,
         skb_tail: OFFSET_UNKNOWN,
         skb_network_header: OFFSET_UNKNOWN,
-        skb_protocol: OFFSET_UNKNOWN,
         skb_dev: OFFSET_UNKNOWN,
         skb_sk: OFFSET_UNKNOWN,
         skb_nfct: OFFSET_UNKNOWN,

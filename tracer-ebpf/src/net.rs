@@ -23,10 +23,6 @@ use crate::{
     ring,
 };
 
-/// `skb->protocol` values as read from memory on a little-endian machine
-/// (the field is big-endian): ETH_P_IP and ETH_P_IPV6.
-const ETH_P_IP_BE: u16 = 0x0008;
-const ETH_P_IPV6_BE: u16 = 0xdd86;
 const IPPROTO_UDP: u8 = 17;
 const DNS_PORT: u16 = 53;
 /// The low bits of `skb->_nfct` are the ctinfo, the rest the `nf_conn *`.
@@ -72,7 +68,7 @@ pub fn net_dev_queue(ctx: RawTracePointContext) -> i32 {
     }
     let start = read_or_zero::<KPtr>(skb, o.skb_head)
         + read_or_zero::<u16>(skb, o.skb_network_header) as u64;
-    if udp_ports(&o, skb, start).1 != DNS_PORT {
+    if udp_ports(start).1 != DNS_PORT {
         return 0;
     }
     emit(&o, skb, start, packet_event::DNS_SENT, 0, 0);
@@ -88,7 +84,7 @@ pub fn netif_receive_skb(ctx: RawTracePointContext) -> i32 {
     let skb = ctx.arg::<KPtr>(0);
     let o = kernel::offsets();
     let start = read_or_zero::<KPtr>(skb, o.skb_data);
-    if udp_ports(&o, skb, start).0 != DNS_PORT {
+    if udp_ports(start).0 != DNS_PORT {
         return 0;
     }
     emit(&o, skb, start, packet_event::DNS_RECEIVED, 0, 0);
@@ -131,28 +127,29 @@ pub fn nf_ct_resolve_clash_return(ctx: RetProbeContext) -> u32 {
 }
 
 /// Source and destination port of a UDP packet whose IP header is at
-/// `start` (host byte order), or zeroes for anything else. IPv6 extension
-/// headers are not followed: DNS packets do not carry them.
+/// `start` (host byte order), or zeroes for anything else. One read of the
+/// first 48 bytes covers an IPv4 header without options or an IPv6 header,
+/// and the UDP ports after it: these hooks see every packet, and each
+/// helper call costs more than the bytes. IPv6 extension headers are not
+/// followed: DNS packets do not carry them.
 #[inline(always)]
-fn udp_ports(o: &KernelOffsets, skb: KPtr, start: KPtr) -> (u16, u16) {
-    let l4 = match read_or_zero::<u16>(skb, o.skb_protocol) {
-        ETH_P_IP_BE => {
-            let first = read_or_zero::<u8>(start, 0);
-            if first >> 4 != 4 || read_or_zero::<u8>(start, 9) != IPPROTO_UDP {
-                return (0, 0);
+fn udp_ports(start: KPtr) -> (u16, u16) {
+    let words = read_or_zero::<[u64; 6]>(start, 0);
+    // SAFETY: plain bytes of plain integers.
+    let h: [u8; 48] = unsafe { core::mem::transmute(words) };
+    let ports = match h[0] >> 4 {
+        4 if h[9] == IPPROTO_UDP => {
+            let header_len = ((h[0] & 0x0f) as u64) * 4;
+            if header_len == 20 {
+                [h[20], h[21], h[22], h[23]]
+            } else {
+                // IP options: rare enough for a second read.
+                read_or_zero::<[u8; 4]>(start + header_len, 0)
             }
-            start + ((first & 0x0f) as u64) * 4
         }
-        ETH_P_IPV6_BE => {
-            if read_or_zero::<u8>(start, 0) >> 4 != 6 || read_or_zero::<u8>(start, 6) != IPPROTO_UDP
-            {
-                return (0, 0);
-            }
-            start + 40
-        }
+        6 if h[6] == IPPROTO_UDP => [h[40], h[41], h[42], h[43]],
         _ => return (0, 0),
     };
-    let ports = read_or_zero::<[u8; 4]>(l4, 0);
     (
         u16::from_be_bytes([ports[0], ports[1]]),
         u16::from_be_bytes([ports[2], ports[3]]),

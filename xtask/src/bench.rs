@@ -23,11 +23,34 @@ pub struct Workload {
     pub run: fn(),
 }
 
-pub const WORKLOADS: [Workload; 1] = [Workload {
-    name: "page-alloc",
-    stresses: "kmem:mm_page_alloc (every page the kernel hands out)",
-    run: touch_fresh_memory,
-}];
+pub const WORKLOADS: [Workload; 2] = [
+    Workload {
+        name: "page-alloc",
+        stresses: "kmem:mm_page_alloc (every page the kernel hands out)",
+        run: touch_fresh_memory,
+    },
+    Workload {
+        name: "udp-loopback",
+        stresses: "net_dev_queue, netif_receive_skb, kfree_skb (every packet)",
+        run: udp_over_loopback,
+    },
+];
+
+/// Sends 100000 small UDP datagrams over loopback and receives them: each
+/// passes the transmit and receive hooks (and is freed), in this process's
+/// context, which is what the CPU time measures.
+fn udp_over_loopback() {
+    let receiver = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sender
+        .connect(receiver.local_addr().expect("address"))
+        .expect("connect");
+    let mut buf = [0u8; 64];
+    for i in 0..100_000u32 {
+        sender.send(&i.to_ne_bytes()).expect("send");
+        black_box(receiver.recv(&mut buf).expect("recv"));
+    }
+}
 
 /// Faults in 1 GiB of fresh anonymous memory, 64 MiB at a time: one page
 /// allocation per 4 KiB page, all of them through `mm_page_alloc`.
@@ -38,8 +61,15 @@ fn touch_fresh_memory() {
     }
 }
 
-pub fn run(tracer: &Path, rounds: usize) -> Result<()> {
-    for workload in &WORKLOADS {
+pub fn run(tracer: &Path, rounds: usize, filter: Option<&str>) -> Result<()> {
+    let chosen: Vec<&Workload> = WORKLOADS
+        .iter()
+        .filter(|w| filter.is_none_or(|f| w.name.contains(f)))
+        .collect();
+    if chosen.is_empty() {
+        bail!("no workload matches `{}`", filter.unwrap_or_default());
+    }
+    for workload in chosen {
         let mut without = Vec::with_capacity(rounds);
         let mut with = Vec::with_capacity(rounds);
         // Warm-up: first-touch effects belong to neither side.
