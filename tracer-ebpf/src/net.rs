@@ -207,5 +207,9 @@ fn emit(o: &KernelOffsets, skb: KPtr, start: KPtr, event: u32, reason: u32, loca
         );
         (*rec).captured = if copied == 0 { len as u32 } else { 0 };
     }
-    entry.submit(0);
+    if event == packet_event::DNS_SENT || event == packet_event::DNS_RECEIVED {
+        ring::submit_quietly(entry);
+    } else {
+        entry.submit(0);
+    }
 }

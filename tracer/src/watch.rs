@@ -145,6 +145,8 @@ pub fn run(args: WatchArgs) -> Result<()> {
                 _ = sigint.recv() => break "SIGINT",
                 _ = sigterm.recv() => break "SIGTERM",
                 _ = tick.tick() => {
+                    // Frequent records are submitted without a wake-up.
+                    drain(events.get_mut(), &mut explainer, &mut output, &mut state)?;
                     flush(&mut explainer, Clock::now_mono_ns(), &mut output, &mut state)?;
                     ticks += 1;
                     if ticks.is_multiple_of(10) {
