@@ -272,6 +272,16 @@ fn dropped_aaaa_query_is_reported_and_the_retry_linked(v6: bool) {
         "console line for the lookup:\n{}",
         finished.stdout
     );
+    // The closing summary counts the lookups tracer followed (other
+    // scenarios' too: every tracer sees the whole node).
+    let summary = finished
+        .records
+        .iter()
+        .find(|r| r["kind"] == "dns_summary")
+        .expect("a dns_summary at stop");
+    assert!(summary["queries"].as_u64().unwrap() >= 2, "{summary}");
+    assert!(summary["drops_linked"].as_u64().unwrap() >= 1, "{summary}");
+    assert!(summary["retries"].as_u64().unwrap() >= 1, "{summary}");
     let ours = |r: &Value| {
         (r["kind"] == "dns" && r["netns"] == client)
             || (r["kind"] == "packet_drop" && r["netns"]["inode"] == node)

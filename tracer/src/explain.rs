@@ -151,6 +151,11 @@ impl Explainer {
         self.kernel_log.readable()
     }
 
+    /// The DNS tracker's counters, when the network family is on.
+    pub fn dns_stats(&self) -> Option<crate::dns::tracker::DnsStats> {
+        self.network.as_ref().map(|n| n.dns_stats())
+    }
+
     pub fn page_alloc_summary(&self) -> &pagealloc::Summary {
         &self.page_alloc.summary
     }

@@ -167,6 +167,15 @@ pub fn run(args: WatchArgs) -> Result<()> {
             );
         }
         output.record("page_alloc_summary", Clock::now_mono_ns(), summary)?;
+        if let Some(dns) = explainer.dns_stats() {
+            if dns.queries > 0 {
+                eprintln!(
+                    "tracer: {} DNS queries: {} answered ({} slow, {} failed), {} unanswered, {} retries, {} linked to drops; {} forgotten to bound memory",
+                    dns.queries, dns.answered, dns.slow, dns.failed, dns.unanswered, dns.retries, dns.drops_linked, dns.evicted
+                );
+            }
+            output.record("dns_summary", Clock::now_mono_ns(), dns)?;
+        }
         let lost_total: u64 = state.lost.iter().sum();
         output.record(
             "stop",

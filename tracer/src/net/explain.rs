@@ -159,6 +159,12 @@ impl NetworkFamily {
         &self.reasons
     }
 
+    /// What the DNS tracker counted, for the closing `dns_summary`: queries,
+    /// answers, retries, and the ones it had to forget (`evicted`).
+    pub fn dns_stats(&self) -> crate::dns::tracker::DnsStats {
+        self.dns.stats()
+    }
+
     /// The exact clash hook (`nf_ct_resolve_clash`) attached.
     pub fn set_clash_hook(&mut self, attached: bool) {
         self.clash_hook = attached;
