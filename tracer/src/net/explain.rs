@@ -37,9 +37,13 @@ const IPS_DST_NAT: u64 = 1 << 5;
 /// How often every namespace's conntrack counters are read and reported
 /// when they changed (and once more at the end).
 const COUNTERS_EVERY_NS: u64 = 10_000_000_000;
-/// The namespace and address indexes are rebuilt at most this often when
-/// a record names a namespace or address they do not know.
+/// The namespace index (one readlink per process) is rebuilt at most this
+/// often when a record names a namespace it does not know.
 const REINDEX_EVERY_NS: u64 = 1_000_000_000;
+/// The address index (a visit to every namespace) at most this often when
+/// a packet comes from an address no pod has: addresses outside the node
+/// never will, and drops can come in floods.
+const READDRESS_EVERY_NS: u64 = 10_000_000_000;
 
 /// One namespace's conntrack counters as tracer follows them.
 #[derive(Debug, Default)]
@@ -103,6 +107,7 @@ pub struct NetworkFamily {
     index: NetnsIndex,
     addresses: AddressIndex,
     indexed_at_ns: u64,
+    addressed_at_ns: u64,
     namespaces: HashMap<u64, Namespace>,
     pending: Vec<PendingDrop>,
     next_drop_id: u64,
@@ -132,6 +137,7 @@ impl NetworkFamily {
             index,
             addresses,
             indexed_at_ns: crate::clock::Clock::now_mono_ns(),
+            addressed_at_ns: crate::clock::Clock::now_mono_ns(),
             namespaces: HashMap::new(),
             pending: Vec::new(),
             next_drop_id: 1,
@@ -367,7 +373,7 @@ impl NetworkFamily {
     }
 
     fn report_counters(&mut self, mono_ns: u64, cx: &mut Context<'_>, out: &mut Vec<NetEvent>) {
-        let _ = self.index.refresh();
+        let refreshed = self.index.refresh().is_ok();
         let ids: Vec<NetnsId> = self.index.iter().map(|(id, _)| id).collect();
         for id in ids {
             self.refresh_namespace(id.0);
@@ -423,6 +429,13 @@ impl NetworkFamily {
             if followed {
                 out.push(NetEvent::Counters(event));
             }
+        }
+        // Namespaces that are gone (pods deleted) had their last word above;
+        // only a complete scan can tell that they are gone.
+        if refreshed {
+            let index = &self.index;
+            self.namespaces
+                .retain(|inode, _| index.lookup(NetnsId(*inode)).is_some());
         }
     }
 
@@ -501,8 +514,12 @@ impl NetworkFamily {
         now_ns: u64,
         cx: &mut Context<'_>,
     ) -> Option<Arc<Attribution>> {
-        if self.addresses.lookup(ip).is_none() {
+        if self.addresses.lookup(ip).is_none()
+            && now_ns.saturating_sub(self.addressed_at_ns) >= READDRESS_EVERY_NS
+        {
+            self.addressed_at_ns = now_ns;
             self.reindex(now_ns);
+            self.addresses = AddressIndex::build(&self.index);
         }
         let netns = self.addresses.lookup(ip)?;
         self.netns_ref(netns.0, now_ns, cx).owner
@@ -514,7 +531,6 @@ impl NetworkFamily {
         }
         self.indexed_at_ns = now_ns;
         let _ = self.index.refresh();
-        self.addresses = AddressIndex::build(&self.index);
     }
 }
 
