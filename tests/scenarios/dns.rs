@@ -2,8 +2,9 @@
 //! cluster out of network namespaces (`netlab`): a pod, a node with the
 //! Service's DNAT, two DNS pods. The kernel does the real thing: conntrack
 //! races, a rule dropping AAAA queries, a full conntrack table. They need
-//! iptables, conntrack and the kernel's netfilter, so they run on the host
-//! only (`host_only_`: `cargo xtask vm-test` leaves them out and says so).
+//! iptables, conntrack, glibc's resolver and the kernel's netfilter: on the
+//! host as installed, in `cargo xtask vm-test`'s guests from the initramfs,
+//! which carries those programs and loads the netfilter modules at boot.
 
 use std::{
     path::Path,
@@ -111,7 +112,7 @@ fn race_parallel_queries(lab: &Lab, rounds: u16) -> u32 {
 /// conntrack counters tracer reports for the node's namespace equal what
 /// `conntrack -S` shows changed there.
 #[test]
-fn host_only_parallel_a_and_aaaa_from_one_socket_counters_equal_conntrack_s() {
+fn parallel_a_and_aaaa_from_one_socket_counters_equal_conntrack_s() {
     require_root();
     let _heavy = CONNTRACK_HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let work = Workdir::new();
@@ -308,19 +309,19 @@ fn dropped_aaaa_query_is_reported_and_the_retry_linked(v6: bool) {
 }
 
 #[test]
-fn host_only_dropped_aaaa_query_is_reported_with_its_pod_and_the_retry_linked() {
+fn dropped_aaaa_query_is_reported_with_its_pod_and_the_retry_linked() {
     dropped_aaaa_query_is_reported_and_the_retry_linked(false);
 }
 
 #[test]
-fn host_only_ipv6_dropped_aaaa_query_is_reported_with_its_pod_and_the_retry_linked() {
+fn ipv6_dropped_aaaa_query_is_reported_with_its_pod_and_the_retry_linked() {
     dropped_aaaa_query_is_reported_and_the_retry_linked(true);
 }
 
 /// A conntrack table at its limit: new flows are dropped before they get an
 /// entry, and tracer says "table full" for each, in the node's namespace.
 #[test]
-fn host_only_full_conntrack_table_drops_are_reported_as_table_full() {
+fn full_conntrack_table_drops_are_reported_as_table_full() {
     require_root();
     let _heavy = CONNTRACK_HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let work = Workdir::new();

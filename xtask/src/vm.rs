@@ -10,6 +10,7 @@ mod apt_source;
 mod cpio;
 mod initramfs;
 mod kernels;
+mod modules;
 mod qemu;
 mod report;
 
@@ -32,12 +33,6 @@ use report::Tally;
 /// machine's memory or need pure cgroup v2: the host suite skips them, the
 /// guests run them alone, after the others.
 pub const GUEST_ONLY: &str = "guest_only_";
-/// Scenarios whose test function's name starts with this need what the
-/// guests' initramfs does not carry: the DNS scenarios build network
-/// namespaces with iptables, conntrack and glibc's resolver, and the
-/// guests' kernels have netfilter as modules. They run on the host only,
-/// and vm-test says how many it left out.
-pub const HOST_ONLY: &str = "host_only_";
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum KernelChoice {
@@ -81,6 +76,7 @@ pub fn vm_test(env: &BuildEnv, options: &Options) -> Result<()> {
     let helper = work.join("helper");
     compile_helper(&helper)?;
     let runs = test_runs(&expected);
+    let modules = kernel_modules(&kernels)?;
     let image = work.join("initramfs.cpio");
     let size = initramfs::build(
         &initramfs::Contents {
@@ -88,6 +84,7 @@ pub fn vm_test(env: &BuildEnv, options: &Options) -> Result<()> {
             scenarios: &binaries.scenarios,
             helper: &helper,
             runs: &runs,
+            modules: &modules,
         },
         &image,
     )?;
@@ -122,6 +119,27 @@ pub fn vm_test(env: &BuildEnv, options: &Options) -> Result<()> {
         work.display()
     );
     Ok(())
+}
+
+/// Each kernel's modules the scenarios need, dependencies first.
+fn kernel_modules(kernels: &[kernels::Kernel]) -> Result<Vec<modules::KernelModules>> {
+    kernels
+        .iter()
+        .map(|kernel| {
+            let order = modules::load_order(&kernel.modules, modules::NEEDED)?;
+            let names: Vec<&str> = order.iter().map(|m| m.name.as_str()).collect();
+            println!(
+                "vm-test: {} modules for {}: {}",
+                names.len(),
+                kernel.release,
+                names.join(" ")
+            );
+            Ok(modules::KernelModules {
+                release: kernel.release.clone(),
+                order,
+            })
+        })
+        .collect()
 }
 
 /// Boots one kernel, prints a line per scenario as it finishes, and on
@@ -275,23 +293,11 @@ fn list_scenarios(scenarios: &Path, filter: Option<&str>) -> Result<Vec<String>>
         cmd::line(&list),
         out.status
     );
-    let all: Vec<String> = String::from_utf8_lossy(&out.stdout)
+    let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|line| line.strip_suffix(": test"))
         .map(str::to_owned)
         .collect();
-    let (host_only, names): (Vec<String>, Vec<String>) = all.into_iter().partition(|n| {
-        n.rsplit("::")
-            .next()
-            .is_some_and(|f| f.starts_with(HOST_ONLY))
-    });
-    if !host_only.is_empty() {
-        println!(
-            "vm-test: {} {HOST_ONLY} scenarios run on the host only (the guests carry no netfilter modules or iptables): {}",
-            host_only.len(),
-            host_only.join(", ")
-        );
-    }
     if names.is_empty() {
         match filter {
             Some(filter) => bail!("no scenario matches `{filter}` (`{}`)", cmd::line(&list)),
