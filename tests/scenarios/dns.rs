@@ -403,4 +403,12 @@ fn packet_and_dns_hooks_attach() {
             "{name} did not attach: {hook}"
         );
     }
+    // The guests allow kprobes and have conntrack loaded: there the exact
+    // clash hook must be the one in use (this host refuses kprobes).
+    if std::env::var("TRACER_DISPOSABLE_GUEST").as_deref() == Ok("1") {
+        assert!(
+            hook_attached(&tracer.records(), "conntrack_clash"),
+            "the exact conntrack clash hook must attach in the guests: {start}"
+        );
+    }
 }
