@@ -141,6 +141,13 @@ impl Workdir {
         let root = self.path().join("host");
         fs::create_dir_all(root.join("var/log/pods")).expect("host root");
         fs::create_dir_all(root.join("var/log/containers")).expect("host root");
+        // Kubelet's directories are the test's own; the named network
+        // namespaces are the machine's, as they are in a DaemonSet's /host.
+        fs::create_dir_all(root.join("run")).expect("host root");
+        let netns = root.join("run/netns");
+        if !netns.exists() {
+            symlink("/run/netns", &netns).expect("host root: run/netns");
+        }
         root
     }
 }

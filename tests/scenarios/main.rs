@@ -4,8 +4,10 @@
 //! without them.
 
 mod bad_input;
+mod dns;
 mod harness;
 mod iowait;
+mod netlab;
 mod oom;
 mod pagealloc;
 mod signals;

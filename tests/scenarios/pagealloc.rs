@@ -63,6 +63,16 @@ fn guest_only_hugepage_overcommit_fails_at_order_9_then_compaction_helps() {
     // The buddy allocator's state is a snapshot taken just after, at most
     // once a second: blocks come and go meanwhile, so only its shape is checked.
     assert!(failure["free_blocks_at_order"].is_u64(), "{failure}");
+    // Huge pages for user space are movable; pagetypeinfo says how many
+    // free blocks of that type there were.
+    assert_eq!(failure["migratetype_name"], "Movable", "{failure}");
+    assert!(
+        failure["free_blocks_at_order_of_type"].is_u64(),
+        "{failure}"
+    );
+    assert!(failure["pagetypeinfo"]
+        .as_array()
+        .is_some_and(|t| !t.is_empty()));
 
     fs::write(NR_HUGEPAGES, "0").unwrap();
     fs::write("/proc/sys/vm/compact_memory", "1").unwrap();

@@ -24,12 +24,15 @@ pub enum RecordKind {
     Oom = 5,
     OomControl = 6,
     PageAllocFailure = 7,
-    IoStall = 8,
-    HungTask = 9,
+    PacketDrop = 8,
+    Dns = 9,
+    ConntrackClash = 10,
+    IoStall = 11,
+    HungTask = 12,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 9] = [
+    pub const ALL: [RecordKind; 12] = [
         Self::Signal,
         Self::Fork,
         Self::Exec,
@@ -37,6 +40,9 @@ impl RecordKind {
         Self::Oom,
         Self::OomControl,
         Self::PageAllocFailure,
+        Self::PacketDrop,
+        Self::Dns,
+        Self::ConntrackClash,
         Self::IoStall,
         Self::HungTask,
     ];
@@ -59,6 +65,9 @@ impl RecordKind {
             Self::Oom => "oom",
             Self::OomControl => "oom_control",
             Self::PageAllocFailure => "page_alloc_failure",
+            Self::PacketDrop => "packet_drop",
+            Self::Dns => "dns",
+            Self::ConntrackClash => "conntrack_clash",
             Self::IoStall => "io_stall",
             Self::HungTask => "hung_task",
         }
@@ -233,6 +242,61 @@ pub struct PageAllocRecord {
     pub stack_id: i64,
 }
 
+/// Bytes of a packet copied from its network header on: enough for the IP
+/// and UDP headers and a DNS question with a long Kubernetes search name.
+pub const PACKET_CAPTURE: usize = 256;
+/// `struct nf_conntrack_tuple`: two `nf_inet_addr` + ports, l3num, protonum, dir.
+pub const CT_TUPLE_LEN: usize = 40;
+
+/// Where a [`PacketRecord`] was taken.
+pub mod packet_event {
+    /// `skb:kfree_skb` with one of the drop reasons asked for.
+    pub const DROP: u32 = 1;
+    /// `net:net_dev_queue` of a UDP packet to port 53 sent by a local socket:
+    /// a DNS query, in the sending process's context.
+    pub const DNS_SENT: u32 = 2;
+    /// `net:netif_receive_skb` of a UDP packet from port 53: a DNS response
+    /// arriving in a network namespace.
+    pub const DNS_RECEIVED: u32 = 3;
+    /// `nf_ct_resolve_clash` returned (an optional exact hook, kprobe and
+    /// kretprobe, where the kernel allows them): a new conntrack entry found
+    /// another of the same tuple already in the table. `drop_reason` holds
+    /// its verdict: `NF_ACCEPT` (1, resolved) or `NF_DROP` (0, the packet is
+    /// dropped and `insert_failed` counts it).
+    pub const CONNTRACK_CLASH: u32 = 4;
+}
+
+/// A packet the kernel dropped, or a DNS packet on its way: its headers as
+/// captured, the conntrack entry it carried, and the network namespace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PacketRecord {
+    pub header: Header,
+    /// The task running at the time: the sender for [`packet_event::DNS_SENT`];
+    /// for drops and received packets often whoever the softirq interrupted.
+    pub task: Task,
+    /// One of [`packet_event`].
+    pub event: u32,
+    /// `enum skb_drop_reason` (drops only).
+    pub drop_reason: u32,
+    /// Inode of the network namespace of the packet's device (or socket).
+    pub netns: u32,
+    pub ifindex: u32,
+    /// Kernel address that freed the packet (drops only).
+    pub location: u64,
+    /// The `sk_buff` itself, to join a clash with the drop that follows it.
+    pub skb: u64,
+    /// `nf_conn.status` bits; meaningful when `has_ct` is 1.
+    pub ct_status: u64,
+    pub has_ct: u32,
+    /// Valid bytes in `packet`, from the network header on.
+    pub captured: u32,
+    /// The conntrack entry's original and reply tuples (raw `nf_conntrack_tuple`).
+    pub ct_original: [u8; CT_TUPLE_LEN],
+    pub ct_reply: [u8; CT_TUPLE_LEN],
+    pub packet: [u8; PACKET_CAPTURE],
+}
+
 /// A task that was blocked in D state (uninterruptible sleep): an IO stall
 /// (`RecordKind::IoStall`, at its wake-up, when it was blocked at least the
 /// threshold) or a task the kernel's hung-task detector reported
@@ -352,6 +416,27 @@ pub struct KernelOffsets {
     /// `oom_control.memcg` and `oom_control.order`.
     pub oom_control_memcg: u32,
     pub oom_control_order: u32,
+    /// `sk_buff`: head, data and tail (an offset from head on 64-bit),
+    /// network header (an offset from head), device, socket and
+    /// conntrack entry (`_nfct`, the low bits are the ctinfo).
+    pub skb_head: u32,
+    pub skb_data: u32,
+    pub skb_tail: u32,
+    pub skb_network_header: u32,
+    pub skb_dev: u32,
+    pub skb_sk: u32,
+    pub skb_nfct: u32,
+    /// `net_device.nd_net` and `net_device.ifindex`.
+    pub netdev_net: u32,
+    pub netdev_ifindex: u32,
+    /// `sock.__sk_common.skc_net`.
+    pub sock_net: u32,
+    /// `net.ns.inum`: the namespace's inode number.
+    pub net_inum: u32,
+    /// `nf_conn.tuplehash[0].tuple`, `nf_conn.tuplehash[1].tuple`, `nf_conn.status`.
+    pub ct_original_tuple: u32,
+    pub ct_reply_tuple: u32,
+    pub ct_status: u32,
     /// `task_struct.__state` (TASK_UNINTERRUPTIBLE is a task in D state).
     pub task_state: u32,
     /// `task_struct.in_iowait` is a one-bit bitfield: the byte it is in and
@@ -409,6 +494,20 @@ impl KernelOffsets {
         memcg_max: OFFSET_UNKNOWN,
         oom_control_memcg: OFFSET_UNKNOWN,
         oom_control_order: OFFSET_UNKNOWN,
+        skb_head: OFFSET_UNKNOWN,
+        skb_data: OFFSET_UNKNOWN,
+        skb_tail: OFFSET_UNKNOWN,
+        skb_network_header: OFFSET_UNKNOWN,
+        skb_dev: OFFSET_UNKNOWN,
+        skb_sk: OFFSET_UNKNOWN,
+        skb_nfct: OFFSET_UNKNOWN,
+        netdev_net: OFFSET_UNKNOWN,
+        netdev_ifindex: OFFSET_UNKNOWN,
+        sock_net: OFFSET_UNKNOWN,
+        net_inum: OFFSET_UNKNOWN,
+        ct_original_tuple: OFFSET_UNKNOWN,
+        ct_reply_tuple: OFFSET_UNKNOWN,
+        ct_status: OFFSET_UNKNOWN,
         task_state: OFFSET_UNKNOWN,
         task_in_iowait_byte: OFFSET_UNKNOWN,
         task_in_iowait_mask: 0,
@@ -442,7 +541,11 @@ pub struct Config {
     pub oom_comm_loc: u32,
     /// 1: record the kernel stack of each failed page allocation.
     pub page_alloc_stacks: u32,
-    pub _pad: u32,
+    /// 1: report DNS queries sent and responses received (UDP port 53).
+    pub dns: u32,
+    /// Bit `reason % 64` of word `reason / 64` set for each `enum
+    /// skb_drop_reason` value to report; other drops return at once.
+    pub drop_reasons: [u64; DROP_REASON_WORDS],
     /// A task blocked (D state) at least this long is reported as an IO
     /// stall; shorter waits are only added to the per-task totals.
     pub iowait_threshold_ns: u64,
@@ -450,6 +553,9 @@ pub struct Config {
     pub iowait_stacks: u32,
     pub _pad_iowait: u32,
 }
+
+/// Words of [`Config::drop_reasons`]: room for 256 drop reasons.
+pub const DROP_REASON_WORDS: usize = 4;
 
 /// Names of the globals and maps, shared so that a rename breaks the build
 /// rather than the load.

@@ -15,7 +15,8 @@ static CONFIG: Config = Config {
     oom_raw_size: 0,
     oom_comm_loc: tracer_common::OFFSET_UNKNOWN,
     page_alloc_stacks: 0,
-    _pad: 0,
+    dns: 0,
+    drop_reasons: [0; tracer_common::DROP_REASON_WORDS],
     iowait_threshold_ns: u64::MAX,
     iowait_stacks: 0,
     _pad_iowait: 0,
@@ -68,6 +69,25 @@ pub fn read_or_zero<T: Copy + Default>(base: KPtr, offset: u32) -> T {
         };
     }
     value
+}
+
+/// Copies `N` bytes at `base + offset` into `dst` (a ring-buffer record's
+/// field, too big for the stack). The kernel zeroes `dst` when the read
+/// faults; an unknown offset reads from address 0, which faults.
+#[inline(always)]
+pub fn read_bytes_into<const N: usize>(dst: &mut [u8; N], base: KPtr, offset: u32) {
+    let at = if offset == OFFSET_UNKNOWN {
+        0
+    } else {
+        base + offset as u64
+    };
+    unsafe {
+        gen::bpf_probe_read_kernel(
+            dst.as_mut_ptr().cast(),
+            N as u32,
+            at as *const core::ffi::c_void,
+        )
+    };
 }
 
 /// The task's thread-group leader, i.e. the process it belongs to.

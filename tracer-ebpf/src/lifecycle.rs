@@ -29,7 +29,7 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
         (*rec).parent = kernel::task_identity(parent, &o);
         (*rec).child = child_task;
     }
-    entry.submit(0);
+    ring::submit_quietly(entry);
     0
 }
 
@@ -48,7 +48,7 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
         (*rec).ppid = kernel::tgid(kernel::parent_process(task, &o), &o);
         (*rec)._pad = 0;
     }
-    entry.submit(0);
+    ring::submit_quietly(entry);
     0
 }
 
@@ -78,6 +78,6 @@ pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
         (*rec).exit_code = kernel::read_or_zero::<u32>(task, o.task_exit_code);
         (*rec).ppid = kernel::tgid(kernel::parent_process(task, &o), &o);
     }
-    entry.submit(0);
+    ring::submit_quietly(entry);
     0
 }

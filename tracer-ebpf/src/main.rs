@@ -7,6 +7,7 @@
 mod iowait;
 mod kernel;
 mod lifecycle;
+mod net;
 mod oom;
 mod pagealloc;
 mod ring;

@@ -30,6 +30,19 @@ pub fn reserve<T: 'static>(kind: RecordKind) -> Option<aya_ebpf::maps::ring_buf:
     entry
 }
 
+/// `BPF_RB_NO_WAKEUP`: the record is not worth waking tracer for.
+const NO_WAKEUP: u64 = 1;
+
+/// Submits a frequent, unhurried record (fork, exec, exit, DNS) without
+/// waking tracer: a wake-up is an inter-processor interrupt, which on a
+/// virtual machine costs microseconds, more than the program itself. Such
+/// records are read with the next urgent one, or at tracer's next tick
+/// (every 100 ms), in order either way.
+#[inline(always)]
+pub fn submit_quietly<T>(entry: aya_ebpf::maps::ring_buf::RingBufEntry<T>) {
+    entry.submit(NO_WAKEUP);
+}
+
 #[inline(always)]
 pub fn header(kind: RecordKind) -> Header {
     Header {

@@ -39,6 +39,13 @@ pub enum Attach {
         program: &'static str,
         function: &'static str,
     },
+    /// kprobe and kretprobe on one kernel function: its arguments at entry,
+    /// its return value at exit. Both attach or neither is used.
+    KProbeAndReturn {
+        entry: &'static str,
+        exit: &'static str,
+        function: &'static str,
+    },
 }
 
 impl Attach {
@@ -49,6 +56,7 @@ impl Attach {
             Self::Tracepoint { group, name, .. } => format!("tracepoint {group}:{name}"),
             Self::FEntry { function, .. } => format!("fentry {function}"),
             Self::KProbe { function, .. } => format!("kprobe {function}"),
+            Self::KProbeAndReturn { function, .. } => format!("kprobe+kretprobe {function}"),
         }
     }
 }
@@ -78,7 +86,7 @@ impl Hook {
     }
 }
 
-pub const HOOKS: [Hook; 13] = [
+pub const HOOKS: [Hook; 17] = [
     Hook {
         name: "signal",
         candidates: &[Attach::RawTracepoint {
@@ -153,6 +161,46 @@ pub const HOOKS: [Hook; 13] = [
             tracepoint: "mm_page_alloc",
         }],
         without_it: "no page-allocation failure events",
+        essential: false,
+    },
+    Hook {
+        name: "packet_drop",
+        candidates: &[Attach::RawTracepoint {
+            program: "kfree_skb",
+            group: "skb",
+            tracepoint: "kfree_skb",
+        }],
+        without_it: "no packet-drop events (conntrack, neighbour table, listen queue)",
+        essential: false,
+    },
+    Hook {
+        name: "dns_sent",
+        candidates: &[Attach::RawTracepoint {
+            program: "net_dev_queue",
+            group: "net",
+            tracepoint: "net_dev_queue",
+        }],
+        without_it: "no DNS queries: slow or unanswered lookups are not reported",
+        essential: false,
+    },
+    Hook {
+        name: "dns_received",
+        candidates: &[Attach::RawTracepoint {
+            program: "netif_receive_skb",
+            group: "net",
+            tracepoint: "netif_receive_skb",
+        }],
+        without_it: "no DNS responses: every lookup looks unanswered",
+        essential: false,
+    },
+    Hook {
+        name: "conntrack_clash",
+        candidates: &[Attach::KProbeAndReturn {
+            entry: "nf_ct_resolve_clash",
+            exit: "nf_ct_resolve_clash_return",
+            function: "nf_ct_resolve_clash",
+        }],
+        without_it: "conntrack clashes told apart by the namespace's counters instead",
         essential: false,
     },
     Hook {
@@ -238,7 +286,8 @@ pub fn config(
             .map(|f| f.offset as u32)
             .unwrap_or(tracer_common::OFFSET_UNKNOWN),
         page_alloc_stacks: page_alloc_stacks as u32,
-        _pad: 0,
+        dns: 0,
+        drop_reasons: [0; tracer_common::DROP_REASON_WORDS],
         iowait_threshold_ns: DEFAULT_IOWAIT_THRESHOLD_NS,
         iowait_stacks: page_alloc_stacks as u32,
         _pad_iowait: 0,
@@ -328,6 +377,33 @@ pub fn attach(ebpf: &mut Ebpf, candidate: &Attach) -> Result<(), String> {
         | Attach::Tracepoint { program, .. }
         | Attach::FEntry { program, .. }
         | Attach::KProbe { program, .. } => program,
+        Attach::KProbeAndReturn {
+            entry,
+            exit,
+            function,
+        } => {
+            // The return probe first: an entry without its return would
+            // leave the per-CPU slot set for nothing.
+            attach(
+                ebpf,
+                &Attach::KProbe {
+                    program: exit,
+                    function,
+                },
+            )?;
+            return attach(
+                ebpf,
+                &Attach::KProbe {
+                    program: entry,
+                    function,
+                },
+            )
+            .inspect_err(|_| {
+                if let Some(Ok(prog)) = ebpf.program_mut(exit).map(<&mut KProbe>::try_from) {
+                    let _ = prog.unload();
+                }
+            });
+        }
     };
     let prog = ebpf
         .program_mut(program)
@@ -368,6 +444,7 @@ pub fn attach(ebpf: &mut Ebpf, candidate: &Attach) -> Result<(), String> {
             }
             prog.attach(function, 0).map(drop).map_err(|e| failed(&e))
         }
+        Attach::KProbeAndReturn { .. } => unreachable!("attached as two kprobes above"),
     }
 }
 
@@ -435,17 +512,22 @@ mod tests {
         assert!(parse_ring_buffer_size("1024").is_err());
     }
 
-    /// On the real kernel: a hook the kernel lacks is reported as off with a
-    /// one-line reason, and every other hook still attaches.
-    #[test]
-    fn a_missing_hook_disables_only_itself() {
+    /// The running kernel's offsets, for tests that load the programs.
+    fn this_kernel_offsets() -> KernelOffsets {
         assert!(
             nix::unistd::geteuid().is_root(),
             "this test loads BPF programs: run it as root (`cargo xtask test`)"
         );
         let btf =
             kernel_btf::load(std::path::Path::new(kernel_btf::DEFAULT_BTF)).expect("kernel BTF");
-        let offsets = kernel_btf::resolve(&btf).expect("offsets").offsets;
+        kernel_btf::resolve(&btf).expect("offsets").offsets
+    }
+
+    /// On the real kernel: a hook the kernel lacks is reported as off with a
+    /// one-line reason, and every other hook still attaches.
+    #[test]
+    fn a_missing_hook_disables_only_itself() {
+        let offsets = this_kernel_offsets();
         let mut hooks = HOOKS.to_vec();
         hooks[1].candidates = &[Attach::RawTracepoint {
             program: "sched_process_fork",
@@ -471,6 +553,22 @@ mod tests {
                 status.hook.name,
                 status.attached
             );
+        }
+    }
+
+    /// The packet programs pass the verifier with everything switched on
+    /// (the settings are constants to the verifier: with DNS off it would
+    /// not even look at that code).
+    #[test]
+    fn packet_programs_load_with_dns_and_every_drop_reason_on() {
+        let offsets = this_kernel_offsets();
+        let mut config = config(crate::signals::SignalSet::all(), None, false);
+        config.dns = 1;
+        config.drop_reasons = [u64::MAX; tracer_common::DROP_REASON_WORDS];
+        let loaded = load(&offsets, &config, &HOOKS, 4096).expect("load");
+        for name in ["packet_drop", "dns_sent", "dns_received"] {
+            let status = loaded.hooks.iter().find(|h| h.hook.name == name).unwrap();
+            assert!(status.attached.is_ok(), "{name}: {:?}", status.attached);
         }
     }
 }

@@ -142,6 +142,8 @@ pub struct PageAllocEvent {
     pub tolerated: Option<&'static str>,
     /// /proc/buddyinfo around the time (shared by failures within a second).
     pub zones: Vec<crate::pagealloc::ZoneFree>,
+    /// /proc/pagetypeinfo's free lists per migrate type, read with it.
+    pub types: Vec<crate::pagealloc::MigrateFree>,
     /// Kernel stack, innermost first, with `--stacks`.
     pub stack: Vec<String>,
     /// The kernel's own log line for it, when it printed one.
@@ -154,6 +156,8 @@ pub enum Event {
     Exit(ExitEvent),
     Oom(OomEvent),
     PageAllocFailure(PageAllocEvent),
+    /// Packet drops, DNS lookups and conntrack counters (`net`).
+    Net(crate::net::event::NetEvent),
     /// An IO stall or a hung task.
     IoWait(crate::iowait::IoWaitEvent),
 }
@@ -165,6 +169,7 @@ impl Event {
             Self::Exit(e) => e.mono_ns,
             Self::Oom(o) => o.mono_ns,
             Self::PageAllocFailure(p) => p.mono_ns,
+            Self::Net(n) => n.mono_ns(),
             Self::IoWait(w) => w.mono_ns,
         }
     }

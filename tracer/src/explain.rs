@@ -60,6 +60,9 @@ pub struct Explainer {
     /// The pending OOM's memory cgroup kills as a group (memory.oom.group).
     pending_oom_group: bool,
     page_alloc: PageAllocState,
+    /// Packet drops, DNS and conntrack counters, when their hooks attached.
+    network: Option<crate::net::explain::NetworkFamily>,
+    net_events: Vec<crate::net::event::NetEvent>,
     io_wait: crate::iowait::IoWaitState,
 }
 
@@ -103,8 +106,41 @@ impl Explainer {
             oom_controls: Vec::new(),
             pending_oom_group: false,
             page_alloc,
+            network: None,
+            net_events: Vec::new(),
             io_wait: crate::iowait::IoWaitState::default(),
         }
+    }
+
+    /// Turns on the network family (its hooks attached).
+    pub fn set_network(&mut self, network: crate::net::explain::NetworkFamily) {
+        self.network = Some(network);
+    }
+
+    /// Runs `f` on the network family with what it needs from the rest of
+    /// tracer, and moves the events it produced to `out`.
+    fn with_network(
+        &mut self,
+        out: &mut Vec<Event>,
+        f: impl FnOnce(
+            &mut crate::net::explain::NetworkFamily,
+            &mut crate::net::explain::Context<'_>,
+            &mut Vec<crate::net::event::NetEvent>,
+        ),
+    ) {
+        let Some(network) = self.network.as_mut() else {
+            return;
+        };
+        let scope = &self.scope;
+        let in_scope = |p: &ProcessRef| scope.matches(p.pid, &p.attribution);
+        let attribution_in_scope = |a: &crate::attribution::Attribution| scope.matches(0, a);
+        let mut cx = crate::net::explain::Context {
+            attributor: &mut self.attributor,
+            in_scope: &in_scope,
+            attribution_in_scope: &attribution_in_scope,
+        };
+        f(network, &mut cx, &mut self.net_events);
+        out.extend(self.net_events.drain(..).map(Event::Net));
     }
 
     /// Kernel stacks for page-allocation failures (`--stacks`).
@@ -115,6 +151,11 @@ impl Explainer {
     /// Whether /dev/kmsg could be opened (for corroboration only).
     pub fn kernel_log_readable(&self) -> bool {
         self.kernel_log.readable()
+    }
+
+    /// The DNS tracker's counters, when the network family is on.
+    pub fn dns_stats(&self) -> Option<crate::dns::tracker::DnsStats> {
+        self.network.as_ref().map(|n| n.dns_stats())
     }
 
     pub fn page_alloc_summary(&self) -> &pagealloc::Summary {
@@ -135,6 +176,11 @@ impl Explainer {
             Record::Signal(r) => self.signal(r, out),
             Record::Oom(r) => self.oom(r, out),
             Record::PageAllocFailure(r) => self.page_alloc_failure(r, out),
+            Record::Packet(r) => {
+                let sender = (r.event == tracer_common::packet_event::DNS_SENT)
+                    .then(|| self.process_ref(&r.task, true));
+                self.with_network(out, |n, cx, events| n.handle(r, sender, cx, events));
+            }
             Record::IoStall(r) => self.io_wait(r, false, out),
             Record::HungTask(r) => self.io_wait(r, true, out),
             Record::OomControl(r) => {
@@ -172,6 +218,7 @@ impl Explainer {
     /// Releases held events whose wait is over (`now_ns` CLOCK_MONOTONIC),
     /// or all of them with `u64::MAX`; housekeeping too.
     pub fn flush(&mut self, now_ns: u64, out: &mut Vec<Event>) {
+        self.with_network(out, |n, cx, events| n.flush(now_ns, cx, events));
         let mut i = 0;
         while i < self.held_kills.len() {
             if self.held_kills[i].deadline_ns <= now_ns {
@@ -485,6 +532,7 @@ impl Explainer {
             self.kernel_log
                 .take_page_failure(&process.comm.as_str(), r.order, r.gfp_flags);
         let state = &mut self.page_alloc;
+        let free = state.buddy.snapshot(r.header.ktime_ns);
         out.push(Event::PageAllocFailure(PageAllocEvent {
             mono_ns: r.header.ktime_ns,
             order: r.order,
@@ -492,7 +540,8 @@ impl Explainer {
             gfp_names,
             migratetype: r.migratetype,
             tolerated,
-            zones: state.buddy.snapshot(r.header.ktime_ns),
+            zones: free.zones,
+            types: free.types,
             stack: state
                 .stacks
                 .as_ref()

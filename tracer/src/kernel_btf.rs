@@ -21,7 +21,13 @@ const CGROUPS_EFFECT: &str =
 pub struct ResolvedOffsets {
     pub offsets: KernelOffsets,
     pub missing: Vec<(&'static str, &'static str)>,
+    /// `enum skb_drop_reason` of this kernel: ("NETFILTER_DROP", 12), ...
+    pub drop_reasons: Vec<(String, u32)>,
 }
+
+/// Where the kernel publishes a module's BTF: conntrack is a module on most
+/// distribution kernels, and its structs are then not in vmlinux.
+const CONNTRACK_MODULE_BTF: &str = "/sys/kernel/btf/nf_conntrack";
 
 pub fn load(path: &Path) -> Result<Btf> {
     if !path.exists() {
@@ -66,6 +72,27 @@ pub fn resolve(btf: &Btf) -> Result<ResolvedOffsets> {
         memcg_max: r.nested("mem_cgroup", "memory", "page_counter", "max", MEMCG_EFFECT)?,
         oom_control_memcg: r.optional("oom_control", "memcg", OOM_CONTROL_EFFECT)?,
         oom_control_order: r.optional("oom_control", "order", OOM_CONTROL_EFFECT)?,
+        skb_head: r.optional("sk_buff", "head", PACKET_EFFECT)?,
+        skb_data: r.optional("sk_buff", "data", PACKET_EFFECT)?,
+        skb_tail: r.optional("sk_buff", "tail", PACKET_EFFECT)?,
+        skb_network_header: r.optional("sk_buff", "network_header", PACKET_EFFECT)?,
+        skb_dev: r.optional("sk_buff", "dev", NETNS_EFFECT)?,
+        skb_sk: r.optional("sk_buff", "sk", DNS_EFFECT)?,
+        skb_nfct: r.optional("sk_buff", "_nfct", CONNTRACK_EFFECT)?,
+        // possible_net_t holds just the `struct net *`.
+        netdev_net: r.optional("net_device", "nd_net", NETNS_EFFECT)?,
+        netdev_ifindex: r.optional("net_device", "ifindex", NETNS_EFFECT)?,
+        sock_net: r.nested(
+            "sock",
+            "__sk_common",
+            "sock_common",
+            "skc_net",
+            NETNS_EFFECT,
+        )?,
+        net_inum: r.nested("net", "ns", "ns_common", "inum", NETNS_EFFECT)?,
+        ct_original_tuple: OFFSET_UNKNOWN,
+        ct_reply_tuple: OFFSET_UNKNOWN,
+        ct_status: OFFSET_UNKNOWN,
         task_state: r.optional("task_struct", "__state", IOWAIT_EFFECT)?,
         task_in_iowait_byte: OFFSET_UNKNOWN,
         task_in_iowait_mask: 0,
@@ -87,6 +114,7 @@ pub fn resolve(btf: &Btf) -> Result<ResolvedOffsets> {
             .is_some_and(|args| args >= 4) as u32,
     };
     let mut offsets = offsets;
+    r.conntrack(&mut offsets)?;
     match member_bit_offset(btf, "task_struct", "in_iowait")? {
         Some(bits) => {
             offsets.task_in_iowait_byte = bits / 8;
@@ -100,7 +128,34 @@ pub fn resolve(btf: &Btf) -> Result<ResolvedOffsets> {
     Ok(ResolvedOffsets {
         offsets,
         missing: r.missing,
+        drop_reasons: drop_reasons(btf)?,
     })
+}
+
+const PACKET_EFFECT: &str = "packet drops and DNS are not reported";
+const NETNS_EFFECT: &str = "packets without their network namespace: pods by address only";
+const DNS_EFFECT: &str = "DNS queries not reported";
+const CONNTRACK_EFFECT: &str = "drops without the conntrack entry: no DNAT shown";
+
+/// The values of `enum skb_drop_reason`, without their `SKB_DROP_REASON_`
+/// prefix; empty on kernels without drop reasons.
+fn drop_reasons(btf: &Btf) -> Result<Vec<(String, u32)>> {
+    let Ok(types) = btf.resolve_types_by_name("skb_drop_reason") else {
+        return Ok(Vec::new());
+    };
+    let mut reasons = Vec::new();
+    for ty in types {
+        if let Type::Enum(e) = ty {
+            for member in &e.members {
+                if let Ok(name) = btf.resolve_name(member) {
+                    if let Some(short) = name.strip_prefix("SKB_DROP_REASON_") {
+                        reasons.push((short.to_string(), member.val()));
+                    }
+                }
+            }
+        }
+    }
+    Ok(reasons)
 }
 
 const IOWAIT_EFFECT: &str = "no IO wait accounting or IO stall events";
@@ -168,6 +223,39 @@ impl Resolver<'_> {
             "memory_cgrp_id",
             "v1 memory cgroups read from /proc later",
         ))
+    }
+
+    /// `nf_conn`'s tuples and status, from vmlinux or, when conntrack is a
+    /// module, from the module's BTF (loaded: it exists once conntrack is).
+    fn conntrack(&mut self, offsets: &mut KernelOffsets) -> Result<()> {
+        let module;
+        let btf = if member_offset(self.btf, "nf_conn", "status")?.is_some() {
+            self.btf
+        } else {
+            match Btf::from_split_file(CONNTRACK_MODULE_BTF, self.btf) {
+                Ok(b) => {
+                    module = b;
+                    &module
+                }
+                Err(_) => {
+                    self.missing.push(("nf_conn", CONNTRACK_EFFECT));
+                    return Ok(());
+                }
+            }
+        };
+        let tuplehash = member_offset(btf, "nf_conn", "tuplehash")?;
+        let tuple = member_offset(btf, "nf_conntrack_tuple_hash", "tuple")?;
+        let hash_size = struct_size(btf, "nf_conntrack_tuple_hash")?;
+        let status = member_offset(btf, "nf_conn", "status")?;
+        match (tuplehash, tuple, hash_size, status) {
+            (Some(base), Some(tuple), Some(size), Some(status)) => {
+                offsets.ct_original_tuple = base + tuple;
+                offsets.ct_reply_tuple = base + size + tuple;
+                offsets.ct_status = status;
+            }
+            _ => self.missing.push(("nf_conn.tuplehash", CONNTRACK_EFFECT)),
+        }
+        Ok(())
     }
 
     /// `css_set.subsys[io_cgrp_id]` (the controller is called blkio on v1
@@ -238,6 +326,17 @@ pub fn member_bit_offset(btf: &Btf, strukt: &str, member: &str) -> Result<Option
     Ok(None)
 }
 
+/// Size in bytes of `struct strukt`.
+pub fn struct_size(btf: &Btf, strukt: &str) -> Result<Option<u32>> {
+    let Ok(types) = btf.resolve_types_by_name(strukt) else {
+        return Ok(None);
+    };
+    Ok(types.into_iter().find_map(|ty| match ty {
+        Type::Struct(s) => Some(s.size() as u32),
+        _ => None,
+    }))
+}
+
 /// The value of `name` in `enum enum_name`.
 pub fn enum_value(btf: &Btf, enum_name: &str, name: &str) -> Result<Option<u32>> {
     let Ok(types) = btf.resolve_types_by_name(enum_name) else {
@@ -295,6 +394,34 @@ mod tests {
         ] {
             assert!(off > 0 && off < 16384, "implausible offset {off}");
         }
+    }
+
+    /// The packet offsets on this kernel (conntrack is built in here).
+    #[test]
+    fn resolves_packet_and_conntrack_offsets_on_this_kernel() {
+        let btf = load(Path::new(DEFAULT_BTF)).expect("kernel BTF");
+        let r = resolve(&btf).expect("offsets");
+        let o = r.offsets;
+        for off in [
+            o.skb_head,
+            o.skb_data,
+            o.skb_tail,
+            o.skb_network_header,
+            o.skb_dev,
+            o.skb_sk,
+            o.skb_nfct,
+            o.netdev_net,
+            o.sock_net,
+            o.net_inum,
+            o.ct_original_tuple,
+            o.ct_status,
+        ] {
+            assert!(off < 4096, "implausible offset {off}: {o:?}");
+        }
+        // Two hlist_nulls_node + tuple pairs: 56 bytes apart on 64-bit.
+        assert_eq!(o.ct_reply_tuple - o.ct_original_tuple, 56);
+        let netfilter = r.drop_reasons.iter().find(|(n, _)| n == "NETFILTER_DROP");
+        assert!(netfilter.is_some(), "{:?}", r.drop_reasons);
     }
 
     /// The IO-wait members: `in_iowait` is a one-bit bitfield, so its

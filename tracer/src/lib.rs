@@ -7,7 +7,9 @@
 pub mod attribution;
 pub mod cli;
 pub mod clock;
+pub mod conntrack;
 pub mod correlate;
+pub mod dns;
 pub mod doctor;
 pub mod ebpf;
 pub mod event;
@@ -16,6 +18,8 @@ pub mod gfp;
 pub mod iowait;
 pub mod kernel_btf;
 pub mod kmsg;
+pub mod net;
+pub mod netns;
 pub mod oom;
 pub mod output;
 pub mod pagealloc;

@@ -42,6 +42,64 @@ pub fn parse_buddyinfo(text: &str) -> Vec<ZoneFree> {
         .collect()
 }
 
+/// One row of `/proc/pagetypeinfo`'s free-page table: free blocks per order
+/// of one migrate type in one zone. A high-order request can fail while
+/// buddyinfo shows free blocks, when they all belong to another type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MigrateFree {
+    pub node: u32,
+    pub zone: String,
+    #[serde(rename = "type")]
+    pub migratetype: String,
+    pub free_blocks: Vec<u64>,
+}
+
+/// The "Free pages count per migrate type at order" table of
+/// `/proc/pagetypeinfo`; the block-count table after it is left out.
+pub fn parse_pagetypeinfo(text: &str) -> Vec<MigrateFree> {
+    text.lines()
+        .filter_map(|line| {
+            // "Node    0, zone   Normal, type    Unmovable    154    551 ..."
+            let rest = line.strip_prefix("Node")?;
+            let (node, rest) = rest.split_once(',')?;
+            let rest = rest.trim_start().strip_prefix("zone")?;
+            let (zone, rest) = rest.split_once(',')?;
+            let rest = rest.trim_start().strip_prefix("type")?;
+            let mut words = rest.split_whitespace();
+            let migratetype = words.next()?.to_owned();
+            let free_blocks = words
+                .map(|w| w.parse().ok())
+                .collect::<Option<Vec<u64>>>()?;
+            Some(MigrateFree {
+                node: node.trim().parse().ok()?,
+                zone: zone.trim().to_owned(),
+                migratetype,
+                free_blocks,
+            })
+        })
+        .collect()
+}
+
+/// The kernel's name of a migrate type number, as pagetypeinfo lists the
+/// types in the kernel's own order (`migratetype_names`).
+pub fn migratetype_name(types: &[MigrateFree], migratetype: i32) -> Option<&str> {
+    let first = types.first()?;
+    types
+        .iter()
+        .filter(|t| t.node == first.node && t.zone == first.zone)
+        .nth(usize::try_from(migratetype).ok()?)
+        .map(|t| t.migratetype.as_str())
+}
+
+/// Free blocks of at least `order` pages of one migrate type, over all zones.
+pub fn free_blocks_of_type_at_or_above(types: &[MigrateFree], name: &str, order: u32) -> u64 {
+    types
+        .iter()
+        .filter(|t| t.migratetype == name)
+        .flat_map(|t| t.free_blocks.iter().skip(order as usize))
+        .sum()
+}
+
 /// Free blocks of at least `order` pages, over all zones.
 pub fn free_blocks_at_or_above(zones: &[ZoneFree], order: u32) -> u64 {
     zones
@@ -62,10 +120,20 @@ pub fn tolerated_reason(gfp: &GfpNames, flags: u64) -> Option<&'static str> {
     }
 }
 
-/// Reads /proc/buddyinfo at most once per interval: failures come in storms.
+/// The allocator's free lists at one moment: per zone, and per zone and
+/// migrate type.
+#[derive(Debug, Clone, Default)]
+pub struct FreeLists {
+    pub zones: Vec<ZoneFree>,
+    pub types: Vec<MigrateFree>,
+}
+
+/// Reads /proc/buddyinfo and /proc/pagetypeinfo at most once per interval:
+/// failures come in storms.
 pub struct BuddyInfo {
     path: PathBuf,
-    last: Option<(u64, Vec<ZoneFree>)>,
+    pagetypeinfo: PathBuf,
+    last: Option<(u64, FreeLists)>,
 }
 
 const SNAPSHOT_EVERY_NS: u64 = 1_000_000_000;
@@ -74,17 +142,22 @@ impl BuddyInfo {
     pub fn new(procfs: &Path) -> Self {
         Self {
             path: procfs.join("buddyinfo"),
+            pagetypeinfo: procfs.join("pagetypeinfo"),
             last: None,
         }
     }
 
-    pub fn snapshot(&mut self, now_ns: u64) -> Vec<ZoneFree> {
+    pub fn snapshot(&mut self, now_ns: u64) -> FreeLists {
         match &self.last {
-            Some((at, zones)) if now_ns.saturating_sub(*at) < SNAPSHOT_EVERY_NS => zones.clone(),
+            Some((at, lists)) if now_ns.saturating_sub(*at) < SNAPSHOT_EVERY_NS => lists.clone(),
             _ => {
-                let zones = parse_buddyinfo(&fs::read_to_string(&self.path).unwrap_or_default());
-                self.last = Some((now_ns, zones.clone()));
-                zones
+                let read = |path: &Path| fs::read_to_string(path).unwrap_or_default();
+                let lists = FreeLists {
+                    zones: parse_buddyinfo(&read(&self.path)),
+                    types: parse_pagetypeinfo(&read(&self.pagetypeinfo)),
+                };
+                self.last = Some((now_ns, lists.clone()));
+                lists
             }
         }
     }
@@ -150,6 +223,41 @@ pub fn parse_logged_failure(line: &str) -> Option<LoggedFailure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Captured from this machine's /proc/pagetypeinfo (6.18, one node).
+    const PAGETYPEINFO: &str = "Page block order: 9
+Pages per block:  512
+
+Free pages count per migrate type at order       0      1      2      3      4      5      6      7      8      9     10 
+Node    0, zone      DMA, type    Unmovable      0      0      0      0      0      0      0      0      1      0      0 
+Node    0, zone      DMA, type      Movable      0      0      0      0      0      0      0      0      0      1      3 
+Node    0, zone      DMA, type  Reclaimable      0      0      0      0      0      0      0      0      0      0      0 
+Node    0, zone      DMA, type   HighAtomic      0      0      0      0      0      0      0      0      0      0      0 
+Node    0, zone      DMA, type      Isolate      0      0      0      0      0      0      0      0      0      0      0 
+Node    0, zone   Normal, type    Unmovable    154    551    355    572    385    198    112     43     22      1      0 
+Node    0, zone   Normal, type      Movable   6570   2407   1330    642    568   2520   1652    818    308    129    196 
+
+Number of blocks type     Unmovable      Movable  Reclaimable   HighAtomic      Isolate 
+Node 0, zone      DMA            1            7            0            0            0 
+Node 0, zone   Normal          118         2275          103            0            0 
+";
+
+    #[test]
+    fn pagetypeinfo_free_table_only() {
+        let types = parse_pagetypeinfo(PAGETYPEINFO);
+        assert_eq!(types.len(), 7);
+        assert_eq!(types[5].zone, "Normal");
+        assert_eq!(types[5].migratetype, "Unmovable");
+        assert_eq!(types[5].free_blocks[..3], [154, 551, 355]);
+        assert_eq!(types[6].free_blocks.len(), 11);
+        assert_eq!(migratetype_name(&types, 0), Some("Unmovable"));
+        assert_eq!(migratetype_name(&types, 2), Some("Reclaimable"));
+        assert_eq!(migratetype_name(&types, -1), None);
+        assert_eq!(
+            free_blocks_of_type_at_or_above(&types, "Unmovable", 8),
+            22 + 1 + 1
+        );
+    }
 
     #[test]
     fn parses_the_three_log_formats() {

@@ -6,7 +6,7 @@ use std::mem::size_of;
 
 use tracer_common::{
     BlockedTaskRecord, ExecRecord, ExitRecord, ForkRecord, Header, OomControlRecord, OomRecord,
-    PageAllocRecord, RecordKind, SignalRecord,
+    PacketRecord, PageAllocRecord, RecordKind, SignalRecord,
 };
 
 // Records are decoded on the stack and consumed at once; boxing the large
@@ -21,6 +21,8 @@ pub enum Record {
     Oom(OomRecord),
     OomControl(OomControlRecord),
     PageAllocFailure(PageAllocRecord),
+    /// A drop, a DNS query sent or a DNS response received (`event` says which).
+    Packet(PacketRecord),
     IoStall(BlockedTaskRecord),
     HungTask(BlockedTaskRecord),
 }
@@ -50,6 +52,9 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         Some(RecordKind::Oom) => read(bytes).map(Record::Oom),
         Some(RecordKind::OomControl) => read(bytes).map(Record::OomControl),
         Some(RecordKind::PageAllocFailure) => read(bytes).map(Record::PageAllocFailure),
+        Some(RecordKind::PacketDrop | RecordKind::Dns | RecordKind::ConntrackClash) => {
+            read(bytes).map(Record::Packet)
+        }
         Some(RecordKind::IoStall) => read(bytes).map(Record::IoStall),
         Some(RecordKind::HungTask) => read(bytes).map(Record::HungTask),
         None => Err(DecodeError::UnknownKind(header.kind)),

@@ -27,6 +27,18 @@ use crate::{
     tracefs::Format,
 };
 
+/// The network family, with every namespace's conntrack counters read now.
+fn network_family(
+    args: &WatchArgs,
+    reasons: crate::net::drops::DropReasons,
+) -> std::io::Result<crate::net::explain::NetworkFamily> {
+    let index = crate::netns::NetnsIndex::with_roots(
+        &args.host.procfs,
+        args.host.host_root.join("run/netns"),
+    )?;
+    Ok(crate::net::explain::NetworkFamily::new(reasons, index))
+}
+
 pub fn run(args: WatchArgs) -> Result<()> {
     // Everything that can be wrong with the input or the machine is checked
     // before anything is attached.
@@ -75,7 +87,10 @@ pub fn run(args: WatchArgs) -> Result<()> {
         let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
 
         let oom_format = Format::read(Path::new(preflight::TRACEFS), "oom", "mark_victim");
+        let reasons = crate::net::drops::DropReasons::new(&resolved.drop_reasons);
         let mut config = ebpf::config(args.signals, oom_format.as_ref(), args.stacks);
+        config.dns = 1;
+        config.drop_reasons = reasons.mask(crate::net::drops::WATCHED);
         config.iowait_threshold_ns = args.iowait_threshold;
         let loaded = ebpf::load(&resolved.offsets, &config, &ebpf::HOOKS, args.ring_buffer_size)?;
         if !loaded.hooks.iter().any(|h| h.hook.essential && h.attached.is_ok()) {
@@ -105,6 +120,15 @@ pub fn run(args: WatchArgs) -> Result<()> {
         if args.stacks {
             explainer.set_stacks(crate::stacks::KernelStacks::new(loaded.stacks));
         }
+        if loaded.hooks.iter().any(|h| h.hook.name.starts_with("dns_") || h.hook.name == "packet_drop") {
+            match network_family(&args, reasons) {
+                Ok(mut network) => {
+                    network.set_clash_hook(loaded.hooks.iter().any(|h| h.hook.name == "conntrack_clash" && h.attached.is_ok()));
+                    explainer.set_network(network)
+                }
+                Err(e) => eprintln!("  network namespaces cannot be listed ({e}): no packet-drop or DNS events"),
+            }
+        }
         let lost_map = loaded.lost;
         // SAFETY: the ring buffer owns its map fd and AsyncFd owns the ring
         // buffer, so the fd stays open and the same while it is registered.
@@ -122,8 +146,8 @@ pub fn run(args: WatchArgs) -> Result<()> {
                 _ = sigint.recv() => break "SIGINT",
                 _ = sigterm.recv() => break "SIGTERM",
                 _ = tick.tick() => {
-                    // IO stalls are written without waking tracer (see the
-                    // BPF side): they are taken here.
+                    // Frequent records, and IO stalls (reported from the
+                    // scheduler's wake-up path), are submitted without a wake-up.
                     drain(events.get_mut(), &mut explainer, &mut output, &mut state)?;
                     flush(&mut explainer, Clock::now_mono_ns(), &mut output, &mut state)?;
                     ticks += 1;
@@ -145,6 +169,15 @@ pub fn run(args: WatchArgs) -> Result<()> {
             );
         }
         output.record("page_alloc_summary", Clock::now_mono_ns(), summary)?;
+        if let Some(dns) = explainer.dns_stats() {
+            if dns.queries > 0 {
+                eprintln!(
+                    "tracer: {} DNS queries: {} answered ({} slow, {} failed), {} unanswered, {} retries, {} linked to drops; {} forgotten to bound memory",
+                    dns.queries, dns.answered, dns.slow, dns.failed, dns.unanswered, dns.retries, dns.drops_linked, dns.evicted
+                );
+            }
+            output.record("dns_summary", Clock::now_mono_ns(), dns)?;
+        }
         let lost_total: u64 = state.lost.iter().sum();
         output.record(
             "stop",

@@ -139,18 +139,19 @@ enum Task {
             Builds tracer in release mode, then runs each workload alternately without and \
             with tracer attached (flipping the order every round) and prints the medians and \
             their ratio. page-alloc faults in fresh memory: one kmem:mm_page_alloc per page, the \
-            hook tracer filters in the kernel down to failures; ping-pong passes a byte between \
-            two threads through pipes: four sched_switch and two sched_wakeup per round trip, \
-            the IO-wait hooks' hottest path. A benchmark, not a test: it \
-            reports, it does not fail on a number."
+            hook tracer filters in the kernel down to failures. udp-loopback sends and receives \
+            small datagrams: every packet passes the transmit, receive and free hooks that \
+            tracer filters down to DNS and drops. ping-pong passes a byte between two threads \
+            on one CPU through pipes: two sched_switch and two sched_wakeup per round trip, the \
+            IO-wait hooks' hottest path. A benchmark, not a test: it reports, it does not fail \
+            on a number."
     )]
     Bench {
         /// Rounds per workload (each round runs it once without and once with tracer)
         #[arg(long, default_value_t = 15)]
         rounds: usize,
-        /// Only this workload (page-alloc, ping-pong)
-        #[arg(long, value_name = "NAME")]
-        workload: Option<String>,
+        /// Only the workloads whose name contains FILTER (page-alloc, udp-loopback, ping-pong)
+        filter: Option<String>,
     },
 }
 
@@ -160,12 +161,12 @@ fn main() -> ExitCode {
         Task::Build { release } => setup::setup().and_then(|env| build(&env, release)),
         Task::Run { debug, args } => run(debug, args),
         Task::Test { args } => test(args),
-        Task::Bench { rounds, workload } => setup::setup().and_then(|env| {
+        Task::Bench { rounds, filter } => setup::setup().and_then(|env| {
             build(&env, true)?;
             bench::run(
                 &target_dir().join("release/tracer"),
                 rounds.max(1),
-                workload.as_deref(),
+                filter.as_deref(),
             )
         }),
         Task::VmTest {

@@ -10,6 +10,7 @@ mod apt_source;
 mod cpio;
 mod initramfs;
 mod kernels;
+mod modules;
 mod qemu;
 mod report;
 
@@ -75,6 +76,7 @@ pub fn vm_test(env: &BuildEnv, options: &Options) -> Result<()> {
     let helper = work.join("helper");
     compile_helper(&helper)?;
     let runs = test_runs(&expected);
+    let modules = kernel_modules(&kernels)?;
     let image = work.join("initramfs.cpio");
     let size = initramfs::build(
         &initramfs::Contents {
@@ -82,6 +84,7 @@ pub fn vm_test(env: &BuildEnv, options: &Options) -> Result<()> {
             scenarios: &binaries.scenarios,
             helper: &helper,
             runs: &runs,
+            modules: &modules,
         },
         &image,
     )?;
@@ -116,6 +119,27 @@ pub fn vm_test(env: &BuildEnv, options: &Options) -> Result<()> {
         work.display()
     );
     Ok(())
+}
+
+/// Each kernel's modules the scenarios need, dependencies first.
+fn kernel_modules(kernels: &[kernels::Kernel]) -> Result<Vec<modules::KernelModules>> {
+    kernels
+        .iter()
+        .map(|kernel| {
+            let order = modules::load_order(&kernel.modules, modules::NEEDED)?;
+            let names: Vec<&str> = order.iter().map(|m| m.name.as_str()).collect();
+            println!(
+                "vm-test: {} modules for {}: {}",
+                names.len(),
+                kernel.release,
+                names.join(" ")
+            );
+            Ok(modules::KernelModules {
+                release: kernel.release.clone(),
+                order,
+            })
+        })
+        .collect()
 }
 
 /// Boots one kernel, prints a line per scenario as it finishes, and on

@@ -28,7 +28,7 @@ struct Envelope<'a, T: Serialize> {
 }
 
 #[derive(Serialize)]
-struct ProcessJson<'a> {
+pub struct ProcessJson<'a> {
     pid: u32,
     tid: u32,
     comm: std::borrow::Cow<'a, str>,
@@ -144,6 +144,15 @@ struct PageAllocBody<'a> {
     /// Free blocks of at least `order` pages, over all zones, at the time.
     free_blocks_at_order: u64,
     buddyinfo: &'a [crate::pagealloc::ZoneFree],
+    /// The failing request's migrate type by the kernel's name ("Unmovable").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    migratetype_name: Option<&'a str>,
+    /// Free blocks of at least `order` pages of that migrate type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    free_blocks_at_order_of_type: Option<u64>,
+    /// /proc/pagetypeinfo's free lists (empty where it cannot be read).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pagetypeinfo: &'a [crate::pagealloc::MigrateFree],
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     stack: &'a [String],
     /// The kernel's own "page allocation failure" line, when it logged one.
@@ -244,6 +253,17 @@ pub fn write_event(
                 body: exit_body(e, clock),
             },
         ),
+        Event::Net(n) => serde_json::to_writer(
+            out,
+            &Envelope {
+                schema: SCHEMA_VERSION,
+                kind: n.kind(),
+                time,
+                mono_ns: n.mono_ns(),
+                node,
+                body: crate::net::json::body(n, clock),
+            },
+        ),
     }
 }
 
@@ -271,7 +291,7 @@ pub fn write_record<T: Serialize>(
     )
 }
 
-fn process<'a>(p: &'a ProcessRef, clock: &Clock) -> ProcessJson<'a> {
+pub fn process<'a>(p: &'a ProcessRef, clock: &Clock) -> ProcessJson<'a> {
     ProcessJson {
         pid: p.pid,
         tid: p.tid,
@@ -380,6 +400,10 @@ fn page_alloc_body<'a>(p: &'a PageAllocEvent, clock: &Clock) -> PageAllocBody<'a
         tolerated_reason: p.tolerated,
         free_blocks_at_order: crate::pagealloc::free_blocks_at_or_above(&p.zones, p.order),
         buddyinfo: &p.zones,
+        migratetype_name: crate::pagealloc::migratetype_name(&p.types, p.migratetype),
+        free_blocks_at_order_of_type: crate::pagealloc::migratetype_name(&p.types, p.migratetype)
+            .map(|name| crate::pagealloc::free_blocks_of_type_at_or_above(&p.types, name, p.order)),
+        pagetypeinfo: &p.types,
         stack: &p.stack,
         kernel_log: p.kernel_log.as_ref().map(|k| LoggedFailureJson {
             comm: &k.comm,

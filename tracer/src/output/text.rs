@@ -19,6 +19,7 @@ pub fn write_event(out: &mut String, event: &Event) {
         Event::Exit(e) => exit(out, e),
         Event::Oom(o) => oom(out, o),
         Event::PageAllocFailure(p) => page_alloc(out, p),
+        Event::Net(n) => crate::net::text::write(out, n),
         Event::IoWait(w) => crate::iowait::text::write(out, w),
     }
 }
@@ -205,6 +206,13 @@ fn page_alloc(out: &mut String, p: &PageAllocEvent) {
         p.order,
         crate::pagealloc::free_blocks_at_or_above(&p.zones, p.order)
     );
+    if let Some(name) = crate::pagealloc::migratetype_name(&p.types, p.migratetype) {
+        let _ = write!(
+            out,
+            " ({} of them {name}, the type asked for)",
+            crate::pagealloc::free_blocks_of_type_at_or_above(&p.types, name, p.order)
+        );
+    }
     for zone in &p.zones {
         let _ = write!(out, "; node {} {}:", zone.node, zone.zone);
         for free in &zone.free_blocks {

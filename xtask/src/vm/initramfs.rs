@@ -1,6 +1,7 @@
 //! The guest's whole file system: an initramfs holding tracer, the scenario
 //! binary, the workload helper, the host programs the scenarios run (with
-//! their shared libraries), busybox for the init script, and the init itself.
+//! their shared libraries), busybox for the init script, each guest kernel's
+//! modules, and the init itself.
 //!
 //! Host files keep their host paths in the guest: the scenario binary has
 //! tracer's absolute path compiled in, and the programs find their libraries
@@ -17,7 +18,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
-use super::cpio::Archive;
+use super::{cpio::Archive, modules::KernelModules};
 
 /// Programs the scenarios run, by the name they call, with the Debian package
 /// that ships the real one. The real ones, not busybox applets: the tests
@@ -31,6 +32,12 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("mountpoint", "util-linux"),
     ("umount", "mount"),
     ("true", "coreutils"),
+    // The DNS scenarios' labs: namespaces, links and addresses; the
+    // Service's rules; conntrack's counters and table; glibc's resolver.
+    ("ip", "iproute2"),
+    ("xtables-nft-multi", "iptables"),
+    ("conntrack", "conntrack"),
+    ("getent", "libc-bin"),
     ("dd", "coreutils"),
     ("losetup", "util-linux"),
     ("fsfreeze", "util-linux"),
@@ -47,12 +54,31 @@ const TERMINFO: &[&str] = &[
     "/lib/terminfo/s/screen",
 ];
 
+/// iptables as the scenarios call it: Debian's default backend, nf_tables
+/// (`xtables-nft-multi`, which acts on the name it is called by).
+const XTABLES_NAMES: &[&str] = &[
+    "iptables",
+    "iptables-restore",
+    "ip6tables",
+    "ip6tables-restore",
+];
+
+/// The iptables extensions (`-m statistic`, `-j DNAT`, ...), which
+/// `xtables-nft-multi` loads with dlopen: `ldd` cannot see them. All of them
+/// (2 MiB), so a new rule never meets a missing one.
+const XTABLES_EXTENSIONS: &str = "/usr/lib/x86_64-linux-gnu/xtables";
+
+/// Where the guest finds its kernel's modules: `<dir>/<release>/`, with
+/// `load-order` naming them, dependencies first. Not under `/lib`, which is
+/// a link to `usr/lib` on merged-/usr hosts.
+const GUEST_MODULES: &str = "usr/lib/modules";
+
 /// Where programs are looked up on the host: the system's directories, not
 /// the caller's PATH, which may put other builds first.
 const SYSTEM_DIRS: &[&str] = &["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 
 /// The static busybox (Debian's `busybox-static`) that runs the init script.
-const BUSYBOX: &str = "/bin/busybox";
+pub const BUSYBOX: &str = "/bin/busybox";
 
 /// Printed by the init on the scenario output port with the scenario binary's
 /// exit status; its absence means the guest died before the end.
@@ -65,6 +91,8 @@ pub struct Contents<'a> {
     /// The scenario binary's runs, one after the other: libtest's arguments
     /// for each.
     pub runs: &'a [Vec<String>],
+    /// The modules of every kernel the image boots.
+    pub modules: &'a [KernelModules],
 }
 
 /// Writes the initramfs to `out` and returns its size in bytes.
@@ -77,17 +105,7 @@ pub fn build(contents: &Contents, out: &Path) -> Result<u64> {
         contents.helper.to_path_buf(),
     ];
     for (name, package) in PROGRAMS {
-        let found = SYSTEM_DIRS
-            .iter()
-            .map(|dir| Path::new(dir).join(name))
-            .find(|path| path.is_file())
-            .with_context(|| {
-                format!(
-                    "`{name}` is not in {}: install Debian's {package} (`cargo xtask setup` does)",
-                    SYSTEM_DIRS.join(", ")
-                )
-            })?;
-        elves.push(found);
+        elves.push(find_program(name, package)?);
     }
     let busybox = Path::new(BUSYBOX);
     if !busybox.is_file() {
@@ -96,9 +114,13 @@ pub fn build(contents: &Contents, out: &Path) -> Result<u64> {
     elves.push(busybox.to_path_buf());
     for elf in &elves {
         tree.host_file(elf)?;
-        for library in shared_libraries(elf)? {
+        for library in shared_libraries(&[elf])? {
             tree.host_file(&library)?;
         }
+    }
+    tree.xtables()?;
+    for kernel in contents.modules {
+        tree.kernel_modules(kernel)?;
     }
     for terminfo in TERMINFO.iter().map(Path::new).filter(|p| p.is_file()) {
         tree.host_file(terminfo)?;
@@ -107,6 +129,20 @@ pub fn build(contents: &Contents, out: &Path) -> Result<u64> {
     tree.write(out)
         .with_context(|| format!("could not write the initramfs {}", out.display()))?;
     Ok(fs::metadata(out)?.len())
+}
+
+/// The program `name` in the system's directories.
+fn find_program(name: &str, package: &str) -> Result<PathBuf> {
+    SYSTEM_DIRS
+        .iter()
+        .map(|dir| Path::new(dir).join(name))
+        .find(|path| path.is_file())
+        .with_context(|| {
+            format!(
+                "`{name}` is not in {}: install Debian's {package} (`cargo xtask setup` does)",
+                SYSTEM_DIRS.join(", ")
+            )
+        })
 }
 
 /// The guest's init, run by busybox: mounts what a node has, runs the
@@ -124,6 +160,7 @@ fn init_script(contents: &Contents) -> String {
         })
         .collect();
     let helper = shell_quote(&contents.helper.to_string_lossy());
+    let modules_dir = format!("/{GUEST_MODULES}");
     format!(
         r#"#!{BUSYBOX} sh
 # tracer's VM test guest (written by `cargo xtask vm-test`).
@@ -158,6 +195,24 @@ for needed in memory io; do
     *) fail "cgroup2 controller $needed is not enabled (enabled:$enabled)" ;;
     esac
 done
+# The modules the DNS scenarios need (netfilter, veth): with no modprobe in
+# the guest the kernel cannot load them on demand, so all are loaded now,
+# dependencies first. One that fails is reported, not fatal: the scenarios
+# that need it fail, the others run.
+modules={modules_dir}/$($bb uname -r)
+if [ -f "$modules/load-order" ]; then
+    loaded=0
+    for module in $($bb cat "$modules/load-order"); do
+        if $bb insmod "$modules/$module"; then
+            loaded=$((loaded + 1))
+        else
+            echo "tracer-vm: could not load the kernel module $module"
+        fi
+    done
+    echo "tracer-vm: loaded $loaded kernel modules from $modules"
+else
+    echo "tracer-vm: no kernel modules for $($bb uname -r) in the initramfs"
+fi
 $bb hostname tracer-vm
 $bb ip link set lo up || echo "tracer-vm: could not bring up lo"
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TMPDIR=/tmp
@@ -187,27 +242,31 @@ fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
-/// The absolute paths of the shared libraries `elf` loads (the dynamic loader
-/// included), as `ldd` lists them; none for a static binary.
-fn shared_libraries(elf: &Path) -> Result<Vec<PathBuf>> {
+/// The absolute paths of the shared libraries the `elves` load (the dynamic
+/// loader included), as one `ldd` lists them; none for a static binary.
+fn shared_libraries(elves: &[&Path]) -> Result<Vec<PathBuf>> {
     let out = Command::new("ldd")
-        .arg(elf)
+        .args(elves)
         .output()
         .context("could not start `ldd`")?;
     let text = String::from_utf8_lossy(&out.stdout);
+    let shown = || {
+        let names: Vec<String> = elves.iter().map(|e| e.display().to_string()).collect();
+        format!("`ldd {}`", names.join(" "))
+    };
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        if text.contains("not a dynamic executable") || err.contains("not a dynamic executable") {
-            return Ok(Vec::new());
+        if !text.contains("not a dynamic executable") && !err.contains("not a dynamic executable") {
+            bail!("{} failed: {}", shown(), err.trim());
         }
-        bail!("`ldd {}` failed: {}", elf.display(), err.trim());
     }
     // Lines are `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)`,
-    // `/lib64/ld-linux-x86-64.so.2 (0x...)` or `linux-vdso.so.1 (0x...)`.
+    // `/lib64/ld-linux-x86-64.so.2 (0x...)` or `linux-vdso.so.1 (0x...)`;
+    // with several files, each one's list follows a line `/path/to/it:`.
     let mut libraries = Vec::new();
-    for line in text.lines() {
+    for line in text.lines().filter(|line| !line.ends_with(':')) {
         if line.contains("not found") {
-            bail!("`ldd {}`: {}", elf.display(), line.trim());
+            bail!("{}: {}", shown(), line.trim());
         }
         libraries.extend(
             line.split_whitespace()
@@ -215,7 +274,24 @@ fn shared_libraries(elf: &Path) -> Result<Vec<PathBuf>> {
                 .map(PathBuf::from),
         );
     }
+    libraries.sort();
+    libraries.dedup();
     Ok(libraries)
+}
+
+/// Where the host file at `path` goes in the archive: its directory with
+/// symbolic links resolved, its own name kept, relative to `/`.
+fn guest_path(path: &Path) -> Result<String> {
+    let parent = path
+        .parent()
+        .with_context(|| format!("{} has no directory", path.display()))?;
+    let parent = fs::canonicalize(parent)
+        .with_context(|| format!("could not resolve {}", parent.display()))?;
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} has no file name", path.display()))?;
+    let guest = parent.join(name);
+    Ok(guest.to_string_lossy().trim_start_matches('/').to_owned())
 }
 
 enum Entry {
@@ -244,6 +320,9 @@ impl Tree {
             "run",
             "root",
             "etc",
+            // `ip netns add` and the DNS scenarios' per-namespace resolv.conf.
+            "run/netns",
+            "etc/netns",
             "var/log/pods",
             "var/log/containers",
         ] {
@@ -274,7 +353,77 @@ impl Tree {
             "etc/group",
             0o644,
             b"root:x:0:\nnogroup:x:65534:\n".to_vec(),
-        )
+        )?;
+        // glibc's resolver, as on a node: names from /etc/hosts, then DNS.
+        // `ip netns exec` bind-mounts a namespace's resolv.conf over
+        // /etc/resolv.conf, which must therefore exist.
+        self.data("etc/nsswitch.conf", 0o644, b"hosts: files dns\n".to_vec())?;
+        self.data(
+            "etc/hosts",
+            0o644,
+            b"127.0.0.1 localhost\n::1 localhost\n".to_vec(),
+        )?;
+        self.data("etc/resolv.conf", 0o644, Vec::new())
+    }
+
+    /// iptables' names as links to `xtables-nft-multi` (already added as a
+    /// program), and its extensions, links among them kept as links.
+    fn xtables(&mut self) -> Result<()> {
+        let multi = self.host_file(&find_program("xtables-nft-multi", "iptables")?)?;
+        let dir = Path::new(&multi)
+            .parent()
+            .context("xtables-nft-multi has no directory")?
+            .to_string_lossy()
+            .into_owned();
+        for name in XTABLES_NAMES {
+            self.insert(
+                &format!("{dir}/{name}"),
+                Entry::Symlink("xtables-nft-multi".to_owned()),
+            )?;
+        }
+        let extensions = Path::new(XTABLES_EXTENSIONS);
+        let entries = fs::read_dir(extensions).with_context(|| {
+            format!(
+                "could not list {XTABLES_EXTENSIONS}: install Debian's iptables (`cargo xtask setup` does)"
+            )
+        })?;
+        let mut files = Vec::new();
+        for entry in entries {
+            let path = entry?.path();
+            match fs::read_link(&path) {
+                Ok(target) => {
+                    let guest = guest_path(&path)?;
+                    self.insert(
+                        &guest,
+                        Entry::Symlink(target.to_string_lossy().into_owned()),
+                    )?;
+                }
+                Err(_) => {
+                    self.host_file(&path)?;
+                    files.push(path);
+                }
+            }
+        }
+        // Some need more than iptables itself does (statistic: libm).
+        let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+        for library in shared_libraries(&files)? {
+            self.host_file(&library)?;
+        }
+        Ok(())
+    }
+
+    /// One kernel's modules under `GUEST_MODULES/<release>/`, uncompressed,
+    /// with the order the init loads them in.
+    fn kernel_modules(&mut self, kernel: &KernelModules) -> Result<()> {
+        let dir = format!("{GUEST_MODULES}/{}", kernel.release);
+        let mut order = String::new();
+        for module in &kernel.order {
+            let file = format!("{}.ko", module.name);
+            self.data(&format!("{dir}/{file}"), 0o644, module.object.clone())?;
+            order += &file;
+            order.push('\n');
+        }
+        self.data(&format!("{dir}/load-order"), 0o644, order.into_bytes())
     }
 
     fn data(&mut self, path: &str, perm: u32, bytes: Vec<u8>) -> Result<()> {
@@ -285,22 +434,13 @@ impl Tree {
     /// in its directory resolved (so `/lib/x86_64-linux-gnu/libc.so.6` lands
     /// in `usr/lib/...` behind the guest's own `lib` link) but its own name
     /// kept: `/usr/bin/sh` is dash's content under the name `sh`.
-    fn host_file(&mut self, path: &Path) -> Result<()> {
-        let parent = path
-            .parent()
-            .with_context(|| format!("{} has no directory", path.display()))?;
-        let parent = fs::canonicalize(parent)
-            .with_context(|| format!("could not resolve {}", parent.display()))?;
-        let name = path
-            .file_name()
-            .with_context(|| format!("{} has no file name", path.display()))?;
-        let guest = parent.join(name);
-        let guest = guest.to_string_lossy();
-        let guest = guest.trim_start_matches('/');
-        if self.entries.contains_key(guest) {
-            return Ok(());
+    /// Returns the path in the guest.
+    fn host_file(&mut self, path: &Path) -> Result<String> {
+        let guest = guest_path(path)?;
+        if !self.entries.contains_key(&guest) {
+            self.insert(&guest, Entry::HostFile(path.to_path_buf()))?;
         }
-        self.insert(guest, Entry::HostFile(path.to_path_buf()))
+        Ok(guest)
     }
 
     fn insert(&mut self, path: &str, entry: Entry) -> Result<()> {

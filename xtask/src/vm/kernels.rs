@@ -1,7 +1,9 @@
 //! The guest kernels: Debian's cloud kernels, fetched with apt and cached
-//! outside the repository. Only `vmlinuz` is kept: everything the scenarios
-//! touch (virtio, serial, tmpfs, cgroups, BPF, BTF) is built in, no module
-//! is needed.
+//! outside the repository. Kept are `vmlinuz`, `config` and the modules
+//! (`lib/modules/<release>`): most of what the scenarios touch (virtio,
+//! serial, tmpfs, cgroups, BPF, BTF) is built in, but netfilter and veth,
+//! which the DNS scenarios need, are modules. The whole module tree is kept
+//! so that any module's dependencies are at hand.
 
 use std::{
     fs,
@@ -9,7 +11,7 @@ use std::{
     process::Command,
 };
 
-use anyhow::{ensure, Context as _, Result};
+use anyhow::{bail, ensure, Context as _, Result};
 
 use super::apt_source::BACKPORTS;
 use crate::{
@@ -48,6 +50,10 @@ pub struct Kernel {
     pub package: String,
     pub version: String,
     pub vmlinuz: PathBuf,
+    /// What `uname -r` says in the guest.
+    pub release: String,
+    /// `lib/modules/<release>` as the package installs it.
+    pub modules: PathBuf,
 }
 
 /// The kernel of `spec`, from the cache or downloaded into it.
@@ -71,17 +77,47 @@ fn fetch_once(spec: &Spec) -> Result<Kernel> {
         .join("vm")
         .join(format!("{package}_{version}"));
     let vmlinuz = dir.join("vmlinuz");
-    if !vmlinuz.is_file() {
+    // Caches from before the modules were kept hold only vmlinuz and config:
+    // they are downloaded again.
+    if !vmlinuz.is_file() || !dir.join(MODULES).is_dir() {
         println!("vm-test: downloading {package} {version}");
         download(&package, &version, &dir)?;
         prune_older(spec, &dir);
     }
+    let (release, modules) = module_tree(&dir)?;
     Ok(Kernel {
         name: spec.name,
         package,
         version,
         vmlinuz,
+        release,
+        modules,
     })
+}
+
+/// Where the package puts its modules, in the package and in the cache.
+const MODULES: &str = "lib/modules";
+
+/// The release and module tree of the cached kernel in `dir`: the one
+/// directory under `lib/modules`.
+fn module_tree(dir: &Path) -> Result<(String, PathBuf)> {
+    let modules = dir.join(MODULES);
+    let mut trees = fs::read_dir(&modules)
+        .with_context(|| format!("could not list {}", modules.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.is_dir());
+    let (Some(tree), None) = (trees.next(), trees.next()) else {
+        bail!(
+            "{} should hold one directory, named after the kernel's release",
+            modules.display()
+        );
+    };
+    let release = tree
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    Ok((release, tree))
 }
 
 /// Removes the cached kernels of `spec`'s line other than `kept`: a new
@@ -141,8 +177,8 @@ fn resolve(spec: &Spec) -> Result<(String, String)> {
     Ok((package, version))
 }
 
-/// Downloads `package=version`, unpacks it and keeps its `vmlinuz` and
-/// `config` in `dir`, which appears only once complete.
+/// Downloads `package=version`, unpacks it and keeps its `vmlinuz`,
+/// `config` and modules in `dir`, which appears only once complete.
 fn download(package: &str, version: &str, dir: &Path) -> Result<()> {
     let parent = dir.parent().context("the cache directory has no parent")?;
     let staging = parent.join(format!(".download-{}", std::process::id()));
@@ -192,7 +228,12 @@ fn unpack_into(package: &str, version: &str, staging: &Path) -> Result<()> {
         "{} holds no boot/vmlinuz-*",
         deb.display()
     );
-    // The modules are not needed (see the module's comment): drop them.
+    let modules = tree.join(MODULES);
+    ensure!(modules.is_dir(), "{} holds no {MODULES}", deb.display());
+    fs::create_dir_all(staging.join("lib"))?;
+    fs::rename(&modules, staging.join(MODULES))
+        .with_context(|| format!("could not keep {}", modules.display()))?;
+    // The rest (documentation, the System.map) is not needed.
     fs::remove_dir_all(&tree)?;
     fs::remove_file(&deb)?;
     Ok(())

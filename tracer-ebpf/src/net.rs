@@ -1,0 +1,215 @@
+//! Packets: drops the user asked about (`skb:kfree_skb` with a drop reason
+//! in the configured set, e.g. NETFILTER_DROP behind a conntrack clash) and
+//! DNS on its way (queries as a local socket sends them, responses as they
+//! arrive). Each record carries the packet's first bytes from its network
+//! header, the conntrack entry's tuples (to show a DNAT) and the network
+//! namespace; userspace parses and explains them.
+//!
+//! `kfree_skb` and the two device hooks see every packet of the node, so
+//! each returns after a few reads for anything else.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_task, generated as gen},
+    macros::{kprobe, kretprobe, map, raw_tracepoint},
+    maps::PerCpuArray,
+    programs::{ProbeContext, RawTracePointContext, RetProbeContext},
+};
+use tracer_common::{
+    packet_event, KernelOffsets, PacketRecord, RecordKind, OFFSET_UNKNOWN, PACKET_CAPTURE,
+};
+
+use crate::{
+    kernel::{self, read_or_zero, KPtr},
+    ring,
+};
+
+const IPPROTO_UDP: u8 = 17;
+const DNS_PORT: u16 = 53;
+/// The low bits of `skb->_nfct` are the ctinfo, the rest the `nf_conn *`.
+const NFCT_PTRMASK: u64 = !7;
+
+#[raw_tracepoint(tracepoint = "kfree_skb")]
+pub fn kfree_skb(ctx: RawTracePointContext) -> i32 {
+    // kfree_skb(skb, location, reason[, rx_sk]): the first three are the
+    // same on every kernel that has drop reasons.
+    let reason = ctx.arg::<u64>(2) as u32;
+    let mask = kernel::config().drop_reasons;
+    let word = (reason / 64) as usize;
+    if word >= mask.len() || mask[word] & (1u64 << (reason % 64)) == 0 {
+        return 0;
+    }
+    let skb = ctx.arg::<KPtr>(0);
+    let o = kernel::offsets();
+    let start = read_or_zero::<KPtr>(skb, o.skb_head)
+        + read_or_zero::<u16>(skb, o.skb_network_header) as u64;
+    emit(
+        &o,
+        skb,
+        start,
+        packet_event::DROP,
+        reason,
+        ctx.arg::<u64>(1),
+    );
+    0
+}
+
+/// A packet handed to a device for transmission. Local sockets' packets
+/// still carry their socket here and run in the sender's context, which is
+/// how a DNS query gets its process.
+#[raw_tracepoint(tracepoint = "net_dev_queue")]
+pub fn net_dev_queue(ctx: RawTracePointContext) -> i32 {
+    if kernel::config().dns == 0 {
+        return 0;
+    }
+    let skb = ctx.arg::<KPtr>(0);
+    let o = kernel::offsets();
+    if read_or_zero::<KPtr>(skb, o.skb_sk) == 0 {
+        return 0;
+    }
+    let start = read_or_zero::<KPtr>(skb, o.skb_head)
+        + read_or_zero::<u16>(skb, o.skb_network_header) as u64;
+    if udp_ports(start).1 != DNS_PORT {
+        return 0;
+    }
+    emit(&o, skb, start, packet_event::DNS_SENT, 0, 0);
+    0
+}
+
+/// A packet received by a device: `skb->data` is at its network header.
+#[raw_tracepoint(tracepoint = "netif_receive_skb")]
+pub fn netif_receive_skb(ctx: RawTracePointContext) -> i32 {
+    if kernel::config().dns == 0 {
+        return 0;
+    }
+    let skb = ctx.arg::<KPtr>(0);
+    let o = kernel::offsets();
+    let start = read_or_zero::<KPtr>(skb, o.skb_data);
+    if udp_ports(start).0 != DNS_PORT {
+        return 0;
+    }
+    emit(&o, skb, start, packet_event::DNS_RECEIVED, 0, 0);
+    0
+}
+
+/// The packet whose conntrack entry is being resolved against a clashing
+/// one, per CPU: the confirm path runs with bottom halves off, so entry and
+/// return of `nf_ct_resolve_clash` happen on one CPU with nothing between.
+#[map(name = "CLASH_SKB")]
+static CLASH_SKB: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// `nf_ct_resolve_clash(skb, h, repl_idx)`: two packets of one tuple raced
+/// to create their conntrack entry, and this one lost. The exact hook behind
+/// the DNS 5-second delay, where the kernel allows kprobes.
+#[kprobe]
+pub fn nf_ct_resolve_clash(ctx: ProbeContext) -> u32 {
+    if let Some(slot) = CLASH_SKB.get_ptr_mut(0) {
+        unsafe { *slot = ctx.arg::<KPtr>(0).unwrap_or(0) };
+    }
+    0
+}
+
+#[kretprobe]
+pub fn nf_ct_resolve_clash_return(ctx: RetProbeContext) -> u32 {
+    let Some(slot) = CLASH_SKB.get_ptr_mut(0) else {
+        return 0;
+    };
+    let skb = unsafe { *slot };
+    if skb == 0 {
+        return 0;
+    }
+    unsafe { *slot = 0 };
+    let verdict = ctx.ret::<u64>() as u32;
+    let o = kernel::offsets();
+    let start = read_or_zero::<KPtr>(skb, o.skb_head)
+        + read_or_zero::<u16>(skb, o.skb_network_header) as u64;
+    emit(&o, skb, start, packet_event::CONNTRACK_CLASH, verdict, 0);
+    0
+}
+
+/// Source and destination port of a UDP packet whose IP header is at
+/// `start` (host byte order), or zeroes for anything else. One read of the
+/// first 48 bytes covers an IPv4 header without options or an IPv6 header,
+/// and the UDP ports after it: these hooks see every packet, and each
+/// helper call costs more than the bytes. IPv6 extension headers are not
+/// followed: DNS packets do not carry them.
+#[inline(always)]
+fn udp_ports(start: KPtr) -> (u16, u16) {
+    let words = read_or_zero::<[u64; 6]>(start, 0);
+    // SAFETY: plain bytes of plain integers.
+    let h: [u8; 48] = unsafe { core::mem::transmute(words) };
+    let ports = match h[0] >> 4 {
+        4 if h[9] == IPPROTO_UDP => {
+            let header_len = ((h[0] & 0x0f) as u64) * 4;
+            if header_len == 20 {
+                [h[20], h[21], h[22], h[23]]
+            } else {
+                // IP options: rare enough for a second read.
+                read_or_zero::<[u8; 4]>(start + header_len, 0)
+            }
+        }
+        6 if h[6] == IPPROTO_UDP => [h[40], h[41], h[42], h[43]],
+        _ => return (0, 0),
+    };
+    (
+        u16::from_be_bytes([ports[0], ports[1]]),
+        u16::from_be_bytes([ports[2], ports[3]]),
+    )
+}
+
+#[inline(always)]
+fn emit(o: &KernelOffsets, skb: KPtr, start: KPtr, event: u32, reason: u32, location: u64) {
+    let kind = match event {
+        packet_event::DROP => RecordKind::PacketDrop,
+        packet_event::CONNTRACK_CLASH => RecordKind::ConntrackClash,
+        _ => RecordKind::Dns,
+    };
+    let Some(mut entry) = ring::reserve::<PacketRecord>(kind) else {
+        return;
+    };
+    let rec = entry.as_mut_ptr();
+    let current = unsafe { bpf_get_current_task() };
+    let dev = read_or_zero::<KPtr>(skb, o.skb_dev);
+    // The device's namespace; a packet without one (freed at a socket) is
+    // in its socket's.
+    let net = if dev != 0 {
+        read_or_zero::<KPtr>(dev, o.netdev_net)
+    } else {
+        read_or_zero::<KPtr>(read_or_zero::<KPtr>(skb, o.skb_sk), o.sock_net)
+    };
+    let ct = read_or_zero::<u64>(skb, o.skb_nfct) & NFCT_PTRMASK;
+    // Up to the end of the packet's linear data: tail is an offset from head.
+    let end = read_or_zero::<KPtr>(skb, o.skb_head) + read_or_zero::<u32>(skb, o.skb_tail) as u64;
+    let mut len = end.wrapping_sub(start);
+    if start == 0 || end < start {
+        len = 0;
+    }
+    if len > PACKET_CAPTURE as u64 {
+        len = PACKET_CAPTURE as u64;
+    }
+    unsafe {
+        (*rec).header = ring::header(kind);
+        (*rec).task = kernel::task_identity_with_cgroups(current, o);
+        (*rec).event = event;
+        (*rec).drop_reason = reason;
+        (*rec).location = location;
+        (*rec).skb = skb;
+        (*rec).netns = read_or_zero::<u32>(net, o.net_inum);
+        (*rec).ifindex = read_or_zero::<u32>(dev, o.netdev_ifindex);
+        (*rec).has_ct = (ct != 0 && o.ct_status != OFFSET_UNKNOWN) as u32;
+        (*rec).ct_status = read_or_zero::<u64>(ct, o.ct_status);
+        // Without an entry both read from near address 0 and come out zeroed.
+        kernel::read_bytes_into(&mut (*rec).ct_original, ct, o.ct_original_tuple);
+        kernel::read_bytes_into(&mut (*rec).ct_reply, ct, o.ct_reply_tuple);
+        let copied = gen::bpf_probe_read_kernel(
+            (*rec).packet.as_mut_ptr().cast(),
+            len as u32,
+            start as *const core::ffi::c_void,
+        );
+        (*rec).captured = if copied == 0 { len as u32 } else { 0 };
+    }
+    if event == packet_event::DNS_SENT || event == packet_event::DNS_RECEIVED {
+        ring::submit_quietly(entry);
+    } else {
+        entry.submit(0);
+    }
+}
