@@ -46,12 +46,15 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("tmux", "tmux"),
 ];
 
-/// Terminal descriptions tmux looks up (`tracer top` itself needs none).
-const TERMINFO: &[&str] = &[
+/// What tmux needs besides its libraries (`tracer top` itself needs none of
+/// it): terminal descriptions, and a UTF-8 locale (it refuses to start
+/// without one and falls back to C.UTF-8, whose character table this is).
+const TMUX_FILES: &[&str] = &[
     "/lib/terminfo/x/xterm",
     "/lib/terminfo/t/tmux",
     "/lib/terminfo/t/tmux-256color",
     "/lib/terminfo/s/screen",
+    "/usr/lib/locale/C.utf8/LC_CTYPE",
 ];
 
 /// iptables as the scenarios call it: Debian's default backend, nf_tables
@@ -122,8 +125,8 @@ pub fn build(contents: &Contents, out: &Path) -> Result<u64> {
     for kernel in contents.modules {
         tree.kernel_modules(kernel)?;
     }
-    for terminfo in TERMINFO.iter().map(Path::new).filter(|p| p.is_file()) {
-        tree.host_file(terminfo)?;
+    for file in TMUX_FILES.iter().map(Path::new).filter(|p| p.is_file()) {
+        tree.host_file(file)?;
     }
     tree.data("init", 0o755, init_script(contents).into_bytes())?;
     tree.write(out)
