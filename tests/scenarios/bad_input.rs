@@ -34,12 +34,23 @@ fn not_root_is_refused_with_a_hint() {
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let copy = dir.path().join("tracer");
     fs::copy(TRACER, &copy).unwrap();
-    let output = std::process::Command::new(&copy)
-        .arg("watch")
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .expect("running tracer as nobody");
+    // A child another test forks while the copy is being written holds it
+    // open for writing until it execs: the copy is busy for that moment.
+    let mut tries = 0;
+    let output = loop {
+        match std::process::Command::new(&copy)
+            .arg("watch")
+            .uid(65534)
+            .gid(65534)
+            .output()
+        {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            result => break result.expect("running tracer as nobody"),
+        }
+    };
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_one_line_error(&["watch (as nobody)"], output.status, &stderr, "needs root");
 }
