@@ -467,6 +467,11 @@ pub struct KernelOffsets {
     /// fourth argument (5.18 and later): no read of `__state` is then needed
     /// on the hottest path there is.
     pub sched_switch_prev_state_arg: u32,
+    /// `task_struct.sched_contributes_to_load` (a one-bit bitfield, set by
+    /// the scheduler at every sleep to whether it was an uninterruptible
+    /// one): its byte and mask; mask 0 when unknown.
+    pub task_contributes_to_load_byte: u32,
+    pub task_contributes_to_load_mask: u32,
 }
 
 pub const OFFSET_UNKNOWN: u32 = u32::MAX;
@@ -526,6 +531,8 @@ impl KernelOffsets {
         blkg_blkcg: OFFSET_UNKNOWN,
         blkcg_css: OFFSET_UNKNOWN,
         sched_switch_prev_state_arg: 0,
+        task_contributes_to_load_byte: 0,
+        task_contributes_to_load_mask: 0,
     };
 }
 

@@ -11,9 +11,9 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
-    macros::{map, raw_tracepoint},
+    macros::{btf_tracepoint, map, raw_tracepoint},
     maps::{LruHashMap, LruPerCpuHashMap, PerCpuHashMap},
-    programs::{tracing::StackIdContext as _, RawTracePointContext},
+    programs::{tracing::StackIdContext as _, BtfTracePointContext, RawTracePointContext},
 };
 use tracer_common::{
     BlockedTaskRecord, CgroupIoKey, CgroupIoStats, DeviceIoStats, KernelOffsets, RecordKind,
@@ -122,11 +122,35 @@ pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
     0
 }
 
-/// `sched_wakeup(p)`: the end of a wait.
+/// `sched_wakeup(p)`: the end of a wait, as a raw tracepoint: every wake-up
+/// costs a hash lookup (a miss for nearly all of them).
 #[raw_tracepoint(tracepoint = "sched_wakeup")]
 pub fn sched_wakeup(ctx: RawTracePointContext) -> i32 {
-    // One hash lookup (a miss for nearly every wake-up) is all it costs.
+    wakeup(ctx.arg(0))
+}
+
+/// The same with the task's BTF type (tp_btf, where the kernel allows it):
+/// its fields are read with plain loads, no helper call, so the wake-ups of
+/// tasks whose last sleep was not an uninterruptible one (what the
+/// scheduler notes in `sched_contributes_to_load`) return before the lookup.
+#[btf_tracepoint(function = "sched_wakeup")]
+pub fn sched_wakeup_btf(ctx: BtfTracePointContext) -> i32 {
     let task: KPtr = ctx.arg(0);
+    let mask = offset!(task_contributes_to_load_mask);
+    if mask != 0 {
+        let byte = offset!(task_contributes_to_load_byte);
+        // SAFETY: a load through the BTF-typed task pointer at a member's
+        // offset: the verifier checks it against the type, faults read zero.
+        let bits = unsafe { core::ptr::read_volatile((task + byte as u64) as *const u8) };
+        if bits as u32 & mask == 0 {
+            return 0;
+        }
+    }
+    wakeup(task)
+}
+
+#[inline(always)]
+fn wakeup(task: KPtr) -> i32 {
     let Some(since) = (unsafe { BLOCKED.get(task) }).copied() else {
         return 0;
     };

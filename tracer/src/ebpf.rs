@@ -5,7 +5,7 @@
 use anyhow::{Context as _, Result};
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf, StackTraceMap},
-    programs::{FEntry, KProbe, RawTracePoint, TracePoint},
+    programs::{BtfTracePoint, FEntry, KProbe, RawTracePoint, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
 use tracer_common::{names, Config, KernelOffsets, LOST_SLOTS};
@@ -46,6 +46,12 @@ pub enum Attach {
         exit: &'static str,
         function: &'static str,
     },
+    /// A BTF-typed raw tracepoint (tp_btf): its arguments as typed kernel
+    /// pointers, whose fields a program reads with plain loads.
+    BtfTracepoint {
+        program: &'static str,
+        tracepoint: &'static str,
+    },
 }
 
 impl Attach {
@@ -57,6 +63,7 @@ impl Attach {
             Self::FEntry { function, .. } => format!("fentry {function}"),
             Self::KProbe { function, .. } => format!("kprobe {function}"),
             Self::KProbeAndReturn { function, .. } => format!("kprobe+kretprobe {function}"),
+            Self::BtfTracepoint { tracepoint, .. } => format!("tp_btf {tracepoint}"),
         }
     }
 }
@@ -215,11 +222,17 @@ pub const HOOKS: [Hook; 17] = [
     },
     Hook {
         name: "io_wait_wakeup",
-        candidates: &[Attach::RawTracepoint {
-            program: "sched_wakeup",
-            group: "sched",
-            tracepoint: "sched_wakeup",
-        }],
+        candidates: &[
+            Attach::BtfTracepoint {
+                program: "sched_wakeup_btf",
+                tracepoint: "sched_wakeup",
+            },
+            Attach::RawTracepoint {
+                program: "sched_wakeup",
+                group: "sched",
+                tracepoint: "sched_wakeup",
+            },
+        ],
         without_it: "no IO wait accounting and no IO stall events",
         essential: false,
     },
@@ -376,7 +389,8 @@ pub fn attach(ebpf: &mut Ebpf, candidate: &Attach) -> Result<(), String> {
         Attach::RawTracepoint { program, .. }
         | Attach::Tracepoint { program, .. }
         | Attach::FEntry { program, .. }
-        | Attach::KProbe { program, .. } => program,
+        | Attach::KProbe { program, .. }
+        | Attach::BtfTracepoint { program, .. } => program,
         Attach::KProbeAndReturn {
             entry,
             exit,
@@ -445,6 +459,14 @@ pub fn attach(ebpf: &mut Ebpf, candidate: &Attach) -> Result<(), String> {
             prog.attach(function, 0).map(drop).map_err(|e| failed(&e))
         }
         Attach::KProbeAndReturn { .. } => unreachable!("attached as two kprobes above"),
+        Attach::BtfTracepoint { tracepoint, .. } => {
+            let prog: &mut BtfTracePoint = prog.try_into().map_err(|e| wrong(&e))?;
+            if prog.fd().is_err() {
+                let btf = Btf::from_sys_fs().map_err(|e| failed(&e))?;
+                prog.load(tracepoint, &btf).map_err(|e| refused(&e))?;
+            }
+            prog.attach().map(drop).map_err(|e| failed(&e))
+        }
     }
 }
 

@@ -112,9 +112,16 @@ pub fn resolve(btf: &Btf) -> Result<ResolvedOffsets> {
         blkcg_css: r.optional("blkcg", "css", BLOCK_CGROUP_EFFECT)?,
         sched_switch_prev_state_arg: tracepoint_arity(btf, "sched_switch")
             .is_some_and(|args| args >= 4) as u32,
+        task_contributes_to_load_byte: 0,
+        task_contributes_to_load_mask: 0,
     };
     let mut offsets = offsets;
     r.conntrack(&mut offsets)?;
+    // Only a filter for wake-ups: without it every wake-up looks its task up.
+    if let Some(bits) = member_bit_offset(btf, "task_struct", "sched_contributes_to_load")? {
+        offsets.task_contributes_to_load_byte = bits / 8;
+        offsets.task_contributes_to_load_mask = 1 << (bits % 8);
+    }
     match member_bit_offset(btf, "task_struct", "in_iowait")? {
         Some(bits) => {
             offsets.task_in_iowait_byte = bits / 8;
@@ -447,6 +454,7 @@ mod tests {
         // (preempt, prev, next, prev_state) since 5.18.
         assert_eq!(tracepoint_arity(&btf, "sched_switch"), Some(4));
         assert_eq!(o.sched_switch_prev_state_arg, 1);
+        assert!(o.task_contributes_to_load_mask.is_power_of_two());
         assert_eq!(tracepoint_arity(&btf, "sched_wakeup"), Some(1));
     }
 
