@@ -299,6 +299,27 @@ fn throttled_pod_io_wait_matches_delay_accounting() {
     let host = work.host_root();
     let setup = ThrottledPod::new(&work, &host, "ingest-6c9d-w8k2");
     let tracer = Tracer::start(&work, &host, &[]);
+    let start = tracer
+        .records()
+        .into_iter()
+        .find(|r| r["kind"] == "start")
+        .unwrap();
+    for name in [
+        "io_wait_sleep",
+        "io_wait_wakeup",
+        "io_submit",
+        "io_issue",
+        "io_complete",
+    ] {
+        let hook = start["hooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == name)
+            .unwrap_or_else(|| panic!("no hook {name}: {start}"));
+        assert!(hook["attached"].is_string(), "{hook}");
+        eprintln!("iowait: hook {name}: {}", hook["attached"]);
+    }
 
     let mut runs = Vec::new();
     for _ in 0..4 {

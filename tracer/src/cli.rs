@@ -125,7 +125,8 @@ const TOP_HELP: &str = "Columns:
            100% is one task waiting all the time (threads add up)
   BLOCKED  time blocked in D state for any reason (IO wait included)
   READ/s, WRITE/s  bytes the process made the storage read and write
-           (/proc/PID/io: writes are counted for the process that dirtied the pages)
+           (/proc/PID/io: writes are counted for the process that dirtied the pages);
+           for a pod, the larger of that and what its cgroup owned at the block layer
   PSI      the pod's io.pressure \"some\" avg10 (cgroup v2 only)
   DEVICE   r/s w/s: requests completed; await: mean issue-to-completion time;
            p99: upper bound of the 99th percentile's latency bucket
