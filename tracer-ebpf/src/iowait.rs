@@ -419,38 +419,18 @@ pub fn block_rq_complete(ctx: RawTracePointContext) -> i32 {
 }
 
 /// Bucket of a latency in microseconds: the number of bits it needs,
-/// clamped to the last bucket. Shifts, not a loop: cheap for any verifier.
+/// clamped to the last bucket. A bounded loop counting one bit at a time:
+/// 6.1's verifier lost the bounds of a shift-and-branch version (and then
+/// refused the histogram index), while each step here adds a constant.
 #[inline(always)]
 fn latency_bucket(mut us: u64) -> usize {
-    let mut bits = 0usize;
-    if us >> 32 != 0 {
-        us >>= 32;
-        bits += 32;
-    }
-    if us >> 16 != 0 {
-        us >>= 16;
-        bits += 16;
-    }
-    if us >> 8 != 0 {
-        us >>= 8;
-        bits += 8;
-    }
-    if us >> 4 != 0 {
-        us >>= 4;
-        bits += 4;
-    }
-    if us >> 2 != 0 {
-        us >>= 2;
-        bits += 2;
-    }
-    if us >> 1 != 0 {
+    let mut bucket = 0usize;
+    for _ in 0..IO_LATENCY_BUCKETS - 1 {
+        if us == 0 {
+            break;
+        }
         us >>= 1;
-        bits += 1;
+        bucket += 1;
     }
-    bits += us as usize;
-    if bits >= IO_LATENCY_BUCKETS {
-        IO_LATENCY_BUCKETS - 1
-    } else {
-        bits
-    }
+    bucket
 }
