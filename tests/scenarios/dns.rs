@@ -412,3 +412,24 @@ fn packet_and_dns_hooks_attach() {
         );
     }
 }
+
+/// `--no-dns` keeps the per-packet DNS programs off the kernel's hooks
+/// altogether (their cost is per packet); drops stay watched.
+#[test]
+fn no_dns_leaves_the_dns_hooks_off_and_drops_on() {
+    require_root();
+    let work = Workdir::new();
+    let tracer = Tracer::start(&work, &work.host_root(), &["--no-dns"]);
+    let records = tracer.records();
+    let start = records.iter().find(|r| r["kind"] == "start").unwrap();
+    let hooks: Vec<&str> = start["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["name"].as_str())
+        .collect();
+    assert!(!hooks.iter().any(|h| h.starts_with("dns_")), "{start}");
+    assert!(hook_attached(&records, "packet_drop"), "{start}");
+    let finished = tracer.stop();
+    assert!(finished.stderr.contains("--no-dns"), "{}", finished.stderr);
+}

@@ -89,9 +89,13 @@ pub fn run(args: WatchArgs) -> Result<()> {
         let oom_format = Format::read(Path::new(preflight::TRACEFS), "oom", "mark_victim");
         let reasons = crate::net::drops::DropReasons::new(&resolved.drop_reasons);
         let mut config = ebpf::config(args.signals, oom_format.as_ref(), args.stacks);
-        config.dns = 1;
         config.drop_reasons = reasons.mask(crate::net::drops::WATCHED);
-        let loaded = ebpf::load(&resolved.offsets, &config, &ebpf::HOOKS, args.ring_buffer_size)?;
+        config.dns = u32::from(!args.no_dns);
+        let hooks: Vec<ebpf::Hook> = ebpf::HOOKS
+            .into_iter()
+            .filter(|h| !(args.no_dns && h.name.starts_with("dns_")))
+            .collect();
+        let loaded = ebpf::load(&resolved.offsets, &config, &hooks, args.ring_buffer_size)?;
         if !loaded.hooks.iter().any(|h| h.hook.essential && h.attached.is_ok()) {
             let reasons: Vec<_> = loaded.hooks.iter().filter_map(|h| h.attached.as_ref().err().cloned()).collect();
             bail!("nothing to watch: {}", reasons.join("; "));
@@ -337,6 +341,9 @@ fn banner(
                 h.hook.name, h.hook.without_it
             ),
         }
+    }
+    if args.no_dns {
+        eprintln!("  DNS lookups not followed (--no-dns)");
     }
     for (member, effect) in missing {
         eprintln!("  kernel BTF lacks {member}: {effect}");
