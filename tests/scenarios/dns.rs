@@ -479,11 +479,18 @@ fn listen_queue_overflows_are_counted_per_namespace() {
         after.0 > before.0,
         "the accept queue must overflow: {before:?} {after:?}"
     );
-    let reported = counters_for(&finished.records, lab.netns_inode(Ns::Client));
+    let client = lab.netns_inode(Ns::Client);
+    let reported = counters_for(&finished.records, client);
+    let all: Vec<&Value> = finished
+        .records
+        .iter()
+        .filter(|r| r["kind"] == "conntrack_counters" && r["netns"]["inode"] == client)
+        .collect();
     assert_eq!(
         reported["listen_overflows"].as_u64(),
         Some(after.0 - before.0),
-        "{reported}"
+        "{before:?} {after:?} {all:?}\n{}",
+        finished.stderr
     );
     assert_eq!(
         reported["listen_drops"].as_u64(),

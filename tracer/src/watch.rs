@@ -103,6 +103,19 @@ pub fn run(args: WatchArgs) -> Result<()> {
         // Scan /proc only after the lifecycle hooks are on: nothing falls between.
         processes.scan(&mut attributor).context("scanning /proc")?;
 
+        // Every namespace's counters are read before tracer says it is
+        // watching: what they count from the start record on is reported.
+        let network = loaded
+            .hooks
+            .iter()
+            .any(|h| h.hook.name.starts_with("dns_") || h.hook.name == "packet_drop")
+            .then(|| {
+                network_family(&args, reasons).map(|mut network| {
+                    network.set_clash_hook(loaded.hooks.iter().any(|h| h.hook.name == "conntrack_clash" && h.attached.is_ok()));
+                    network
+                })
+            });
+
         let clock = Clock::new();
         let mut output = Output::new(args.format, file, clock, preflight::node_name());
         banner(&args, &scope, &loaded.hooks, tracefs, &resolved.missing);
@@ -123,14 +136,10 @@ pub fn run(args: WatchArgs) -> Result<()> {
         if args.stacks {
             explainer.set_stacks(crate::stacks::KernelStacks::new(loaded.stacks));
         }
-        if loaded.hooks.iter().any(|h| h.hook.name.starts_with("dns_") || h.hook.name == "packet_drop") {
-            match network_family(&args, reasons) {
-                Ok(mut network) => {
-                    network.set_clash_hook(loaded.hooks.iter().any(|h| h.hook.name == "conntrack_clash" && h.attached.is_ok()));
-                    explainer.set_network(network)
-                }
-                Err(e) => eprintln!("  network namespaces cannot be listed ({e}): no packet-drop or DNS events"),
-            }
+        match network {
+            Some(Ok(network)) => explainer.set_network(network),
+            Some(Err(e)) => eprintln!("  network namespaces cannot be listed ({e}): no packet-drop or DNS events"),
+            None => {}
         }
         let lost_map = loaded.lost;
         // SAFETY: the ring buffer owns its map fd and AsyncFd owns the ring
