@@ -412,3 +412,89 @@ fn packet_and_dns_hooks_attach() {
         );
     }
 }
+
+/// `--no-dns` keeps the per-packet DNS programs off the kernel's hooks
+/// altogether (their cost is per packet); drops stay watched.
+#[test]
+fn no_dns_leaves_the_dns_hooks_off_and_drops_on() {
+    require_root();
+    let work = Workdir::new();
+    let tracer = Tracer::start(&work, &work.host_root(), &["--no-dns"]);
+    let records = tracer.records();
+    let start = records.iter().find(|r| r["kind"] == "start").unwrap();
+    let hooks: Vec<&str> = start["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["name"].as_str())
+        .collect();
+    assert!(!hooks.iter().any(|h| h.starts_with("dns_")), "{start}");
+    assert!(hook_attached(&records, "packet_drop"), "{start}");
+    let finished = tracer.stop();
+    assert!(finished.stderr.contains("--no-dns"), "{}", finished.stderr);
+}
+
+/// A pod's server whose accept queue is full refuses connections before
+/// any packet is dropped with a reason that says so: the namespace's listen
+/// counters are the evidence, and tracer reports them per pod namespace as
+/// `nstat` in it would.
+#[test]
+fn listen_queue_overflows_are_counted_per_namespace() {
+    require_root();
+    let work = Workdir::new();
+    let lab = Lab::new();
+    let tracer = Tracer::start(&work, &work.host_root(), &[]);
+    let listen_counters = || {
+        lab.run_in(Ns::Client, || {
+            let text = std::fs::read_to_string("/proc/thread-self/net/netstat").unwrap();
+            let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+            let (names, values) = (lines.next().unwrap(), lines.next().unwrap());
+            let field = |wanted: &str| {
+                names
+                    .split_whitespace()
+                    .zip(values.split_whitespace())
+                    .find(|(n, _)| *n == wanted)
+                    .map(|(_, v)| v.parse::<u64>().unwrap())
+                    .unwrap()
+            };
+            (field("ListenOverflows"), field("ListenDrops"))
+        })
+    };
+    let before = listen_counters();
+    lab.run_in(Ns::Client, || {
+        // Backlog 1 and nobody accepting: the third connection on overflows.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        // SAFETY: listen(2) on the listener's own descriptor.
+        unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), 1) };
+        let clients: Vec<_> = (0..6)
+            .map(|_| std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)))
+            .collect();
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(clients);
+    });
+    let after = listen_counters();
+    let finished = tracer.stop();
+    assert!(
+        after.0 > before.0,
+        "the accept queue must overflow: {before:?} {after:?}"
+    );
+    let client = lab.netns_inode(Ns::Client);
+    let reported = counters_for(&finished.records, client);
+    let all: Vec<&Value> = finished
+        .records
+        .iter()
+        .filter(|r| r["kind"] == "conntrack_counters" && r["netns"]["inode"] == client)
+        .collect();
+    assert_eq!(
+        reported["listen_overflows"].as_u64(),
+        Some(after.0 - before.0),
+        "{before:?} {after:?} {all:?}\n{}",
+        finished.stderr
+    );
+    assert_eq!(
+        reported["listen_drops"].as_u64(),
+        Some(after.1 - before.1),
+        "{reported}"
+    );
+}

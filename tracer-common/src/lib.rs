@@ -431,6 +431,9 @@ pub struct KernelOffsets {
     pub netdev_ifindex: u32,
     /// `sock.__sk_common.skc_net`.
     pub sock_net: u32,
+    /// `sock.sk_protocol` (a u16 since 5.6; older kernels pack it in a
+    /// bitfield, where this stays unknown).
+    pub sock_protocol: u32,
     /// `net.ns.inum`: the namespace's inode number.
     pub net_inum: u32,
     /// `nf_conn.tuplehash[0].tuple`, `nf_conn.tuplehash[1].tuple`, `nf_conn.status`.
@@ -509,6 +512,7 @@ impl KernelOffsets {
         netdev_net: OFFSET_UNKNOWN,
         netdev_ifindex: OFFSET_UNKNOWN,
         sock_net: OFFSET_UNKNOWN,
+        sock_protocol: OFFSET_UNKNOWN,
         net_inum: OFFSET_UNKNOWN,
         ct_original_tuple: OFFSET_UNKNOWN,
         ct_reply_tuple: OFFSET_UNKNOWN,

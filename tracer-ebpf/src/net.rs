@@ -63,7 +63,15 @@ pub fn net_dev_queue(ctx: RawTracePointContext) -> i32 {
     }
     let skb = ctx.arg::<KPtr>(0);
     let o = kernel::offsets();
-    if read_or_zero::<KPtr>(skb, o.skb_sk) == 0 {
+    let sk = read_or_zero::<KPtr>(skb, o.skb_sk);
+    if sk == 0 {
+        return 0;
+    }
+    // Most of what local sockets send is TCP: one read of the socket's
+    // protocol spares reading the packet.
+    if o.sock_protocol != OFFSET_UNKNOWN
+        && read_or_zero::<u16>(sk, o.sock_protocol) != IPPROTO_UDP as u16
+    {
         return 0;
     }
     let start = read_or_zero::<KPtr>(skb, o.skb_head)

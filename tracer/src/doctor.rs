@@ -50,17 +50,23 @@ pub fn run(args: DoctorArgs) -> Result<()> {
                     r.offsets
                 )),
             );
-            Some(r.offsets)
+            Some((r.offsets, r.drop_reasons))
         }
         Err(e) => {
             check("btf", Err(e));
             None
         }
     };
-    if let Some(offsets) = offsets {
+    if let Some((offsets, drop_reasons)) = offsets {
+        // Everything switched on, as `watch` runs by default: settings are
+        // constants to the verifier, which skips the code they turn off.
+        let mut config = ebpf::config(crate::signals::SignalSet::all(), None, false);
+        config.dns = 1;
+        config.drop_reasons =
+            crate::net::drops::DropReasons::new(&drop_reasons).mask(crate::net::drops::WATCHED);
         match ebpf::load(
             &offsets,
-            &ebpf::config(crate::signals::SignalSet::all(), None, false),
+            &config,
             &ebpf::HOOKS,
             ebpf::DEFAULT_RING_BUFFER_SIZE,
         ) {

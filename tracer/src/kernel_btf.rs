@@ -89,6 +89,7 @@ pub fn resolve(btf: &Btf) -> Result<ResolvedOffsets> {
             "skc_net",
             NETNS_EFFECT,
         )?,
+        sock_protocol: r.optional("sock", "sk_protocol", SOCK_PROTOCOL_EFFECT)?,
         net_inum: r.nested("net", "ns", "ns_common", "inum", NETNS_EFFECT)?,
         ct_original_tuple: OFFSET_UNKNOWN,
         ct_reply_tuple: OFFSET_UNKNOWN,
@@ -142,6 +143,8 @@ pub fn resolve(btf: &Btf) -> Result<ResolvedOffsets> {
 const PACKET_EFFECT: &str = "packet drops and DNS are not reported";
 const NETNS_EFFECT: &str = "packets without their network namespace: pods by address only";
 const DNS_EFFECT: &str = "DNS queries not reported";
+const SOCK_PROTOCOL_EFFECT: &str =
+    "every packet a local socket sends is read to find DNS queries, not only UDP ones";
 const CONNTRACK_EFFECT: &str = "drops without the conntrack entry: no DNAT shown";
 
 /// The values of `enum skb_drop_reason`, without their `SKB_DROP_REASON_`
@@ -419,6 +422,7 @@ mod tests {
             o.skb_nfct,
             o.netdev_net,
             o.sock_net,
+            o.sock_protocol,
             o.net_inum,
             o.ct_original_tuple,
             o.ct_status,

@@ -89,16 +89,33 @@ pub fn run(args: WatchArgs) -> Result<()> {
         let oom_format = Format::read(Path::new(preflight::TRACEFS), "oom", "mark_victim");
         let reasons = crate::net::drops::DropReasons::new(&resolved.drop_reasons);
         let mut config = ebpf::config(args.signals, oom_format.as_ref(), args.stacks);
-        config.dns = 1;
         config.drop_reasons = reasons.mask(crate::net::drops::WATCHED);
         config.iowait_threshold_ns = args.iowait_threshold;
-        let loaded = ebpf::load(&resolved.offsets, &config, &ebpf::HOOKS, args.ring_buffer_size)?;
+        config.dns = u32::from(!args.no_dns);
+        let hooks: Vec<ebpf::Hook> = ebpf::HOOKS
+            .into_iter()
+            .filter(|h| !(args.no_dns && h.name.starts_with("dns_")))
+            .collect();
+        let loaded = ebpf::load(&resolved.offsets, &config, &hooks, args.ring_buffer_size)?;
         if !loaded.hooks.iter().any(|h| h.hook.essential && h.attached.is_ok()) {
             let reasons: Vec<_> = loaded.hooks.iter().filter_map(|h| h.attached.as_ref().err().cloned()).collect();
             bail!("nothing to watch: {}", reasons.join("; "));
         }
         // Scan /proc only after the lifecycle hooks are on: nothing falls between.
         processes.scan(&mut attributor).context("scanning /proc")?;
+
+        // Every namespace's counters are read before tracer says it is
+        // watching: what they count from the start record on is reported.
+        let network = loaded
+            .hooks
+            .iter()
+            .any(|h| h.hook.name.starts_with("dns_") || h.hook.name == "packet_drop")
+            .then(|| {
+                network_family(&args, reasons).map(|mut network| {
+                    network.set_clash_hook(loaded.hooks.iter().any(|h| h.hook.name == "conntrack_clash" && h.attached.is_ok()));
+                    network
+                })
+            });
 
         let clock = Clock::new();
         let mut output = Output::new(args.format, file, clock, preflight::node_name());
@@ -120,14 +137,10 @@ pub fn run(args: WatchArgs) -> Result<()> {
         if args.stacks {
             explainer.set_stacks(crate::stacks::KernelStacks::new(loaded.stacks));
         }
-        if loaded.hooks.iter().any(|h| h.hook.name.starts_with("dns_") || h.hook.name == "packet_drop") {
-            match network_family(&args, reasons) {
-                Ok(mut network) => {
-                    network.set_clash_hook(loaded.hooks.iter().any(|h| h.hook.name == "conntrack_clash" && h.attached.is_ok()));
-                    explainer.set_network(network)
-                }
-                Err(e) => eprintln!("  network namespaces cannot be listed ({e}): no packet-drop or DNS events"),
-            }
+        match network {
+            Some(Ok(network)) => explainer.set_network(network),
+            Some(Err(e)) => eprintln!("  network namespaces cannot be listed ({e}): no packet-drop or DNS events"),
+            None => {}
         }
         let lost_map = loaded.lost;
         // SAFETY: the ring buffer owns its map fd and AsyncFd owns the ring
@@ -339,6 +352,9 @@ fn banner(
                 h.hook.name, h.hook.without_it
             ),
         }
+    }
+    if args.no_dns {
+        eprintln!("  DNS lookups not followed (--no-dns)");
     }
     for (member, effect) in missing {
         eprintln!("  kernel BTF lacks {member}: {effect}");

@@ -138,7 +138,8 @@ pub struct DnsEvent {
     pub netns: u64,
 }
 
-/// What one namespace's conntrack counted since tracer started watching it
+/// What one namespace's conntrack (and TCP listen queues) counted since
+/// tracer started watching it
 /// (or since the namespace was created, if later), as `conntrack -S` in it
 /// would show the difference.
 #[derive(Debug, Clone)]
@@ -156,4 +157,8 @@ pub struct CountersEvent {
     /// Clashes the kernel resolved, as the exact hook saw them (None where
     /// the kernel does not allow the hook).
     pub clash_resolve_seen: Option<u64>,
+    /// The namespace's TCP listen-queue overflows and drops (`nstat`'s
+    /// TcpExtListenOverflows, TcpExtListenDrops) over the same time.
+    pub listen_overflows: u64,
+    pub listen_drops: u64,
 }

@@ -26,6 +26,7 @@ use crate::{
         wire,
     },
     event::ProcessRef,
+    net::netstat::{self, ListenStats},
     netns::{AddressIndex, NetnsHandle, NetnsId, NetnsIndex},
 };
 
@@ -45,13 +46,30 @@ const REINDEX_EVERY_NS: u64 = 1_000_000_000;
 /// never will, and drops can come in floods.
 const READDRESS_EVERY_NS: u64 = 10_000_000_000;
 
-/// One namespace's conntrack counters as tracer follows them.
+/// One reading of a namespace's own counters.
+#[derive(Debug, Default, Clone, Copy)]
+struct Readings {
+    /// Zeroes where conntrack is not loaded.
+    conntrack: ConntrackStats,
+    listen: ListenStats,
+}
+
+impl Readings {
+    fn delta(&self, earlier: &Self) -> Self {
+        Self {
+            conntrack: self.conntrack.delta(&earlier.conntrack),
+            listen: self.listen.delta(&earlier.listen),
+        }
+    }
+}
+
+/// One namespace's counters as tracer follows them.
 #[derive(Debug, Default)]
 struct Namespace {
     /// When tracer first looked (zeroes for a namespace created later).
-    baseline: ConntrackStats,
+    baseline: Readings,
     /// The last reading, against which new drops are classified.
-    last: ConntrackStats,
+    last: Readings,
     /// Counter increases not yet matched with a drop tracer saw.
     unexplained_insert_failed: u64,
     unexplained_drop: u64,
@@ -61,7 +79,7 @@ struct Namespace {
     /// Clashes the exact hook saw the kernel resolve without a drop.
     clashes_resolved_seen: u64,
     /// What the last `conntrack_counters` event said, to report changes only.
-    reported: Option<[u64; 8]>,
+    reported: Option<[u64; 10]>,
 }
 
 impl Namespace {
@@ -350,13 +368,15 @@ impl NetworkFamily {
             return;
         };
         let ns = self.namespaces.entry(inode).or_default();
-        let moved = now.delta(&ns.last);
+        let moved = now.conntrack.delta(&ns.last.conntrack);
         ns.unexplained_insert_failed += moved.insert_failed;
         ns.unexplained_drop += moved.drop;
         ns.last = now;
     }
 
-    fn read_stats(&mut self, id: NetnsId) -> Option<ConntrackStats> {
+    /// The namespace's conntrack and listen-queue counters, read on a thread
+    /// inside it.
+    fn read_stats(&mut self, id: NetnsId) -> Option<Readings> {
         let handle = match self.index.lookup(id) {
             Some(entry) => NetnsHandle::open(entry, id).ok(),
             None => None,
@@ -369,7 +389,13 @@ impl NetworkFamily {
                 NetnsHandle::open(self.index.lookup(id)?, id).ok()?
             }
         };
-        stats::read_in(&handle).ok().flatten()
+        let (conntrack, listen) =
+            crate::netns::in_netns(&handle, || (stats::read_current(), netstat::read_current()))
+                .ok()?;
+        Some(Readings {
+            conntrack: conntrack.ok().flatten().unwrap_or_default(),
+            listen: listen.ok()?,
+        })
     }
 
     fn report_counters(&mut self, mono_ns: u64, cx: &mut Context<'_>, out: &mut Vec<NetEvent>) {
@@ -381,22 +407,21 @@ impl NetworkFamily {
         let mut inodes: Vec<u64> = self.namespaces.keys().copied().collect();
         inodes.sort_unstable();
         for inode in inodes {
-            let (values, baseline_delta) = {
+            let values = {
                 let ns = &self.namespaces[&inode];
                 let d = ns.last.delta(&ns.baseline);
-                (
-                    [
-                        d.insert_failed,
-                        d.clash_resolve,
-                        d.drop,
-                        d.early_drop,
-                        ns.table_full_drops,
-                        ns.clash_drops,
-                        ns.filter_drops,
-                        ns.clashes_resolved_seen,
-                    ],
-                    d,
-                )
+                [
+                    d.conntrack.insert_failed,
+                    d.conntrack.clash_resolve,
+                    d.conntrack.drop,
+                    d.conntrack.early_drop,
+                    ns.table_full_drops,
+                    ns.clash_drops,
+                    ns.filter_drops,
+                    ns.clashes_resolved_seen,
+                    d.listen.overflows,
+                    d.listen.drops,
+                ]
             };
             let ns = self.namespaces.get_mut(&inode).expect("present");
             let changed = ns
@@ -410,14 +435,16 @@ impl NetworkFamily {
             let event = CountersEvent {
                 mono_ns,
                 netns,
-                insert_failed: baseline_delta.insert_failed,
-                clash_resolve: baseline_delta.clash_resolve,
-                drop: baseline_delta.drop,
-                early_drop: baseline_delta.early_drop,
+                insert_failed: values[0],
+                clash_resolve: values[1],
+                drop: values[2],
+                early_drop: values[3],
                 table_full_drops: values[4],
                 clash_drops: values[5],
                 filter_drops: values[6],
                 clash_resolve_seen: self.clash_hook.then_some(values[7]),
+                listen_overflows: values[8],
+                listen_drops: values[9],
             };
             // Without --pid/--pod/--container every namespace is followed.
             let followed = (cx.attribution_in_scope)(&Attribution::host())

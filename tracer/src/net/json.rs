@@ -112,6 +112,8 @@ pub struct CountersBody<'a> {
     /// Resolved clashes the exact hook saw (where the kernel allows it).
     #[serde(skip_serializing_if = "Option::is_none")]
     clash_resolve_seen: Option<u64>,
+    listen_overflows: u64,
+    listen_drops: u64,
 }
 
 fn query<'a>(q: &'a DnsQueryRef, clock: &Clock) -> QueryJson<'a> {
@@ -171,5 +173,7 @@ fn counters_body(c: &CountersEvent) -> CountersBody<'_> {
         clash_drops: c.clash_drops,
         filter_drops: c.filter_drops,
         clash_resolve_seen: c.clash_resolve_seen,
+        listen_overflows: c.listen_overflows,
+        listen_drops: c.listen_drops,
     }
 }

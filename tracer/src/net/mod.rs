@@ -6,5 +6,6 @@ pub mod drops;
 pub mod event;
 pub mod explain;
 pub mod json;
+pub mod netstat;
 pub mod packet;
 pub mod text;

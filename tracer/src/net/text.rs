@@ -114,13 +114,15 @@ fn counters_line(out: &mut String, c: &CountersEvent) {
     netns(out, &c.netns);
     let _ = writeln!(
         out,
-        ": insert_failed {} clash_resolve {} drop {} early_drop {}; drops seen: clash {} table-full {} rule {}",
+        ": insert_failed {} clash_resolve {} drop {} early_drop {}; drops seen: clash {} table-full {} rule {}; listen overflows {} (drops {})",
         c.insert_failed,
         c.clash_resolve,
         c.drop,
         c.early_drop,
         c.clash_drops,
         c.table_full_drops,
-        c.filter_drops
+        c.filter_drops,
+        c.listen_overflows,
+        c.listen_drops
     );
 }
