@@ -13,7 +13,8 @@ use crate::{output::Format, signals::SignalSet, size::parse_size};
     about = "Explains kernel events on a Kubernetes node, with pod names",
     long_about = "Explains kernel events on a Kubernetes node, as they happen and with pod names: \
 who sent a signal (SIGKILL, SIGTERM, ...) to which process and pod, with the sender's process \
-ancestry, and which exit code followed; OOM kills, page-allocation failures, IO stalls and hung \
+ancestry, and which exit code followed; OOM kills, page-allocation failures, packet drops \
+behind slow DNS lookups (conntrack clashes, a full table, filter rules), IO stalls and hung \
 tasks. `tracer top` shows IO wait live, per pod, process and device.\n\nRun as root on the node (or in a privileged DaemonSet \
 with hostPID and the host mounted, see --host-root)."
 )]
@@ -35,14 +36,18 @@ pub enum Command {
 }
 
 const WATCH_EXAMPLES: &str = "Examples:
-  tracer watch                                 every fatal signal on the node
+  tracer watch                                 every fatal signal, OOM kill, allocation
+                                               failure, packet drop, slow DNS lookup and
+                                               IO stall on the node
   tracer watch --pid 7942                      what happens to 7942's pod, across restarts
   tracer watch --pod default/web-7f9c-x2k4     one pod by name
   tracer watch --signals KILL,TERM -o /var/log/tracer/events.jsonl
                                                only SIGKILL and SIGTERM, also to a file
   tracer watch --iowait-threshold 500ms --stacks
                                                IO stalls of 0.5 s and more, with the kernel
-                                               stack where each one slept";
+                                               stack where each one slept
+  tracer watch --no-dns                        all of it but DNS lookups (a program less on
+                                               every packet)";
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
