@@ -264,17 +264,7 @@ impl Pod {
         let v2 =
             cgroup.join("memory.max").exists() || !cgroup.join("memory.limit_in_bytes").exists();
         if v2 {
-            let root = v2_hierarchy();
-            let mut dirs: Vec<&Path> = cgroup
-                .ancestors()
-                .take_while(|d| d.starts_with(&root) && *d != root)
-                .collect();
-            dirs.push(&root);
-            for dir in dirs.iter().skip(1).rev() {
-                fs::write(dir.join("cgroup.subtree_control"), "+memory").unwrap_or_else(|e| {
-                    panic!("enabling the memory controller in {}: {e}", dir.display())
-                });
-            }
+            enable_v2_controller(cgroup, "memory");
             fs::write(cgroup.join("memory.max"), bytes.to_string()).expect("memory.max");
             fs::write(cgroup.join("memory.swap.max"), "0").ok();
         } else {
@@ -334,6 +324,27 @@ fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
                 collect_dirs(&entry.path(), out);
             }
         }
+    }
+}
+
+/// Enables a cgroup v2 controller in every directory above `cgroup`, from
+/// the root down: a controller reaches a cgroup only that way.
+pub fn enable_v2_controller(cgroup: &Path, controller: &str) {
+    let root = v2_hierarchy();
+    let mut dirs: Vec<&Path> = cgroup
+        .ancestors()
+        .take_while(|d| d.starts_with(&root) && *d != root)
+        .collect();
+    dirs.push(&root);
+    for dir in dirs.iter().skip(1).rev() {
+        fs::write(dir.join("cgroup.subtree_control"), format!("+{controller}")).unwrap_or_else(
+            |e| {
+                panic!(
+                    "enabling the {controller} controller in {}: {e}",
+                    dir.display()
+                )
+            },
+        );
     }
 }
 

@@ -122,17 +122,7 @@ impl WriteThrottle {
     fn new(cgroup: &Path, major_minor: &str, bytes_per_second: u64) -> Self {
         let blkio = Path::new("/sys/fs/cgroup/blkio");
         if cgroup.starts_with(v2_hierarchy()) && !blkio.exists() {
-            let root = v2_hierarchy();
-            let mut dirs: Vec<&Path> = cgroup
-                .ancestors()
-                .take_while(|d| d.starts_with(&root) && *d != root)
-                .collect();
-            dirs.push(&root);
-            for dir in dirs.iter().skip(1).rev() {
-                fs::write(dir.join("cgroup.subtree_control"), "+io").unwrap_or_else(|e| {
-                    panic!("enabling the io controller in {}: {e}", dir.display())
-                });
-            }
+            crate::harness::enable_v2_controller(cgroup, "io");
             fs::write(
                 cgroup.join("io.max"),
                 format!("{major_minor} wbps={bytes_per_second}"),

@@ -80,25 +80,22 @@ pub fn run(args: TopArgs) -> Result<()> {
         let deadline = last + interval;
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match &mut screen {
-                Some(screen) => match screen.key(left)? {
-                    Some(terminal::Key::Quit) => return Ok(()),
-                    Some(terminal::Key::Char(c)) => {
-                        if let Some(key) = view::SortKey::from_key(c) {
-                            sort = key;
-                            // Show the new order at once, on the last sample.
-                            draw(
-                                &mut lines,
-                                screen,
-                                &sample,
-                                shown_interval,
-                                sort,
-                                &notes,
-                                &mut namer,
-                                &mut attributor,
-                            )?;
-                        }
-                    }
-                    Some(terminal::Key::Resize) => {
+                Some(screen) => {
+                    // A new sort order or a new size: redrawn at once, on
+                    // the last sample.
+                    let redraw = match screen.key(left)? {
+                        Some(terminal::Key::Quit) => return Ok(()),
+                        Some(terminal::Key::Char(c)) => match view::SortKey::from_key(c) {
+                            Some(key) => {
+                                sort = key;
+                                true
+                            }
+                            None => false,
+                        },
+                        Some(terminal::Key::Resize) => true,
+                        None => false,
+                    };
+                    if redraw {
                         draw(
                             &mut lines,
                             screen,
@@ -110,8 +107,7 @@ pub fn run(args: TopArgs) -> Result<()> {
                             &mut attributor,
                         )?;
                     }
-                    None => {}
-                },
+                }
                 None => std::thread::sleep(left),
             }
         }
