@@ -180,6 +180,10 @@ fn dropped_aaaa_query_is_reported_and_the_retry_linked(v6: bool) {
         std::net::IpAddr::V4(lab.service_ip())
     };
     lab.write_resolv_conf(&[service], &[]);
+    // A pod talks to its gateway all the time: its address is known. (The
+    // first packet to an unresolved next hop leaves from the kernel's
+    // context, where tracer does not name a sender.)
+    assert!(lab.resolve("warm.up").success, "lookup through the lab");
     // Every other AAAA query: the first try is dropped, its retry passes.
     lab.drop_queries(QTYPE_AAAA, DropMode::Nth(2));
     let mut pod = Pod::create(
@@ -337,6 +341,8 @@ fn full_conntrack_table_drops_are_reported_as_table_full() {
         // The limit is machine-wide; each namespace counts its own entries
         // against it. Just above the node's own count, and the lab's node
         // filled up to it: only the lab hits it.
+        // The gateway's address known first, as in a running pod.
+        assert!(lab.resolve("warm.up").success, "lookup through the lab");
         let _max = set_conntrack_max_guard(init_netns_conntrack_count() + 64);
         let filled = lab.conntrack_fill(Ns::Node, 100);
         assert!(

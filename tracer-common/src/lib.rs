@@ -291,6 +291,12 @@ pub struct PacketRecord {
     pub has_ct: u32,
     /// Valid bytes in `packet`, from the network header on.
     pub captured: u32,
+    /// The running task's network namespace and `PF_*` flags: a DNS query
+    /// is the task's only when it is no kernel thread and in the packet's
+    /// namespace (a packet that waited for its next hop's address leaves
+    /// from a softirq, in whatever task that interrupted).
+    pub task_netns: u32,
+    pub task_flags: u32,
     /// The conntrack entry's original and reply tuples (raw `nf_conntrack_tuple`).
     pub ct_original: [u8; CT_TUPLE_LEN],
     pub ct_reply: [u8; CT_TUPLE_LEN],
@@ -431,6 +437,10 @@ pub struct KernelOffsets {
     pub netdev_ifindex: u32,
     /// `sock.__sk_common.skc_net`.
     pub sock_net: u32,
+    /// `task_struct.flags`, `task_struct.nsproxy` and `nsproxy.net_ns`.
+    pub task_flags: u32,
+    pub task_nsproxy: u32,
+    pub nsproxy_net: u32,
     /// `sock.sk_protocol` (a u16 since 5.6; older kernels pack it in a
     /// bitfield, where this stays unknown).
     pub sock_protocol: u32,
@@ -513,6 +523,9 @@ impl KernelOffsets {
         netdev_ifindex: OFFSET_UNKNOWN,
         sock_net: OFFSET_UNKNOWN,
         sock_protocol: OFFSET_UNKNOWN,
+        task_flags: OFFSET_UNKNOWN,
+        task_nsproxy: OFFSET_UNKNOWN,
+        nsproxy_net: OFFSET_UNKNOWN,
         net_inum: OFFSET_UNKNOWN,
         ct_original_tuple: OFFSET_UNKNOWN,
         ct_reply_tuple: OFFSET_UNKNOWN,

@@ -197,6 +197,11 @@ fn emit(o: &KernelOffsets, skb: KPtr, start: KPtr, event: u32, reason: u32, loca
     unsafe {
         (*rec).header = ring::header(kind);
         (*rec).task = kernel::task_identity_with_cgroups(current, o);
+        (*rec).task_flags = read_or_zero::<u32>(current, o.task_flags);
+        (*rec).task_netns = read_or_zero::<u32>(
+            read_or_zero::<KPtr>(read_or_zero::<KPtr>(current, o.task_nsproxy), o.nsproxy_net),
+            o.net_inum,
+        );
         (*rec).event = event;
         (*rec).drop_reason = reason;
         (*rec).location = location;

@@ -177,7 +177,7 @@ impl Explainer {
             Record::Oom(r) => self.oom(r, out),
             Record::PageAllocFailure(r) => self.page_alloc_failure(r, out),
             Record::Packet(r) => {
-                let sender = (r.event == tracer_common::packet_event::DNS_SENT)
+                let sender = crate::net::explain::sent_by_current_task(r)
                     .then(|| self.process_ref(&r.task, true));
                 self.with_network(out, |n, cx, events| n.handle(r, sender, cx, events));
             }

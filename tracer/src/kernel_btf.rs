@@ -90,6 +90,9 @@ pub fn resolve(btf: &Btf) -> Result<ResolvedOffsets> {
             NETNS_EFFECT,
         )?,
         sock_protocol: r.optional("sock", "sk_protocol", SOCK_PROTOCOL_EFFECT)?,
+        task_flags: r.optional("task_struct", "flags", DNS_SENDER_EFFECT)?,
+        task_nsproxy: r.optional("task_struct", "nsproxy", DNS_SENDER_EFFECT)?,
+        nsproxy_net: r.optional("nsproxy", "net_ns", DNS_SENDER_EFFECT)?,
         net_inum: r.nested("net", "ns", "ns_common", "inum", NETNS_EFFECT)?,
         ct_original_tuple: OFFSET_UNKNOWN,
         ct_reply_tuple: OFFSET_UNKNOWN,
@@ -145,6 +148,7 @@ const NETNS_EFFECT: &str = "packets without their network namespace: pods by add
 const DNS_EFFECT: &str = "DNS queries not reported";
 const SOCK_PROTOCOL_EFFECT: &str =
     "every packet a local socket sends is read to find DNS queries, not only UDP ones";
+const DNS_SENDER_EFFECT: &str = "DNS queries without the process that sent them";
 const CONNTRACK_EFFECT: &str = "drops without the conntrack entry: no DNAT shown";
 
 /// The values of `enum skb_drop_reason`, without their `SKB_DROP_REASON_`
@@ -423,6 +427,9 @@ mod tests {
             o.netdev_net,
             o.sock_net,
             o.sock_protocol,
+            o.task_flags,
+            o.task_nsproxy,
+            o.nsproxy_net,
             o.net_inum,
             o.ct_original_tuple,
             o.ct_status,

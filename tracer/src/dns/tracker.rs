@@ -248,7 +248,24 @@ fn is_failure(rcode: u8) -> bool {
     rcode != 0 && rcode != 3
 }
 
-impl<C: Clone> DnsTracker<C> {
+/// What the caller knows of who sent a query. A query sent from the
+/// kernel's context (the first packet to a next hop waits for its address
+/// and leaves from a softirq) has no process; its retry usually does.
+pub trait QueryContext: Clone {
+    fn is_known(&self) -> bool {
+        true
+    }
+}
+
+impl QueryContext for &str {}
+
+impl<T: Clone> QueryContext for Option<T> {
+    fn is_known(&self) -> bool {
+        self.is_some()
+    }
+}
+
+impl<C: QueryContext> DnsTracker<C> {
     pub fn new(settings: Settings) -> Self {
         DnsTracker {
             settings,
@@ -300,6 +317,9 @@ impl<C: Clone> DnsTracker<C> {
             self.find(&self.by_host, &host_key, Some(obs.netns), &name)
         }) {
             let entry = self.pending.get_mut(&seq).expect("index points at entry");
+            if !entry.context.is_known() && context.is_known() {
+                entry.context = context;
+            }
             entry.retries += 1;
             entry.last_sent_ns = entry.last_sent_ns.max(obs.time_ns);
             let retries = entry.retries;
@@ -721,6 +741,28 @@ mod tests {
             .unwrap();
         assert_eq!((out.verdict, out.rcode), (Verdict::Failed, Some(2)));
         assert_eq!(t.stats().failed, 1);
+    }
+
+    #[test]
+    fn a_retry_names_the_sender_the_first_try_could_not() {
+        let mut t: DnsTracker<Option<&str>> = DnsTracker::new(Settings::default());
+        t.on_query(query(T0, POD_NS, client(), 0x1a2b, AAAA), None);
+        t.on_query(
+            query(T0 + 5 * S, POD_NS, client(), 0x1a2b, AAAA),
+            Some("curl(5512)"),
+        );
+        t.on_query(query(T0 + 10 * S, POD_NS, client(), 0x1a2b, AAAA), None);
+        let out = t
+            .on_response(response(
+                T0 + 10 * S + MS,
+                POD_NS,
+                client(),
+                0x1a2b,
+                AAAA,
+                0,
+            ))
+            .unwrap();
+        assert_eq!(out.context, Some("curl(5512)"));
     }
 
     #[test]

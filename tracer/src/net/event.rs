@@ -134,7 +134,8 @@ pub struct DnsEvent {
     pub retries: u32,
     /// Ids of the `packet_drop` events of this query.
     pub drops: Vec<u64>,
-    pub process: ProcessRef,
+    /// None when every try left from the kernel's context.
+    pub process: Option<ProcessRef>,
     pub netns: u64,
 }
 

@@ -121,7 +121,9 @@ const CLASH_DROPS_KEPT: usize = 64;
 
 pub struct NetworkFamily {
     reasons: DropReasons,
-    dns: DnsTracker<ProcessRef>,
+    /// Queries with the process that sent them, when the kernel context
+    /// showed it.
+    dns: DnsTracker<Option<ProcessRef>>,
     index: NetnsIndex,
     addresses: AddressIndex,
     indexed_at_ns: u64,
@@ -223,7 +225,7 @@ impl NetworkFamily {
         let netns = r.netns as u64;
         match r.event {
             packet_event::DNS_SENT => {
-                let (Some(p), Some(sender)) = (parsed, sender) else {
+                let Some(p) = parsed else {
                     return;
                 };
                 if let Some(obs) = dns_observation(&p, r.header.ktime_ns, netns) {
@@ -272,7 +274,7 @@ impl NetworkFamily {
                     id,
                     name: question.name,
                     qtype: wire::type_name(question.qtype).into_owned(),
-                    process: matched.map(|m| m.context),
+                    process: matched.and_then(|m| m.context),
                 })
             });
         let source_ip = conntrack
@@ -468,11 +470,17 @@ impl NetworkFamily {
 
     fn report_dns(
         &mut self,
-        outcome: DnsOutcome<ProcessRef>,
+        outcome: DnsOutcome<Option<ProcessRef>>,
         cx: &mut Context<'_>,
         out: &mut Vec<NetEvent>,
     ) {
-        if !(cx.in_scope)(&outcome.context) {
+        let followed = match &outcome.context {
+            Some(process) => (cx.in_scope)(process),
+            // Sent from the kernel's context every time: shown when
+            // nothing is filtered.
+            None => (cx.attribution_in_scope)(&Attribution::host()),
+        };
+        if !followed {
             return;
         }
         let verdict = match outcome.verdict {
@@ -559,6 +567,18 @@ impl NetworkFamily {
         self.indexed_at_ns = now_ns;
         let _ = self.index.refresh();
     }
+}
+
+/// Whether a record's task is the one that sent the packet: a DNS query
+/// leaves in its sender's context unless it had to wait (for its next
+/// hop's address), and then a softirq sends it, in a kernel thread or in
+/// whichever task it interrupted, most likely in another namespace.
+pub fn sent_by_current_task(r: &PacketRecord) -> bool {
+    const PF_KTHREAD: u32 = 0x0020_0000;
+    r.event == packet_event::DNS_SENT
+        && r.task_flags & PF_KTHREAD == 0
+        && r.task_netns != 0
+        && r.task_netns == r.netns
 }
 
 /// A DNS message in a UDP packet to or from port 53.

@@ -94,7 +94,8 @@ pub struct DnsBody<'a> {
     retries: u32,
     drops: &'a [u64],
     netns: u64,
-    process: ProcessJson<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    process: Option<ProcessJson<'a>>,
 }
 
 #[derive(Serialize)]
@@ -158,7 +159,10 @@ fn dns_body<'a>(d: &'a DnsEvent, clock: &Clock) -> DnsBody<'a> {
         retries: d.retries,
         drops: &d.drops,
         netns: d.netns,
-        process: crate::output::json::process(&d.process, clock),
+        process: d
+            .process
+            .as_ref()
+            .map(|p| crate::output::json::process(p, clock)),
     }
 }
 

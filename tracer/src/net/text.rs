@@ -73,14 +73,18 @@ fn drop_line(out: &mut String, d: &DropEvent) {
 /// `DNS query 0x1a2b AAAA example.com. from curl(5512) [pod default/web]
 /// answered after 5.004 s (1 retry)`.
 fn dns_line(out: &mut String, d: &DnsEvent) {
-    let _ = write!(
-        out,
-        "DNS query {:#06x} {} {} from {}({})",
-        d.id, d.qtype, d.name, d.process.comm, d.process.pid
-    );
-    let label = d.process.attribution.label();
-    if !label.is_empty() {
-        let _ = write!(out, " [{label}]");
+    let _ = write!(out, "DNS query {:#06x} {} {}", d.id, d.qtype, d.name);
+    match &d.process {
+        Some(p) => {
+            let _ = write!(out, " from {}({})", p.comm, p.pid);
+            let label = p.attribution.label();
+            if !label.is_empty() {
+                let _ = write!(out, " [{label}]");
+            }
+        }
+        None => {
+            let _ = write!(out, " from {} (sent from the kernel's context)", d.client);
+        }
     }
     match (d.verdict, d.latency_ns) {
         ("unanswered", _) | (_, None) => {
