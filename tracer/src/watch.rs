@@ -88,6 +88,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
 
         let oom_format = Format::read(Path::new(preflight::TRACEFS), "oom", "mark_victim");
         let reasons = crate::net::drops::DropReasons::new(&resolved.drop_reasons);
+        let lacking = reasons.missing(crate::net::drops::WATCHED);
         let mut config = ebpf::config(args.signals, oom_format.as_ref(), args.stacks);
         config.drop_reasons = reasons.mask(crate::net::drops::WATCHED);
         config.iowait_threshold_ns = args.iowait_threshold;
@@ -120,6 +121,9 @@ pub fn run(args: WatchArgs) -> Result<()> {
         let clock = Clock::new();
         let mut output = Output::new(args.format, file, clock, preflight::node_name());
         banner(&args, &scope, &loaded.hooks, tracefs, &resolved.missing);
+        if !lacking.is_empty() {
+            eprintln!("  drop reasons this kernel does not have (not watched): {}", lacking.join(", "));
+        }
         output.record("start", Clock::now_mono_ns(), StartRecord::new(&args, &scope, &loaded.hooks))?;
 
         let mut explainer = Explainer::new(

@@ -181,10 +181,6 @@ impl NetworkFamily {
         family
     }
 
-    pub fn reasons(&self) -> &DropReasons {
-        &self.reasons
-    }
-
     /// What the DNS tracker counted, for the closing `dns_summary`: queries,
     /// answers, retries, and the ones it had to forget (`evicted`).
     pub fn dns_stats(&self) -> crate::dns::tracker::DnsStats {
