@@ -15,7 +15,10 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    harness::{require_root, spawn_in_cgroup, v1_or_v2_hierarchy, Driver, Pod, Tracer, Workdir},
+    harness::{
+        hook_attached, require_root, spawn_in_cgroup, start_hook, v1_or_v2_hierarchy, Driver, Pod,
+        Tracer, Workdir,
+    },
     netlab::{
         init_netns_conntrack_count, set_conntrack_max_guard, stats_delta, DropMode, Lab, Ns,
         DNS_PORT, QTYPE_AAAA,
@@ -156,15 +159,6 @@ fn parallel_a_and_aaaa_from_one_socket_counters_equal_conntrack_s() {
     } else {
         assert!(reported["clash_resolve_seen"].is_null(), "{reported}");
     }
-}
-
-fn hook_attached(records: &[Value], name: &str) -> bool {
-    records
-        .iter()
-        .find(|r| r["kind"] == "start")
-        .and_then(|start| start["hooks"].as_array())
-        .and_then(|hooks| hooks.iter().find(|h| h["name"] == name))
-        .is_some_and(|h| h["attached"].is_string())
 }
 
 /// What the drop of one AAAA query looks like for a pod `web` whose
@@ -392,18 +386,9 @@ fn packet_and_dns_hooks_attach() {
     require_root();
     let work = Workdir::new();
     let tracer = Tracer::start(&work, &work.host_root(), &[]);
-    let start = tracer
-        .records()
-        .into_iter()
-        .find(|r| r["kind"] == "start")
-        .unwrap();
+    let records = tracer.records();
     for name in ["packet_drop", "dns_sent", "dns_received"] {
-        let hook = start["hooks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|h| h["name"] == name)
-            .unwrap_or_else(|| panic!("no hook {name}: {start}"));
+        let hook = start_hook(&records, name).unwrap_or_else(|| panic!("no hook {name}"));
         assert!(
             hook["attached"].is_string(),
             "{name} did not attach: {hook}"
@@ -413,8 +398,9 @@ fn packet_and_dns_hooks_attach() {
     // clash hook must be the one in use (this host refuses kprobes).
     if std::env::var("TRACER_DISPOSABLE_GUEST").as_deref() == Ok("1") {
         assert!(
-            hook_attached(&tracer.records(), "conntrack_clash"),
-            "the exact conntrack clash hook must attach in the guests: {start}"
+            hook_attached(&records, "conntrack_clash"),
+            "the exact conntrack clash hook must attach in the guests: {:?}",
+            start_hook(&records, "conntrack_clash")
         );
     }
 }

@@ -568,6 +568,23 @@ impl Drop for Tracer {
     }
 }
 
+/// The entry for hook `name` in the `start` record among `records`: how it
+/// attached (`attached`, a string) or why not (`error`); `None` when the
+/// hook was not even tried.
+pub fn start_hook(records: &[Value], name: &str) -> Option<Value> {
+    records
+        .iter()
+        .find(|r| r["kind"] == "start")
+        .and_then(|start| start["hooks"].as_array())
+        .and_then(|hooks| hooks.iter().find(|h| h["name"] == name))
+        .cloned()
+}
+
+/// Whether hook `name` attached, by the `start` record among `records`.
+pub fn hook_attached(records: &[Value], name: &str) -> bool {
+    start_hook(records, name).is_some_and(|h| h["attached"].is_string())
+}
+
 /// The complete lines of a JSON-lines file tracer is writing: a line still
 /// being written (no newline yet) is left for the next read, as any reader
 /// following a growing file must.

@@ -19,8 +19,8 @@ use std::{
 use serde_json::Value;
 
 use crate::harness::{
-    random_hex, require_root, v1_or_v2_hierarchy, v2_hierarchy, Driver, Pod, Tracer, Workdir,
-    TRACER,
+    random_hex, require_root, start_hook, v1_or_v2_hierarchy, v2_hierarchy, Driver, Pod, Tracer,
+    Workdir, TRACER,
 };
 
 const MIB: u64 = 1 << 20;
@@ -289,11 +289,7 @@ fn throttled_pod_io_wait_matches_delay_accounting() {
     let host = work.host_root();
     let setup = ThrottledPod::new(&work, &host, "ingest-6c9d-w8k2");
     let tracer = Tracer::start(&work, &host, &[]);
-    let start = tracer
-        .records()
-        .into_iter()
-        .find(|r| r["kind"] == "start")
-        .unwrap();
+    let records = tracer.records();
     for name in [
         "io_wait_sleep",
         "io_wait_wakeup",
@@ -301,12 +297,7 @@ fn throttled_pod_io_wait_matches_delay_accounting() {
         "io_issue",
         "io_complete",
     ] {
-        let hook = start["hooks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|h| h["name"] == name)
-            .unwrap_or_else(|| panic!("no hook {name}: {start}"));
+        let hook = start_hook(&records, name).unwrap_or_else(|| panic!("no hook {name}"));
         assert!(hook["attached"].is_string(), "{hook}");
         eprintln!("iowait: hook {name}: {}", hook["attached"]);
     }

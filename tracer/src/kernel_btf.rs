@@ -39,6 +39,12 @@ pub fn load(path: &Path) -> Result<Btf> {
     Btf::from_file(path).with_context(|| format!("cannot parse kernel BTF {}", path.display()))
 }
 
+/// The offsets of the running kernel (or of `--btf FILE`'s): what `watch`
+/// and `top` need before they load anything. The BTF itself is dropped.
+pub fn load_and_resolve(btf: Option<&Path>) -> Result<ResolvedOffsets> {
+    resolve(&load(btf.unwrap_or(Path::new(DEFAULT_BTF)))?)
+}
+
 pub fn resolve(btf: &Btf) -> Result<ResolvedOffsets> {
     let mut r = Resolver {
         btf,

@@ -43,14 +43,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
     // Everything that can be wrong with the input or the machine is checked
     // before anything is attached.
     preflight::check_privileges()?;
-    let btf_path = args
-        .host
-        .btf
-        .clone()
-        .unwrap_or_else(|| kernel_btf::DEFAULT_BTF.into());
-    let btf = kernel_btf::load(&btf_path)?;
-    let resolved = kernel_btf::resolve(&btf)?;
-    drop(btf);
+    let resolved = kernel_btf::load_and_resolve(args.host.btf.as_deref())?;
     let tracefs = preflight::ensure_tracefs()?;
     if let Some(pid) = args.pid {
         preflight::check_pid(&args.host.procfs, pid)?;

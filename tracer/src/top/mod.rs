@@ -25,12 +25,7 @@ use crate::{
 
 pub fn run(args: TopArgs) -> Result<()> {
     preflight::check_privileges()?;
-    let btf_path = args
-        .host
-        .btf
-        .clone()
-        .unwrap_or_else(|| kernel_btf::DEFAULT_BTF.into());
-    let resolved = kernel_btf::resolve(&kernel_btf::load(&btf_path)?)?;
+    let resolved = kernel_btf::load_and_resolve(args.host.btf.as_deref())?;
     preflight::ensure_tracefs()?;
     // Only the IO hooks: top reads the kernel's totals, it reports no events.
     let hooks: Vec<ebpf::Hook> = ebpf::HOOKS
