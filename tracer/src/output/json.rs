@@ -389,6 +389,7 @@ fn oom_body<'a>(o: &'a OomEvent, clock: &Clock) -> OomBody<'a> {
 }
 
 fn page_alloc_body<'a>(p: &'a PageAllocEvent, clock: &Clock) -> PageAllocBody<'a> {
+    let migratetype_name = crate::pagealloc::migratetype_name(&p.types, p.migratetype);
     PageAllocBody {
         process: process(&p.process, clock),
         order: p.order,
@@ -400,8 +401,8 @@ fn page_alloc_body<'a>(p: &'a PageAllocEvent, clock: &Clock) -> PageAllocBody<'a
         tolerated_reason: p.tolerated,
         free_blocks_at_order: crate::pagealloc::free_blocks_at_or_above(&p.zones, p.order),
         buddyinfo: &p.zones,
-        migratetype_name: crate::pagealloc::migratetype_name(&p.types, p.migratetype),
-        free_blocks_at_order_of_type: crate::pagealloc::migratetype_name(&p.types, p.migratetype)
+        migratetype_name,
+        free_blocks_at_order_of_type: migratetype_name
             .map(|name| crate::pagealloc::free_blocks_of_type_at_or_above(&p.types, name, p.order)),
         pagetypeinfo: &p.types,
         stack: &p.stack,
