@@ -9,9 +9,14 @@
 
 use std::{
     fs,
+    os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::Mutex,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -150,14 +155,26 @@ impl WriteThrottle {
         }
     }
 
-    /// Starts `program args` inside every cgroup of the throttle.
-    fn spawn(&self, program: &Path, args: &[&str]) -> Child {
+    /// Starts `program args` inside every cgroup of the throttle, on `cpu`
+    /// alone when one is given.
+    fn spawn(&self, program: &Path, args: &[&str], cpu: Option<usize>) -> Child {
         let joins: String = self
             .join
             .iter()
             .map(|dir| format!("echo $$ > '{}/cgroup.procs' && ", dir.display()))
             .collect();
-        Command::new("sh")
+        let mut command = Command::new("sh");
+        if let Some(cpu) = cpu {
+            // SAFETY: only sched_setaffinity, which is async-signal-safe,
+            // runs between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    pin_to(cpu);
+                    Ok(())
+                })
+            };
+        }
+        command
             .arg("-c")
             .arg(format!(r#"{joins}exec "$0" "$@""#))
             .arg(program)
@@ -245,7 +262,7 @@ impl ThrottledPod {
 
     /// `dd oflag=direct` of `count` x 256 KiB: about a quarter of a second
     /// of IO wait per write at 1 MiB/s.
-    fn write(&self, work: &Workdir, comm: &str, count: u32) -> Child {
+    fn write(&self, work: &Workdir, comm: &str, count: u32, cpu: Option<usize>) -> Child {
         let dd = work.renamed("/bin/dd", comm);
         self.throttle.spawn(
             &dd,
@@ -256,7 +273,106 @@ impl ThrottledPod {
                 &format!("count={count}"),
                 "oflag=direct",
             ],
+            cpu,
         )
+    }
+
+    /// Writes `count` x 256 KiB until the kernel's delay accounting gives a
+    /// possible figure (see below), at most 4 times: every run, measured.
+    ///
+    /// Delay accounting now and then reports a wait measured from boot (as
+    /// if it missed the wait's start: 1100513 ticks for a 3 s run were seen
+    /// here, with no tracer running, right after `task_delayacct` was
+    /// switched on). Such a run proves nothing about tracer, so the write is
+    /// repeated until the kernel's figure is not above the wall time.
+    fn measured_writes(&self, work: &Workdir, count: u32, cpu: Option<usize>) -> Vec<Measured> {
+        let mut runs = Vec::new();
+        for _ in 0..4 {
+            let started = Instant::now();
+            let mut writer = self.write(work, "iohog", count, cpu);
+            let pid = writer.id();
+            let stat = stat_when_exited(pid);
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            let run_delay_ms = run_delay_ns(pid) / 1_000_000;
+            let ticks = tracer::iowait::procstat::delayacct_blkio_ticks(&stat).expect("field 42");
+            let status = writer.wait().unwrap();
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(writer.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+            assert!(status.success(), "dd failed: {stderr}");
+            let kernel_ms = ticks * 1000 / clock_ticks_per_second();
+            runs.push(Measured {
+                pid,
+                elapsed_ms,
+                kernel_ms,
+                ticks,
+                run_delay_ms,
+            });
+            if kernel_ms <= elapsed_ms {
+                break;
+            }
+            eprintln!("iowait: delay accounting says {kernel_ms} ms of IO wait in {elapsed_ms} ms of wall time: impossible, writing again");
+        }
+        runs
+    }
+}
+
+/// Pins the calling thread (or the child between fork and exec) to `cpu`.
+fn pin_to(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; 0 is this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// How long `pid` waited for a CPU after being woken, in all (the second
+/// field of /proc/PID/schedstat, the scheduler's `run_delay`).
+fn run_delay_ns(pid: u32) -> u64 {
+    let schedstat = fs::read_to_string(format!("/proc/{pid}/schedstat")).expect("schedstat");
+    schedstat
+        .split_whitespace()
+        .nth(1)
+        .and_then(|field| field.parse().ok())
+        .unwrap_or_else(|| panic!("no run_delay in {schedstat:?}"))
+}
+
+/// A real-time busy loop on one CPU, stopped on drop: a task woken on that
+/// CPU waits for it (the kernel leaves ordinary tasks about 5% of it).
+struct CpuHog {
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl CpuHog {
+    fn on(cpu: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let spinning = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            pin_to(cpu);
+            let param = libc::sched_param { sched_priority: 1 };
+            // SAFETY: a valid policy and parameter for this thread.
+            let set = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+            assert_eq!(set, 0, "SCHED_FIFO: {}", std::io::Error::last_os_error());
+            // Bounded, whatever happens to the test.
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !spinning.load(Ordering::Relaxed) && Instant::now() < deadline {
+                std::hint::spin_loop();
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for CpuHog {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -264,22 +380,53 @@ impl ThrottledPod {
 struct Measured {
     pid: u32,
     elapsed_ms: u64,
+    /// The kernel's delay accounting: time blocked on IO, from the sleep
+    /// to the wake-up.
     kernel_ms: u64,
     ticks: u64,
+    /// Time spent waiting for a CPU once woken.
+    run_delay_ms: u64,
+}
+
+impl Measured {
+    /// The IO wait tracer reported for this run's writer: the sum of its
+    /// `io_stall` records taken in IO wait.
+    fn traced_iowait_ms(&self, records: &[Value]) -> u64 {
+        let ns: u64 = records
+            .iter()
+            .filter(|r| {
+                r["kind"] == "io_stall" && r["process"]["pid"] == self.pid && r["in_iowait"] == true
+            })
+            .map(|r| r["blocked_ns"].as_u64().unwrap())
+            .sum();
+        ns / 1_000_000
+    }
+}
+
+/// The run whose delay accounting is possible, and tracer's IO wait for it
+/// within 20% of the kernel's figure.
+fn assert_matches_delay_accounting(runs: &[Measured], records: &[Value], at_least_ms: u64) {
+    let sane = runs
+        .iter()
+        .find(|r| r.kernel_ms <= r.elapsed_ms)
+        .unwrap_or_else(|| panic!("the kernel's delay accounting was above the wall time in every run: nothing to compare with"));
+    let traced_ms = sane.traced_iowait_ms(records);
+    let ratio = traced_ms as f64 / sane.kernel_ms as f64;
+    assert!(
+        sane.kernel_ms >= at_least_ms && (0.8..=1.2).contains(&ratio),
+        "tracer says {traced_ms} ms of IO wait, delay accounting {} ms (run delay {} ms)",
+        sane.kernel_ms,
+        sane.run_delay_ms
+    );
 }
 
 /// A pod writing with O_DIRECT to a loop device throttled to 1 MiB/s: each
 /// 256 KiB write waits about 250 ms in IO wait. Every wait is reported as an
 /// `io_stall` with the process, its pod and the device, and their sum is
 /// within 20% of what the kernel's delay accounting (/proc/PID/stat field
-/// 42) says the process spent waiting for block IO.
-///
-/// Delay accounting now and then reports a wait measured from boot (as if
-/// it missed the wait's start: 1100513 ticks for a 3 s run were seen here,
-/// with no tracer running, right after `task_delayacct` was switched on).
-/// Such a run proves nothing about tracer, so the write is repeated (up to
-/// 4 times) until the kernel's figure is possible, i.e. not above the wall
-/// time; tracer is checked against the wall time on every run.
+/// 42) says the process spent waiting for block IO (runs where the kernel's
+/// figure is impossible are repeated: see `measured_writes`); tracer is
+/// checked against the wall time on every run.
 #[test]
 fn throttled_pod_io_wait_matches_delay_accounting() {
     require_root();
@@ -290,44 +437,15 @@ fn throttled_pod_io_wait_matches_delay_accounting() {
     let setup = ThrottledPod::new(&work, &host, "ingest-6c9d-w8k2");
     let tracer = Tracer::start(&work, &host, &[]);
     let records = tracer.records();
-    for name in [
-        "io_wait_sleep",
-        "io_wait_wakeup",
-        "io_submit",
-        "io_issue",
-        "io_complete",
-    ] {
+    for name in ["io_wait", "io_submit", "io_issue", "io_complete"] {
         let hook = start_hook(&records, name).unwrap_or_else(|| panic!("no hook {name}"));
         assert!(hook["attached"].is_string(), "{hook}");
         eprintln!("iowait: hook {name}: {}", hook["attached"]);
     }
 
-    let mut runs = Vec::new();
-    for _ in 0..4 {
-        let started = Instant::now();
-        let mut writer = setup.write(&work, "iohog", 12);
-        let pid = writer.id();
-        let stat = stat_when_exited(pid);
-        let elapsed_ms = started.elapsed().as_millis() as u64;
-        let ticks = tracer::iowait::procstat::delayacct_blkio_ticks(&stat).expect("field 42");
-        let status = writer.wait().unwrap();
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(writer.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-        assert!(status.success(), "dd failed: {stderr}");
-        let kernel_ms = ticks * 1000 / clock_ticks_per_second();
-        runs.push(Measured {
-            pid,
-            elapsed_ms,
-            kernel_ms,
-            ticks,
-        });
-        if kernel_ms <= elapsed_ms {
-            break;
-        }
-        eprintln!("iowait: delay accounting says {kernel_ms} ms of IO wait in {elapsed_ms} ms of wall time: impossible, writing again");
-    }
+    let runs = setup.measured_writes(&work, 12, None);
 
-    // Let the last wake-up's record reach the file, then stop.
+    // Let the last wait's record reach the file, then stop.
     thread::sleep(Duration::from_millis(500));
     let done = tracer.stop();
     for run in &runs {
@@ -340,7 +458,6 @@ fn throttled_pod_io_wait_matches_delay_accounting() {
             stalls.len() >= 8,
             "one stall per throttled write: {stalls:?}"
         );
-        let mut iowait_ns = 0;
         for stall in &stalls {
             assert_eq!(stall["process"]["comm"], "iohog", "{stall}");
             assert_eq!(
@@ -351,7 +468,6 @@ fn throttled_pod_io_wait_matches_delay_accounting() {
             assert_eq!(stall["process"]["container"]["name"], "writer", "{stall}");
             assert_eq!(stall["state"], "D", "{stall}");
             if stall["in_iowait"] == true {
-                iowait_ns += stall["blocked_ns"].as_u64().unwrap();
                 assert_eq!(
                     stall["device"]["name"],
                     setup.device.name().as_str(),
@@ -359,7 +475,7 @@ fn throttled_pod_io_wait_matches_delay_accounting() {
                 );
             }
         }
-        let traced_ms = iowait_ns / 1_000_000;
+        let traced_ms = run.traced_iowait_ms(&done.records);
         eprintln!(
             "iowait: tracer {traced_ms} ms in {} stalls, delay accounting {} ms ({} ticks), wall time {} ms",
             stalls.len(),
@@ -374,25 +490,7 @@ fn throttled_pod_io_wait_matches_delay_accounting() {
             run.elapsed_ms
         );
     }
-    let sane = runs
-        .iter()
-        .find(|r| r.kernel_ms <= r.elapsed_ms)
-        .unwrap_or_else(|| panic!("the kernel's delay accounting was above the wall time in every run: nothing to compare with"));
-    let traced_ns: u64 = done
-        .records
-        .iter()
-        .filter(|r| {
-            r["kind"] == "io_stall" && r["process"]["pid"] == sane.pid && r["in_iowait"] == true
-        })
-        .map(|r| r["blocked_ns"].as_u64().unwrap())
-        .sum();
-    let ratio = traced_ns as f64 / 1e6 / sane.kernel_ms as f64;
-    assert!(
-        sane.kernel_ms >= 2000 && (0.8..=1.2).contains(&ratio),
-        "tracer says {} ms of IO wait, delay accounting {} ms",
-        traced_ns / 1_000_000,
-        sane.kernel_ms
-    );
+    assert_matches_delay_accounting(&runs, &done.records, 2000);
     drop(setup.pod);
 }
 
@@ -512,6 +610,94 @@ fn task_blocked_on_a_frozen_filesystem_is_a_hung_task() {
     tracer.stop();
 }
 
+/// A writer blocked on a frozen filesystem, pinned to a CPU that a
+/// real-time busy loop holds. The test thaws the filesystem from another
+/// CPU, which wakes the writer; the writer then waits, often most of a
+/// second, for its CPU. That wait is CPU starvation, not blocked time:
+/// tracer ends the D-state wait at the wake-up (as the kernel's delay
+/// accounting does), not when the task runs again. The sleep's start is
+/// known to the 10 ms of polling /proc, its end to the thaw command, so the
+/// reported wait must lie between them; counting the CPU wait would add the
+/// run delay the scheduler reports. A run where the writer hardly waited
+/// for its CPU (woken in the moment the kernel leaves ordinary tasks)
+/// proves nothing and is repeated.
+#[test]
+fn woken_writer_waiting_for_its_cpu_is_not_blocked_time() {
+    require_root();
+    let work = Workdir::new();
+    let host = work.host_root();
+    let mut tracer = Tracer::start(&work, &host, &[]);
+    // The last CPU: the test and tracer are free to run elsewhere.
+    let cpu = thread::available_parallelism().map_or(1, |n| n.get()) - 1;
+    let _hog = CpuHog::on(cpu);
+    let writer = work.renamed("/bin/sh", "starvedwriter");
+    for attempt in 1..=3 {
+        let mut frozen = FrozenFilesystem::new(&work);
+        let target = frozen.mount_point.join("file");
+        let mut command = Command::new(&writer);
+        // SAFETY: only sched_setaffinity runs between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                pin_to(cpu);
+                Ok(())
+            })
+        };
+        let mut child = command
+            .arg("-c")
+            .arg(format!("echo data > '{}'", target.display()))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawning the writer");
+        let pid = child.id();
+        let (not_yet_blocked, blocked) = wait_for_d_state(pid);
+        thread::sleep(Duration::from_secs(1));
+        let run_delay_before = run_delay_ns(pid);
+        let thaw_started = Instant::now();
+        frozen.thaw();
+        let thawed = Instant::now();
+        stat_when_exited(pid);
+        let woken_run_delay_ms = (run_delay_ns(pid) - run_delay_before) / 1_000_000;
+        assert!(child.wait().unwrap().success());
+        let stall = tracer.wait_for("the starved writer's stall", |r| {
+            r["kind"] == "io_stall" && r["process"]["pid"] == pid
+        });
+        let blocked_ms = stall["blocked_ns"].as_u64().unwrap() / 1_000_000;
+        let shortest_ms = (thaw_started - blocked).as_millis() as u64;
+        let longest_ms = (thawed - not_yet_blocked).as_millis() as u64;
+        eprintln!(
+            "iowait: starved writer (attempt {attempt}): tracer {blocked_ms} ms blocked, between {shortest_ms} and {longest_ms} ms; then {woken_run_delay_ms} ms waiting for its CPU"
+        );
+        if woken_run_delay_ms < 300 {
+            continue;
+        }
+        assert_eq!(stall["in_iowait"], false, "{stall}");
+        assert!(
+            blocked_ms + 50 >= shortest_ms && blocked_ms <= longest_ms + 50,
+            "tracer says {blocked_ms} ms blocked; the sleep lasted between {shortest_ms} and {longest_ms} ms, followed by {woken_run_delay_ms} ms of waiting for the CPU: {stall}"
+        );
+        tracer.stop();
+        return;
+    }
+    panic!("the writer never waited for its CPU after the thaw: the scenario proves nothing");
+}
+
+/// Polls `pid` every 10 ms until it is in D state: the last instant it was
+/// not, and the first it was.
+fn wait_for_d_state(pid: u32) -> (Instant, Instant) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut not_yet = Instant::now();
+    loop {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("the writer's stat");
+        let now = Instant::now();
+        if stat[stat.rfind(')').unwrap() + 2..].starts_with('D') {
+            return (not_yet, now);
+        }
+        assert!(now < deadline, "{pid} never blocked: {stat}");
+        not_yet = now;
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// `tracer top` in an 80x24 terminal (tmux) while a pod writes to a
 /// throttled device: the pod is first in the pod table, and `q` quits.
 #[test]
@@ -521,7 +707,7 @@ fn top_shows_the_stalled_pod_first() {
     let host = work.host_root();
     let setup = ThrottledPod::new(&work, &host, "stalled-7f9c-x2k4");
     let session = format!("tracer-top-{}", random_hex(4));
-    let mut writer = setup.write(&work, "iohog", 40);
+    let mut writer = setup.write(&work, "iohog", 40, None);
     let _tmux = TmuxSession::start(
         &session,
         &format!(

@@ -6,6 +6,7 @@
 mod bad_input;
 mod dns;
 mod harness;
+mod hooks;
 mod iowait;
 mod netlab;
 mod oom;

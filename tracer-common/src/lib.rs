@@ -485,6 +485,14 @@ pub struct KernelOffsets {
     /// one): its byte and mask; mask 0 when unknown.
     pub task_contributes_to_load_byte: u32,
     pub task_contributes_to_load_mask: u32,
+    /// `task_struct.sched_info.last_queued`: when the scheduler last queued
+    /// the task to run (its wake-up), on its run queue's clock.
+    pub task_last_queued: u32,
+    /// `task_struct.se.cfs_rq`, `cfs_rq.rq` and `rq.clock`: the way from a
+    /// task to its run queue's clock, to compare with `last_queued`.
+    pub task_se_cfs_rq: u32,
+    pub cfs_rq_rq: u32,
+    pub rq_clock: u32,
 }
 
 pub const OFFSET_UNKNOWN: u32 = u32::MAX;
@@ -550,6 +558,10 @@ impl KernelOffsets {
         sched_switch_prev_state_arg: 0,
         task_contributes_to_load_byte: 0,
         task_contributes_to_load_mask: 0,
+        task_last_queued: OFFSET_UNKNOWN,
+        task_se_cfs_rq: OFFSET_UNKNOWN,
+        cfs_rq_rq: OFFSET_UNKNOWN,
+        rq_clock: OFFSET_UNKNOWN,
     };
 }
 

@@ -1,19 +1,25 @@
 //! IO wait: which task is blocked, on which device, for how long.
 //!
-//! `sched_switch` is the hottest hook there is (every context switch), so it
-//! returns after one read for every task that is not going to sleep in D
-//! state, and otherwise only notes when the sleep began. `sched_wakeup`
-//! adds the time to the thread's totals in `IO_TASKS` (read by userspace
-//! every second) and writes a record only when the wait reached the
-//! threshold. The device is not known at the switch: the block hooks note
-//! the device each thread (and each io cgroup) last submitted IO to, and
-//! time every request from issue to completion per device and cgroup.
+//! `sched_switch` is the hottest hook there is (every context switch), and
+//! the only scheduler hook: one program per switch, not two (a wake-up hook
+//! as well would double the cost on every switch-heavy workload). For the
+//! task going off the CPU it returns after testing the tracepoint's
+//! arguments unless the task is going to sleep in D state, and then notes
+//! when the sleep began. For the task coming on, one load of the flag the
+//! scheduler sets at every sleep (`sched_contributes_to_load`) ends it
+//! unless that sleep was in D state; then the wait is added to the thread's
+//! totals in `IO_TASKS` (read by userspace every second) and written as a
+//! record only when it reached the threshold. The wait ends at the wake-up,
+//! which the scheduler stamps itself: the time spent waiting for a CPU after
+//! it is not counted. The device is not known at the switch: the block
+//! hooks note the device each thread (and each io cgroup) last submitted IO
+//! to, and time every request from issue to completion per device and cgroup.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::{btf_tracepoint, map, raw_tracepoint},
     maps::{LruHashMap, LruPerCpuHashMap, PerCpuHashMap},
-    programs::{tracing::StackIdContext as _, BtfTracePointContext, RawTracePointContext},
+    programs::{tracing::StackIdContext, BtfTracePointContext, RawTracePointContext},
 };
 use tracer_common::{
     BlockedTaskRecord, CgroupIoKey, CgroupIoStats, DeviceIoStats, KernelOffsets, RecordKind,
@@ -87,21 +93,68 @@ struct LastDevice {
 #[map(name = "IO_CGROUP_DEV")]
 static CGROUP_DEV: LruHashMap<u64, LastDevice> = LruHashMap::with_max_entries(8192, 0);
 
-/// `sched_switch(preempt, prev, next[, prev_state])`: `prev` is current.
-#[raw_tracepoint(tracepoint = "sched_switch")]
-pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
-    // A preempted task is still runnable, whatever its state says.
-    if ctx.arg::<u64>(0) & 0xff != 0 {
-        return 0;
+/// `sched_switch(preempt, prev, next[, prev_state])` as a BTF tracepoint:
+/// `next`'s fields are plain loads (no helper call), so a switch to a task
+/// whose last sleep was not an uninterruptible one costs one load. Where
+/// the kernel refuses tp_btf, `sched_switch` below does the same with a read.
+#[btf_tracepoint(function = "sched_switch")]
+pub fn sched_switch_btf(ctx: BtfTracePointContext) -> i32 {
+    let next: KPtr = ctx.arg(2);
+    let mask = offset!(task_contributes_to_load_mask);
+    let slept_in_d = mask == 0 || {
+        let byte = offset!(task_contributes_to_load_byte);
+        // SAFETY: a load through the BTF-typed task pointer at a member's
+        // offset: the verifier checks it against the type, faults read zero.
+        let bits = unsafe { core::ptr::read_volatile((next + byte as u64) as *const u8) };
+        bits as u32 & mask != 0
+    };
+    if slept_in_d {
+        switched_in(next);
     }
-    let prev: KPtr = ctx.arg(1);
-    let state = if offset!(sched_switch_prev_state_arg) != 0 {
+    let prev_state = if offset!(sched_switch_prev_state_arg) != 0 {
         ctx.arg::<u64>(3) as u32
     } else {
+        u32::MAX
+    };
+    switched_out(&ctx, ctx.arg(0), ctx.arg(1), prev_state);
+    0
+}
+
+/// The same as a raw tracepoint: one read of `next`'s flag byte instead of
+/// a load.
+#[raw_tracepoint(tracepoint = "sched_switch")]
+pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
+    let next: KPtr = ctx.arg(2);
+    let mask = offset!(task_contributes_to_load_mask);
+    if mask == 0
+        || read_or_zero::<u8>(next, offset!(task_contributes_to_load_byte)) as u32 & mask != 0
+    {
+        switched_in(next);
+    }
+    let prev_state = if offset!(sched_switch_prev_state_arg) != 0 {
+        ctx.arg::<u64>(3) as u32
+    } else {
+        u32::MAX
+    };
+    switched_out(&ctx, ctx.arg(0), ctx.arg(1), prev_state);
+    0
+}
+
+/// `prev` leaves the CPU: a sleep in D state begins (its state comes from
+/// the tracepoint where the kernel passes it, `u32::MAX` says read it).
+#[inline(always)]
+fn switched_out<C: StackIdContext>(ctx: &C, preempt: u64, prev: KPtr, prev_state: u32) {
+    // A preempted task is still runnable, whatever its state says.
+    if preempt & 0xff != 0 {
+        return;
+    }
+    let state = if prev_state == u32::MAX {
         read_or_zero::<u32>(prev, offset!(task_state))
+    } else {
+        prev_state
     };
     if state & TASK_UNINTERRUPTIBLE == 0 || state & TASK_NOLOAD != 0 {
-        return 0;
+        return;
     }
     let o = kernel::offsets();
     let iowait = read_or_zero::<u8>(prev, o.task_in_iowait_byte) as u32 & o.task_in_iowait_mask;
@@ -119,50 +172,26 @@ pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
         stack_id,
     };
     let _ = BLOCKED.insert(prev, since, 0);
-    0
 }
 
-/// `sched_wakeup(p)`: the end of a wait, as a raw tracepoint: every wake-up
-/// costs a hash lookup (a miss for nearly all of them).
-#[raw_tracepoint(tracepoint = "sched_wakeup")]
-pub fn sched_wakeup(ctx: RawTracePointContext) -> i32 {
-    wakeup(ctx.arg(0))
-}
-
-/// The same with the task's BTF type (tp_btf, where the kernel allows it):
-/// its fields are read with plain loads, no helper call, so the wake-ups of
-/// tasks whose last sleep was not an uninterruptible one (what the
-/// scheduler notes in `sched_contributes_to_load`) return before the lookup.
-#[btf_tracepoint(function = "sched_wakeup")]
-pub fn sched_wakeup_btf(ctx: BtfTracePointContext) -> i32 {
-    let task: KPtr = ctx.arg(0);
-    let mask = offset!(task_contributes_to_load_mask);
-    if mask != 0 {
-        let byte = offset!(task_contributes_to_load_byte);
-        // SAFETY: a load through the BTF-typed task pointer at a member's
-        // offset: the verifier checks it against the type, faults read zero.
-        let bits = unsafe { core::ptr::read_volatile((task + byte as u64) as *const u8) };
-        if bits as u32 & mask == 0 {
-            return 0;
-        }
-    }
-    wakeup(task)
-}
-
+/// `task` comes back on a CPU after a sleep that may have been in D state:
+/// the wait ended when it was woken, which the scheduler noted (in its run
+/// queue's clock) as `sched_info.last_queued`. What came after, waiting for
+/// a CPU, is not IO wait.
 #[inline(always)]
-fn wakeup(task: KPtr) -> i32 {
+fn switched_in(task: KPtr) {
     let Some(since) = (unsafe { BLOCKED.get(task) }).copied() else {
-        return 0;
+        return;
     };
     let _ = BLOCKED.remove(task);
     let o = kernel::offsets();
+    let now = unsafe { bpf_ktime_get_ns() };
+    let blocked_ns = woken_at(task, now, &o).saturating_sub(since.start_ns);
     let tid = read_or_zero::<u32>(task, o.task_pid);
-    let blocked_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(since.start_ns);
     let iowait_ns = if since.in_iowait != 0 { blocked_ns } else { 0 };
     let iowait_waits = since.in_iowait as u64;
     match TASKS.get_ptr_mut(tid) {
-        // One writer per thread: wake-ups of a task are serialised by the
-        // scheduler (its pi_lock), so plain adds do not race.
+        // One writer per thread: a task is switched in on one CPU at a time.
         Some(totals) => unsafe {
             (*totals).iowait_ns += iowait_ns;
             (*totals).blocked_ns += blocked_ns;
@@ -184,7 +213,23 @@ fn wakeup(task: KPtr) -> i32 {
     if blocked_ns >= kernel::config().iowait_threshold_ns {
         report(RecordKind::IoStall, task, tid, blocked_ns, &since, &o);
     }
-    0
+}
+
+/// When `task`, now being switched in, was woken, on the `bpf_ktime_get_ns`
+/// clock. The scheduler stamps the wake-up (the task's enqueue) with its run
+/// queue's clock, which it updated for this very switch: the difference of
+/// the two is how long the task waited for the CPU. `now` when any of it is
+/// unknown (the wait then includes that time).
+#[inline(always)]
+fn woken_at(task: KPtr, now: u64, o: &KernelOffsets) -> u64 {
+    let queued = read_or_zero::<u64>(task, o.task_last_queued);
+    // `task` is enqueued on this CPU: its CFS run queue leads to this CPU's.
+    let cfs_rq = read_or_zero::<KPtr>(task, o.task_se_cfs_rq);
+    let rq_clock = read_or_zero::<u64>(read_or_zero::<KPtr>(cfs_rq, o.cfs_rq_rq), o.rq_clock);
+    if queued == 0 || rq_clock < queued {
+        return now;
+    }
+    now.saturating_sub(rq_clock - queued)
 }
 
 /// `sched_process_hang(task)`: the kernel's hung-task detector found a task

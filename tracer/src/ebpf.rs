@@ -93,7 +93,7 @@ impl Hook {
     }
 }
 
-pub const HOOKS: [Hook; 17] = [
+pub const HOOKS: [Hook; 16] = [
     Hook {
         name: "signal",
         candidates: &[Attach::RawTracepoint {
@@ -211,26 +211,16 @@ pub const HOOKS: [Hook; 17] = [
         essential: false,
     },
     Hook {
-        name: "io_wait_sleep",
-        candidates: &[Attach::RawTracepoint {
-            program: "sched_switch",
-            group: "sched",
-            tracepoint: "sched_switch",
-        }],
-        without_it: "no IO wait accounting and no IO stall events",
-        essential: false,
-    },
-    Hook {
-        name: "io_wait_wakeup",
+        name: "io_wait",
         candidates: &[
             Attach::BtfTracepoint {
-                program: "sched_wakeup_btf",
-                tracepoint: "sched_wakeup",
+                program: "sched_switch_btf",
+                tracepoint: "sched_switch",
             },
             Attach::RawTracepoint {
-                program: "sched_wakeup",
+                program: "sched_switch",
                 group: "sched",
-                tracepoint: "sched_wakeup",
+                tracepoint: "sched_switch",
             },
         ],
         without_it: "no IO wait accounting and no IO stall events",

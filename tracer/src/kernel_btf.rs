@@ -124,10 +124,26 @@ pub fn resolve(btf: &Btf) -> Result<ResolvedOffsets> {
             .is_some_and(|args| args >= 4) as u32,
         task_contributes_to_load_byte: 0,
         task_contributes_to_load_mask: 0,
+        task_last_queued: r.nested(
+            "task_struct",
+            "sched_info",
+            "sched_info",
+            "last_queued",
+            RUN_DELAY_EFFECT,
+        )?,
+        task_se_cfs_rq: r.nested(
+            "task_struct",
+            "se",
+            "sched_entity",
+            "cfs_rq",
+            RUN_DELAY_EFFECT,
+        )?,
+        cfs_rq_rq: r.optional("cfs_rq", "rq", RUN_DELAY_EFFECT)?,
+        rq_clock: r.optional("rq", "clock", RUN_DELAY_EFFECT)?,
     };
     let mut offsets = offsets;
     r.conntrack(&mut offsets)?;
-    // Only a filter for wake-ups: without it every wake-up looks its task up.
+    // Only a filter for switches: without it every switch looks its next task up.
     if let Some(bits) = member_bit_offset(btf, "task_struct", "sched_contributes_to_load")? {
         offsets.task_contributes_to_load_byte = bits / 8;
         offsets.task_contributes_to_load_mask = 1 << (bits % 8);
@@ -149,6 +165,7 @@ pub fn resolve(btf: &Btf) -> Result<ResolvedOffsets> {
     })
 }
 
+const RUN_DELAY_EFFECT: &str = "IO waits also count the time a woken task then waited for a CPU";
 const PACKET_EFFECT: &str = "packet drops and DNS are not reported";
 const NETNS_EFFECT: &str = "packets without their network namespace: pods by address only";
 const DNS_EFFECT: &str = "DNS queries not reported";
@@ -472,7 +489,12 @@ mod tests {
         assert_eq!(tracepoint_arity(&btf, "sched_switch"), Some(4));
         assert_eq!(o.sched_switch_prev_state_arg, 1);
         assert!(o.task_contributes_to_load_mask.is_power_of_two());
-        assert_eq!(tracepoint_arity(&btf, "sched_wakeup"), Some(1));
+        // The way from a task to its run queue's clock, all inside their structs.
+        assert!(
+            o.task_last_queued < 16384 && o.task_se_cfs_rq < 16384,
+            "{o:?}"
+        );
+        assert!(o.cfs_rq_rq < 4096 && o.rq_clock < 4096, "{o:?}");
     }
 
     #[test]

@@ -1,0 +1,57 @@
+//! Every way tracer attaches to a hook, on this kernel. A hook's first
+//! candidate that the kernel accepts is the one `watch` uses, so a broken
+//! fallback would go unnoticed wherever the preferred program loads: here
+//! each candidate is loaded and attached on its own.
+
+use tracer::{ebpf, kernel_btf, net::drops};
+
+use crate::harness::require_root;
+
+/// Tracepoints of all kinds (raw, classic, BTF-typed) must load and attach
+/// on every kernel of the matrix; fentry and kprobes where the kernel allows
+/// them, which the guests do (this host refuses both).
+#[test]
+fn every_candidate_program_passes_the_verifier() {
+    require_root();
+    let resolved = kernel_btf::load_and_resolve(None).expect("kernel BTF");
+    // Everything switched on, as `watch` runs by default: the settings are
+    // constants to the verifier, which skips the code they turn off.
+    let mut config = ebpf::config(tracer::signals::SignalSet::all(), None, true);
+    config.dns = 1;
+    config.drop_reasons = drops::DropReasons::new(&resolved.drop_reasons).mask(drops::WATCHED);
+    let in_guest = std::env::var("TRACER_DISPOSABLE_GUEST").as_deref() == Ok("1");
+    let mut failures = Vec::new();
+    for hook in ebpf::HOOKS {
+        for candidate in hook.candidates {
+            let alone = ebpf::Hook {
+                candidates: std::slice::from_ref(candidate),
+                ..hook
+            };
+            let loaded = ebpf::load(
+                &resolved.offsets,
+                &config,
+                &[alone],
+                ebpf::DEFAULT_RING_BUFFER_SIZE,
+            )
+            .expect("loading the BPF object");
+            let outcome = &loaded.hooks[0].attached;
+            eprintln!(
+                "hooks: {} via {}: {outcome:?}",
+                hook.name,
+                candidate.describe()
+            );
+            let must_attach = match candidate {
+                ebpf::Attach::RawTracepoint { .. }
+                | ebpf::Attach::Tracepoint { .. }
+                | ebpf::Attach::BtfTracepoint { .. } => true,
+                ebpf::Attach::FEntry { .. }
+                | ebpf::Attach::KProbe { .. }
+                | ebpf::Attach::KProbeAndReturn { .. } => in_guest,
+            };
+            if let (true, Err(e)) = (must_attach, outcome) {
+                failures.push(format!("{} via {}: {e}", hook.name, candidate.describe()));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
