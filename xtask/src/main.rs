@@ -137,13 +137,14 @@ enum Task {
     #[command(
         long_about = "Measure what an attached `tracer watch` costs the workloads it watches. \
             Builds tracer in release mode, then runs each workload alternately without and \
-            with tracer attached (flipping the order every round) and prints the medians and \
+            with tracer attached (flipping the order every round; each side of a round is the \
+            fastest of 3 runs, since neighbours only ever add time) and prints the medians and \
             their ratio. page-alloc faults in fresh memory: one kmem:mm_page_alloc per page, the \
             hook tracer filters in the kernel down to failures. udp-loopback sends and receives \
             small datagrams: every packet passes the transmit, receive and free hooks that \
             tracer filters down to DNS and drops. ping-pong passes a byte between two threads \
-            on one CPU through pipes: two sched_switch and two sched_wakeup per round trip, the \
-            IO-wait hooks' hottest path. A benchmark, not a test: it reports, it does not fail \
+            on one CPU through pipes: two sched_switch per round trip, the IO-wait hook's \
+            hottest path. A benchmark, not a test: it reports, it does not fail \
             on a number."
     )]
     Bench {
