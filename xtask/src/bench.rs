@@ -226,6 +226,9 @@ fn median(samples: &mut [Duration]) -> Duration {
     samples[samples.len() / 2]
 }
 
+/// How long the machine is left alone after tracer starts or stops.
+const SETTLE: Duration = Duration::from_secs(2);
+
 /// A `tracer watch` running in the background, its output discarded.
 struct Watcher {
     child: Child,
@@ -255,9 +258,11 @@ impl Watcher {
         }
         // Keep draining stderr so that tracer never blocks on it.
         thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-        // Let its start-up (BTF, the /proc scan) finish before measuring:
-        // the cost measured is that of being attached, not of starting.
-        thread::sleep(Duration::from_millis(500));
+        // Let its start-up (BTF, the /proc scan) and the kernel's work after
+        // it (JIT, patching the tracepoints' call sites, RCU callbacks) finish
+        // before measuring: the cost measured is that of being attached, not
+        // of starting.
+        thread::sleep(SETTLE);
         Ok(Self { child })
     }
 
@@ -271,6 +276,9 @@ impl Watcher {
         if !status.success() {
             bail!("tracer exited with {status} on SIGINT");
         }
+        // The same for the kernel's work after detaching (unpatching,
+        // freeing the programs and maps), before the next side runs.
+        thread::sleep(SETTLE);
         Ok(())
     }
 }
