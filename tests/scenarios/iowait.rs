@@ -337,23 +337,20 @@ fn run_delay_ns(pid: u32) -> u64 {
         .unwrap_or_else(|| panic!("no run_delay in {schedstat:?}"))
 }
 
-/// A real-time busy loop on one CPU, stopped on drop: a task woken on that
-/// CPU waits for it (the kernel leaves ordinary tasks about 5% of it).
+/// A real-time busy loop on one CPU, stopped on drop: a real-time task of
+/// lower priority woken on that CPU waits for it.
 struct CpuHog {
     stop: Arc<AtomicBool>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
 impl CpuHog {
-    fn on(cpu: usize) -> Self {
+    fn on(cpu: usize, priority: i32) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let spinning = Arc::clone(&stop);
         let thread = thread::spawn(move || {
             pin_to(cpu);
-            let param = libc::sched_param { sched_priority: 1 };
-            // SAFETY: a valid policy and parameter for this thread.
-            let set = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
-            assert_eq!(set, 0, "SCHED_FIFO: {}", std::io::Error::last_os_error());
+            set_fifo_priority(priority).expect("SCHED_FIFO");
             // Bounded, whatever happens to the test.
             let deadline = Instant::now() + Duration::from_secs(120);
             while !spinning.load(Ordering::Relaxed) && Instant::now() < deadline {
@@ -610,17 +607,18 @@ fn task_blocked_on_a_frozen_filesystem_is_a_hung_task() {
     tracer.stop();
 }
 
-/// A writer blocked on a frozen filesystem, pinned to a CPU that a
-/// real-time busy loop holds. The test thaws the filesystem from another
-/// CPU, which wakes the writer; the writer then waits, often most of a
-/// second, for its CPU. That wait is CPU starvation, not blocked time:
-/// tracer ends the D-state wait at the wake-up (as the kernel's delay
-/// accounting does), not when the task runs again. The sleep's start is
-/// known to the 10 ms of polling /proc, its end to the thaw command, so the
-/// reported wait must lie between them; counting the CPU wait would add the
-/// run delay the scheduler reports. A run where the writer hardly waited
-/// for its CPU (woken in the moment the kernel leaves ordinary tasks)
-/// proves nothing and is repeated.
+/// A writer blocked on a frozen filesystem, pinned to one CPU as a
+/// real-time task. While it sleeps, a real-time busy loop of higher
+/// priority takes that CPU; the test thaws the filesystem from another CPU,
+/// which wakes the writer, and stops the busy loop half a second later: the
+/// woken writer waits that half second for its CPU. That wait is CPU
+/// starvation, not blocked time: tracer ends the D-state wait at the
+/// wake-up (as the kernel's delay accounting does), not when the task runs
+/// again. The sleep's start is known to the 10 ms of polling /proc, its end
+/// to the thaw command, so the reported wait must lie between them; counting
+/// the CPU wait would add the run delay the scheduler reports. (Both are
+/// real-time tasks because an ordinary task is given a share of a CPU that
+/// a real-time one hogs, and would then not wait.)
 #[test]
 fn woken_writer_waiting_for_its_cpu_is_not_blocked_time() {
     require_root();
@@ -629,56 +627,69 @@ fn woken_writer_waiting_for_its_cpu_is_not_blocked_time() {
     let mut tracer = Tracer::start(&work, &host, &[]);
     // The last CPU: the test and tracer are free to run elsewhere.
     let cpu = thread::available_parallelism().map_or(1, |n| n.get()) - 1;
-    let _hog = CpuHog::on(cpu);
     let writer = work.renamed("/bin/sh", "starvedwriter");
-    for attempt in 1..=3 {
-        let mut frozen = FrozenFilesystem::new(&work);
-        let target = frozen.mount_point.join("file");
-        let mut command = Command::new(&writer);
-        // SAFETY: only sched_setaffinity runs between fork and exec.
-        unsafe {
-            command.pre_exec(move || {
-                pin_to(cpu);
-                Ok(())
-            })
-        };
-        let mut child = command
-            .arg("-c")
-            .arg(format!("echo data > '{}'", target.display()))
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawning the writer");
-        let pid = child.id();
-        let (not_yet_blocked, blocked) = wait_for_d_state(pid);
-        thread::sleep(Duration::from_secs(1));
-        let run_delay_before = run_delay_ns(pid);
-        let thaw_started = Instant::now();
-        frozen.thaw();
-        let thawed = Instant::now();
-        stat_when_exited(pid);
-        let woken_run_delay_ms = (run_delay_ns(pid) - run_delay_before) / 1_000_000;
-        assert!(child.wait().unwrap().success());
-        let stall = tracer.wait_for("the starved writer's stall", |r| {
-            r["kind"] == "io_stall" && r["process"]["pid"] == pid
-        });
-        let blocked_ms = stall["blocked_ns"].as_u64().unwrap() / 1_000_000;
-        let shortest_ms = (thaw_started - blocked).as_millis() as u64;
-        let longest_ms = (thawed - not_yet_blocked).as_millis() as u64;
-        eprintln!(
-            "iowait: starved writer (attempt {attempt}): tracer {blocked_ms} ms blocked, between {shortest_ms} and {longest_ms} ms; then {woken_run_delay_ms} ms waiting for its CPU"
-        );
-        if woken_run_delay_ms < 300 {
-            continue;
-        }
-        assert_eq!(stall["in_iowait"], false, "{stall}");
-        assert!(
-            blocked_ms + 50 >= shortest_ms && blocked_ms <= longest_ms + 50,
-            "tracer says {blocked_ms} ms blocked; the sleep lasted between {shortest_ms} and {longest_ms} ms, followed by {woken_run_delay_ms} ms of waiting for the CPU: {stall}"
-        );
-        tracer.stop();
-        return;
+    let mut frozen = FrozenFilesystem::new(&work);
+    let target = frozen.mount_point.join("file");
+    let mut command = Command::new(&writer);
+    // SAFETY: only sched_setaffinity and sched_setscheduler, which are
+    // async-signal-safe, run between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            pin_to(cpu);
+            set_fifo_priority(1)
+        })
+    };
+    let mut child = command
+        .arg("-c")
+        .arg(format!("echo data > '{}'", target.display()))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawning the writer");
+    let pid = child.id();
+    let (not_yet_blocked, blocked) = wait_for_d_state(pid);
+    let hog = CpuHog::on(cpu, 2);
+    thread::sleep(Duration::from_secs(1));
+    let run_delay_before = run_delay_ns(pid);
+    let thaw_started = Instant::now();
+    frozen.thaw();
+    let thawed = Instant::now();
+    thread::sleep(Duration::from_millis(500));
+    drop(hog);
+    stat_when_exited(pid);
+    let woken_run_delay_ms = (run_delay_ns(pid) - run_delay_before) / 1_000_000;
+    assert!(child.wait().unwrap().success());
+    let stall = tracer.wait_for("the starved writer's stall", |r| {
+        r["kind"] == "io_stall" && r["process"]["pid"] == pid
+    });
+    let blocked_ms = stall["blocked_ns"].as_u64().unwrap() / 1_000_000;
+    let shortest_ms = (thaw_started - blocked).as_millis() as u64;
+    let longest_ms = (thawed - not_yet_blocked).as_millis() as u64;
+    eprintln!(
+        "iowait: starved writer: tracer {blocked_ms} ms blocked, between {shortest_ms} and {longest_ms} ms; then {woken_run_delay_ms} ms waiting for its CPU"
+    );
+    assert!(
+        woken_run_delay_ms >= 300,
+        "the woken writer hardly waited for its CPU ({woken_run_delay_ms} ms): the scenario proves nothing"
+    );
+    assert_eq!(stall["in_iowait"], false, "{stall}");
+    assert!(
+        blocked_ms + 50 >= shortest_ms && blocked_ms <= longest_ms + 50,
+        "tracer says {blocked_ms} ms blocked; the sleep lasted between {shortest_ms} and {longest_ms} ms, followed by {woken_run_delay_ms} ms of waiting for the CPU: {stall}"
+    );
+    tracer.stop();
+}
+
+/// Makes the calling thread (or the child between fork and exec) a
+/// SCHED_FIFO task of `priority`.
+fn set_fifo_priority(priority: i32) -> std::io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: a valid policy and parameter for the calling thread.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+        return Err(std::io::Error::last_os_error());
     }
-    panic!("the writer never waited for its CPU after the thaw: the scenario proves nothing");
+    Ok(())
 }
 
 /// Polls `pid` every 10 ms until it is in D state: the last instant it was
