@@ -518,6 +518,32 @@ impl FrozenFilesystem {
         fs
     }
 
+    /// `sh` (renamed `shell`) writing a line to a file on the filesystem:
+    /// it blocks while the filesystem is frozen. With `realtime_on`, it runs
+    /// on that CPU alone as a SCHED_FIFO task of priority 1.
+    fn spawn_writer(&self, shell: &Path, realtime_on: Option<usize>) -> Child {
+        let mut command = Command::new(shell);
+        if let Some(cpu) = realtime_on {
+            // SAFETY: only sched_setaffinity and sched_setscheduler, which
+            // are async-signal-safe, run between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    pin_to(cpu);
+                    set_fifo_priority(1)
+                })
+            };
+        }
+        command
+            .arg("-c")
+            .arg(format!(
+                "echo data > '{}'",
+                self.mount_point.join("file").display()
+            ))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawning the writer")
+    }
+
     fn thaw(&mut self) {
         if self.frozen {
             run(Command::new("fsfreeze").arg("-u").arg(&self.mount_point));
@@ -561,13 +587,7 @@ fn task_blocked_on_a_frozen_filesystem_is_a_hung_task() {
     let mut tracer = Tracer::start(&work, &host, &["--stacks"]);
 
     let writer = work.renamed("/bin/sh", "frozenwriter");
-    let target = frozen.mount_point.join("file");
-    let mut child = Command::new(&writer)
-        .arg("-c")
-        .arg(format!("echo data > '{}'", target.display()))
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawning the writer");
+    let mut child = frozen.spawn_writer(&writer, None);
     let pid = child.id();
     let hung = tracer.wait_for("the hung task", |r| {
         r["kind"] == "hung_task" && r["process"]["pid"] == pid
@@ -629,22 +649,7 @@ fn woken_writer_waiting_for_its_cpu_is_not_blocked_time() {
     let cpu = thread::available_parallelism().map_or(1, |n| n.get()) - 1;
     let writer = work.renamed("/bin/sh", "starvedwriter");
     let mut frozen = FrozenFilesystem::new(&work);
-    let target = frozen.mount_point.join("file");
-    let mut command = Command::new(&writer);
-    // SAFETY: only sched_setaffinity and sched_setscheduler, which are
-    // async-signal-safe, run between fork and exec.
-    unsafe {
-        command.pre_exec(move || {
-            pin_to(cpu);
-            set_fifo_priority(1)
-        })
-    };
-    let mut child = command
-        .arg("-c")
-        .arg(format!("echo data > '{}'", target.display()))
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawning the writer");
+    let mut child = frozen.spawn_writer(&writer, Some(cpu));
     let pid = child.id();
     let (not_yet_blocked, blocked) = wait_for_d_state(pid);
     let hog = CpuHog::on(cpu, 2);

@@ -111,12 +111,7 @@ pub fn sched_switch_btf(ctx: BtfTracePointContext) -> i32 {
     if slept_in_d {
         switched_in(next);
     }
-    let prev_state = if offset!(sched_switch_prev_state_arg) != 0 {
-        ctx.arg::<u64>(3) as u32
-    } else {
-        u32::MAX
-    };
-    switched_out(&ctx, ctx.arg(0), ctx.arg(1), prev_state);
+    switched_out(&ctx, ctx.arg(0), ctx.arg(1), || ctx.arg::<u64>(3));
     0
 }
 
@@ -131,27 +126,28 @@ pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
     {
         switched_in(next);
     }
-    let prev_state = if offset!(sched_switch_prev_state_arg) != 0 {
-        ctx.arg::<u64>(3) as u32
-    } else {
-        u32::MAX
-    };
-    switched_out(&ctx, ctx.arg(0), ctx.arg(1), prev_state);
+    switched_out(&ctx, ctx.arg(0), ctx.arg(1), || ctx.arg::<u64>(3));
     0
 }
 
-/// `prev` leaves the CPU: a sleep in D state begins (its state comes from
-/// the tracepoint where the kernel passes it, `u32::MAX` says read it).
+/// `prev` leaves the CPU: a sleep in D state begins. Its state is the
+/// tracepoint's fourth argument where the kernel passes it (`prev_state`
+/// reads it; never called elsewhere, where the verifier would refuse it).
 #[inline(always)]
-fn switched_out<C: StackIdContext>(ctx: &C, preempt: u64, prev: KPtr, prev_state: u32) {
+fn switched_out<C: StackIdContext>(
+    ctx: &C,
+    preempt: u64,
+    prev: KPtr,
+    prev_state: impl FnOnce() -> u64,
+) {
     // A preempted task is still runnable, whatever its state says.
     if preempt & 0xff != 0 {
         return;
     }
-    let state = if prev_state == u32::MAX {
-        read_or_zero::<u32>(prev, offset!(task_state))
+    let state = if offset!(sched_switch_prev_state_arg) != 0 {
+        prev_state() as u32
     } else {
-        prev_state
+        read_or_zero::<u32>(prev, offset!(task_state))
     };
     if state & TASK_UNINTERRUPTIBLE == 0 || state & TASK_NOLOAD != 0 {
         return;
