@@ -332,11 +332,12 @@ pub fn load(
         .map_max_entries(names::EVENTS, ring_buffer_size)
         .load(OBJECT)
         .context("loading the BPF object")?;
+    let mut btf = LazyBtf::default();
     let hooks = hooks
         .iter()
         .map(|hook| HookStatus {
             hook: *hook,
-            attached: attach_first(&mut ebpf, hook),
+            attached: attach_first(&mut ebpf, hook, &mut btf),
         })
         .collect();
     let events = RingBuf::try_from(ebpf.take_map(names::EVENTS).context("map EVENTS missing")?)
@@ -357,14 +358,26 @@ pub fn load(
     })
 }
 
-/// Loads `program` and attaches it to the raw tracepoint `tracepoint`.
-/// Errors are flattened to one line, with the verifier's last words when the
-/// kernel refused the program.
+/// The kernel's BTF as aya reads it, parsed at the first fentry or tp_btf
+/// program (they are loaded against it) and then shared by the others: the
+/// file is megabytes, and most kernels need it for none or for several.
+#[derive(Default)]
+struct LazyBtf(Option<Btf>);
+
+impl LazyBtf {
+    fn get(&mut self) -> Result<&Btf, String> {
+        if self.0.is_none() {
+            self.0 = Some(Btf::from_sys_fs().map_err(|e| e.to_string())?);
+        }
+        Ok(self.0.as_ref().expect("parsed above"))
+    }
+}
+
 /// Tries the hook's candidates in order; the first that attaches wins.
-fn attach_first(ebpf: &mut Ebpf, hook: &Hook) -> Result<Attach, String> {
+fn attach_first(ebpf: &mut Ebpf, hook: &Hook, btf: &mut LazyBtf) -> Result<Attach, String> {
     let mut reasons = Vec::new();
     for candidate in hook.candidates {
-        match attach(ebpf, candidate) {
+        match attach(ebpf, candidate, btf) {
             Ok(()) => return Ok(*candidate),
             Err(e) => reasons.push(e),
         }
@@ -374,7 +387,7 @@ fn attach_first(ebpf: &mut Ebpf, hook: &Hook) -> Result<Attach, String> {
 
 /// Loads the candidate's program and attaches it. Errors are flattened to
 /// one line, with the verifier's last words when the kernel refused it.
-pub fn attach(ebpf: &mut Ebpf, candidate: &Attach) -> Result<(), String> {
+fn attach(ebpf: &mut Ebpf, candidate: &Attach, btf: &mut LazyBtf) -> Result<(), String> {
     let program = match *candidate {
         Attach::RawTracepoint { program, .. }
         | Attach::Tracepoint { program, .. }
@@ -394,6 +407,7 @@ pub fn attach(ebpf: &mut Ebpf, candidate: &Attach) -> Result<(), String> {
                     program: exit,
                     function,
                 },
+                btf,
             )?;
             return attach(
                 ebpf,
@@ -401,6 +415,7 @@ pub fn attach(ebpf: &mut Ebpf, candidate: &Attach) -> Result<(), String> {
                     program: entry,
                     function,
                 },
+                btf,
             )
             .inspect_err(|_| {
                 if let Some(Ok(prog)) = ebpf.program_mut(exit).map(<&mut KProbe>::try_from) {
@@ -436,8 +451,8 @@ pub fn attach(ebpf: &mut Ebpf, candidate: &Attach) -> Result<(), String> {
         Attach::FEntry { function, .. } => {
             let prog: &mut FEntry = prog.try_into().map_err(|e| wrong(&e))?;
             if prog.fd().is_err() {
-                let btf = Btf::from_sys_fs().map_err(|e| failed(&e))?;
-                prog.load(function, &btf).map_err(|e| refused(&e))?;
+                let btf = btf.get().map_err(|e| failed(&e))?;
+                prog.load(function, btf).map_err(|e| refused(&e))?;
             }
             prog.attach().map(drop).map_err(|e| failed(&e))
         }
@@ -452,8 +467,8 @@ pub fn attach(ebpf: &mut Ebpf, candidate: &Attach) -> Result<(), String> {
         Attach::BtfTracepoint { tracepoint, .. } => {
             let prog: &mut BtfTracePoint = prog.try_into().map_err(|e| wrong(&e))?;
             if prog.fd().is_err() {
-                let btf = Btf::from_sys_fs().map_err(|e| failed(&e))?;
-                prog.load(tracepoint, &btf).map_err(|e| refused(&e))?;
+                let btf = btf.get().map_err(|e| failed(&e))?;
+                prog.load(tracepoint, btf).map_err(|e| refused(&e))?;
             }
             prog.attach().map(drop).map_err(|e| failed(&e))
         }

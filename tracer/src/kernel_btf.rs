@@ -62,7 +62,8 @@ pub fn resolve(btf: &Btf) -> Result<ResolvedOffsets> {
         signal_live: r.optional("signal_struct", "live", "exits reported per group leader")?,
         task_cgroups: r.optional("task_struct", "cgroups", CGROUPS_EFFECT)?,
         css_set_dfl_cgrp: r.optional("css_set", "dfl_cgrp", CGROUPS_EFFECT)?,
-        css_set_memory_css: r.memory_css()?,
+        css_set_memory_css: r
+            .subsys_css("memory_cgrp_id", "v1 memory cgroups read from /proc later")?,
         css_cgroup: r.optional("cgroup_subsys_state", "cgroup", CGROUPS_EFFECT)?,
         cgroup_kn: r.optional("cgroup", "kn", CGROUPS_EFFECT)?,
         kernfs_node_id: r.optional("kernfs_node", "id", CGROUPS_EFFECT)?,
@@ -106,7 +107,10 @@ pub fn resolve(btf: &Btf) -> Result<ResolvedOffsets> {
         task_state: r.optional("task_struct", "__state", IOWAIT_EFFECT)?,
         task_in_iowait_byte: OFFSET_UNKNOWN,
         task_in_iowait_mask: 0,
-        css_set_io_css: r.io_css()?,
+        css_set_io_css: r.subsys_css(
+            "io_cgrp_id",
+            "IO stalls name their device only from the task's own IO",
+        )?,
         rq_q: r.optional("request", "q", BLOCK_DEV_EFFECT)?,
         rq_part: r.optional("request", "part", BLOCK_DEV_EFFECT)?,
         rq_data_len: r.optional("request", "__data_len", BLOCK_BYTES_EFFECT)?,
@@ -245,21 +249,18 @@ impl Resolver<'_> {
         Ok(self.or_missing(found, inner_member, effect))
     }
 
-    /// `css_set.subsys[memory_cgrp_id]`: the array is indexed by the
-    /// controller's value in `enum cgroup_subsys_id`.
-    fn memory_css(&mut self) -> Result<u32> {
+    /// `css_set.subsys[<controller>]`: the array is indexed by the
+    /// controller's value in `enum cgroup_subsys_id` (`memory_cgrp_id`;
+    /// `io_cgrp_id`, called blkio on v1 and io on v2 with the same id).
+    fn subsys_css(&mut self, controller: &'static str, effect: &'static str) -> Result<u32> {
         let found = match (
             member_offset(self.btf, "css_set", "subsys")?,
-            enum_value(self.btf, "cgroup_subsys_id", "memory_cgrp_id")?,
+            enum_value(self.btf, "cgroup_subsys_id", controller)?,
         ) {
             (Some(subsys), Some(index)) => Some(subsys + index * POINTER_SIZE),
             _ => None,
         };
-        Ok(self.or_missing(
-            found,
-            "memory_cgrp_id",
-            "v1 memory cgroups read from /proc later",
-        ))
+        Ok(self.or_missing(found, controller, effect))
     }
 
     /// `nf_conn`'s tuples and status, from vmlinux or, when conntrack is a
@@ -293,23 +294,6 @@ impl Resolver<'_> {
             _ => self.missing.push(("nf_conn.tuplehash", CONNTRACK_EFFECT)),
         }
         Ok(())
-    }
-
-    /// `css_set.subsys[io_cgrp_id]` (the controller is called blkio on v1
-    /// and io on v2; the kernel's id is the same).
-    fn io_css(&mut self) -> Result<u32> {
-        let found = match (
-            member_offset(self.btf, "css_set", "subsys")?,
-            enum_value(self.btf, "cgroup_subsys_id", "io_cgrp_id")?,
-        ) {
-            (Some(subsys), Some(index)) => Some(subsys + index * POINTER_SIZE),
-            _ => None,
-        };
-        Ok(self.or_missing(
-            found,
-            "io_cgrp_id",
-            "IO stalls name their device only from the task's own IO",
-        ))
     }
 
     fn or_missing(&mut self, found: Option<u32>, what: &'static str, effect: &'static str) -> u32 {
