@@ -17,7 +17,7 @@ use std::{
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 
-use setup::BuildEnv;
+use setup::{BuildEnv, Purpose};
 
 #[derive(Parser)]
 #[command(
@@ -56,7 +56,11 @@ enum Task {
         ${TRACER_TOOLCHAIN_DIR:-$HOME/.cache/tracer-toolchain}/bpf-linker, and the rustup link.\n\n\
         Safe to run again: it checks each piece and installs only what is missing."
     )]
-    Setup,
+    Setup {
+        /// Only what building and running tracer needs (no test tools, no qemu)
+        #[arg(long)]
+        build_only: bool,
+    },
     /// Run setup, then build tracer (debug unless --release)
     #[command(
         long_about = "Run setup, then `cargo build --package tracer` with the BPF toolchain \
@@ -158,11 +162,18 @@ enum Task {
 
 fn main() -> ExitCode {
     let result = match Cli::parse().task {
-        Task::Setup => setup::setup().map(drop),
-        Task::Build { release } => setup::setup().and_then(|env| build(&env, release)),
+        Task::Setup { build_only } => setup::setup(if build_only {
+            Purpose::Build
+        } else {
+            Purpose::Test
+        })
+        .map(drop),
+        Task::Build { release } => {
+            setup::setup(Purpose::Build).and_then(|env| build(&env, release))
+        }
         Task::Run { debug, args } => run(debug, args),
         Task::Test { args } => test(args),
-        Task::Bench { rounds, filter } => setup::setup().and_then(|env| {
+        Task::Bench { rounds, filter } => setup::setup(Purpose::Test).and_then(|env| {
             build(&env, true)?;
             bench::run(
                 &target_dir().join("release/tracer"),
@@ -174,7 +185,7 @@ fn main() -> ExitCode {
             kernel,
             timeout,
             filter,
-        } => setup::setup().and_then(|env| {
+        } => setup::setup(Purpose::Test).and_then(|env| {
             vm::vm_test(
                 &env,
                 &vm::Options {
@@ -203,7 +214,7 @@ fn build(env: &BuildEnv, release: bool) -> Result<()> {
 }
 
 fn run(debug: bool, args: Vec<OsString>) -> Result<()> {
-    let env = setup::setup()?;
+    let env = setup::setup(Purpose::Build)?;
     build(&env, !debug)?;
     let tracer = target_dir()
         .join(if debug { "debug" } else { "release" })
@@ -224,6 +235,17 @@ fn run(debug: bool, args: Vec<OsString>) -> Result<()> {
 /// `vm-test`'s time limit per guest, in seconds.
 const VM_TEST_TIMEOUT: u64 = 600;
 
+/// The steps of `cargo xtask test`, in order.
+const TEST_STEPS: [&str; 7] = [
+    "setup",
+    "setup-check",
+    "fmt",
+    "clippy",
+    "clippy-bpf",
+    "test",
+    "vm-test",
+];
+
 fn test(args: Vec<OsString>) -> Result<()> {
     let start = Instant::now();
     if !setup::is_root() {
@@ -237,8 +259,8 @@ fn test(args: Vec<OsString>) -> Result<()> {
              !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
         );
     }
-    println!("==> [1/6] setup");
-    let env = setup::setup().context("step `setup` failed")?;
+    println!("==> [1/{}] setup", TEST_STEPS.len());
+    let env = setup::setup(Purpose::Test).context("step `setup` failed")?;
 
     // The BPF crate has no host test target (see clippy below).
     let mut tests = cargo(&env, &["test", "--workspace", "--exclude", "tracer-ebpf"]);
@@ -248,7 +270,7 @@ fn test(args: Vec<OsString>) -> Result<()> {
         tests.arg("--");
     }
     tests.args(["--skip", vm::GUEST_ONLY]);
-    let steps = [
+    let commands = [
         ("fmt", cargo(&env, &["fmt", "--all", "--", "--check"])),
         // tracer-ebpf is `#![no_std] #![no_main]` code for the BPF target:
         // checked for the host it fails with "unwinding panics are not
@@ -275,20 +297,45 @@ fn test(args: Vec<OsString>) -> Result<()> {
         ),
         ("test", tests),
     ];
-    for (i, (name, mut command)) in steps.into_iter().enumerate() {
-        println!("==> [{}/6] {name}: {}", i + 2, cmd::line(&command));
-        cmd::run(&mut command).with_context(|| format!("step `{name}` failed"))?;
+    let mut steps: Vec<(&str, Box<dyn FnOnce() -> Result<()>>)> = vec![(
+        "setup-check",
+        Box::new(setup::bare_machine_check) as Box<dyn FnOnce() -> Result<()>>,
+    )];
+    for (name, mut command) in commands {
+        steps.push((
+            name,
+            Box::new(move || {
+                println!("    {}", cmd::line(&command));
+                cmd::run(&mut command)
+            }),
+        ));
     }
-    println!("==> [6/6] vm-test: the scenarios on every guest kernel");
-    let options = vm::Options {
-        kernel: vm::KernelChoice::All,
-        filter: None,
-        timeout: Duration::from_secs(VM_TEST_TIMEOUT),
-    };
-    vm::vm_test(&env, &options).context("step `vm-test` failed")?;
+    steps.push((
+        "vm-test",
+        Box::new(|| {
+            vm::vm_test(
+                &env,
+                &vm::Options {
+                    kernel: vm::KernelChoice::All,
+                    filter: None,
+                    timeout: Duration::from_secs(VM_TEST_TIMEOUT),
+                },
+            )
+        }),
+    ));
+    debug_assert_eq!(
+        steps.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
+        TEST_STEPS[1..]
+    );
+    for (i, (name, step)) in steps.into_iter().enumerate() {
+        println!("==> [{}/{}] {name}", i + 2, TEST_STEPS.len());
+        step().with_context(|| format!("step `{name}` failed"))?;
+    }
     let secs = start.elapsed().as_secs();
     println!(
-        "test: all 6 steps ok (setup, fmt, clippy, clippy-bpf, test, vm-test) in {}m{:02}s",
+        "test: all {} steps ok ({}) in {}m{:02}s",
+        TEST_STEPS.len(),
+        TEST_STEPS.join(", "),
         secs / 60,
         secs % 60
     );

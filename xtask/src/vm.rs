@@ -6,7 +6,6 @@
 //! initramfs; each guest runs the scenarios from its init and powers off.
 //! Nothing needs a disk image, a network or root on the host.
 
-mod apt_source;
 mod cpio;
 mod initramfs;
 mod kernels;
@@ -23,8 +22,6 @@ use std::{
 
 use anyhow::{bail, ensure, Context as _, Result};
 use clap::ValueEnum;
-
-pub use apt_source::{backports, Backports, BACKPORTS};
 
 use crate::{cmd, setup::BuildEnv};
 use report::Tally;

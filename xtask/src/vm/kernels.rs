@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::{bail, ensure, Context as _, Result};
 
-use super::apt_source::BACKPORTS;
+use crate::setup::BACKPORTS;
 use crate::{
     cmd::{probe, show},
     setup,

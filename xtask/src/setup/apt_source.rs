@@ -1,10 +1,12 @@
-//! The apt source for bookworm-backports, where the 6.12 guest kernel comes
-//! from. Set-up adds it when missing, on the mirror the machine already uses
+//! The apt source for bookworm-backports, where the suite's qemu and the 6.12
+//! guest kernel come from. Set-up adds it when missing, on the mirror the machine already uses
 //! for bookworm.
 
 use std::{fs, path::PathBuf};
 
 use anyhow::{bail, Context as _, Result};
+
+use super::is_root;
 
 /// The release the guest kernels come from, and its backports suite.
 pub const RELEASE: &str = "bookworm";
@@ -12,7 +14,54 @@ pub const BACKPORTS: &str = "bookworm-backports";
 
 const SOURCES_DIR: &str = "/etc/apt/sources.list.d";
 
-pub enum Backports {
+/// What apt's sources hold, as far as setup cares.
+#[derive(Clone, Copy, Default)]
+pub struct AptSources {
+    /// apt has bookworm-backports.
+    pub backports: bool,
+    /// A source was just added: apt's lists need a refresh.
+    pub added: bool,
+}
+
+/// Adds bookworm-backports to apt's sources if missing (the suite's qemu and
+/// vm-test's 6.12 kernel come from there).
+pub fn ensure_backports() -> Result<AptSources> {
+    let unchanged = |backports| AptSources {
+        backports,
+        added: false,
+    };
+    match backports()? {
+        Backports::Present => Ok(unchanged(true)),
+        Backports::OtherRelease(codename) => {
+            println!(
+                "setup: this is Debian `{codename}`, not {RELEASE}: vm-test's qemu and guest kernels \
+                 come from {RELEASE} and {BACKPORTS} and will not be found"
+            );
+            Ok(unchanged(false))
+        }
+        Backports::Missing { file, text } if is_root() => {
+            println!(
+                "setup: adding {BACKPORTS} to apt's sources ({})",
+                file.display()
+            );
+            fs::write(&file, text)
+                .with_context(|| format!("could not write {}", file.display()))?;
+            Ok(AptSources {
+                backports: true,
+                added: true,
+            })
+        }
+        Backports::Missing { file, text } => {
+            println!(
+                "setup: vm-test needs {BACKPORTS} in apt's sources; as root, write {} with:\n{text}",
+                file.display()
+            );
+            Ok(unchanged(false))
+        }
+    }
+}
+
+enum Backports {
     Present,
     /// Not a bookworm system: its suites do not hold the guest kernels.
     OtherRelease(String),
@@ -24,7 +73,7 @@ pub enum Backports {
 }
 
 /// Whether apt knows bookworm-backports, and if not, the source that adds it.
-pub fn backports() -> Result<Backports> {
+fn backports() -> Result<Backports> {
     let codename = fs::read_to_string("/etc/os-release")
         .unwrap_or_default()
         .lines()
