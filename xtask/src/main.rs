@@ -235,6 +235,9 @@ fn run(debug: bool, args: Vec<OsString>) -> Result<()> {
 /// `vm-test`'s time limit per guest, in seconds.
 const VM_TEST_TIMEOUT: u64 = 600;
 
+/// One step of `cargo xtask test`, run in order, the first failure ending it.
+type Step<'a> = Box<dyn FnOnce() -> Result<()> + 'a>;
+
 /// The steps of `cargo xtask test`, in order.
 const TEST_STEPS: [&str; 7] = [
     "setup",
@@ -297,10 +300,7 @@ fn test(args: Vec<OsString>) -> Result<()> {
         ),
         ("test", tests),
     ];
-    let mut steps: Vec<(&str, Box<dyn FnOnce() -> Result<()>>)> = vec![(
-        "setup-check",
-        Box::new(setup::bare_machine_check) as Box<dyn FnOnce() -> Result<()>>,
-    )];
+    let mut steps: Vec<(&str, Step)> = vec![("setup-check", Box::new(setup::bare_machine_check))];
     for (name, mut command) in commands {
         steps.push((
             name,
