@@ -139,20 +139,28 @@ enum Task {
     },
     /// Measure what tracer costs the workloads it watches; needs root
     #[command(
-        long_about = "Measure what an attached `tracer watch` costs the workloads it watches. \
-            Builds tracer in release mode, then runs each workload alternately without and \
-            with tracer attached (flipping the order every round; each side of a round is the \
-            fastest of 3 runs, since neighbours only ever add time) and prints the medians and \
-            their ratio. page-alloc faults in fresh memory: one kmem:mm_page_alloc per page, the \
-            hook tracer filters in the kernel down to failures. udp-loopback sends and receives \
-            small datagrams: every packet passes the transmit, receive and free hooks that \
-            tracer filters down to DNS and drops. ping-pong passes a byte between two threads \
-            on one CPU through pipes: two sched_switch per round trip, the IO-wait hook's \
-            hottest path. A benchmark, not a test: it reports, it does not fail \
-            on a number."
+        long_about = "Measure what tracer costs the workloads it watches, side by side with \
+            what a user would run instead and with the limit. Builds tracer in release mode, \
+            then runs every workload once per arm each round: bare; `tracer watch`; tracer with \
+            each family on the workload's path off (a flag each); bpftrace doing the same job; \
+            and an empty BPF program attached as a raw tracepoint to the same hooks (the \
+            kernel's dispatch alone, the limit a hook can reach). The arms' order rotates every \
+            round; each arm's run is the fastest of 3 (neighbours only ever add time), the \
+            machine is left alone 2 s after attaching and after detaching, and each arm is \
+            compared with the bare run of its own round. Prints per arm the median CPU time, \
+            the median and quartiles of the paired ratios, the time from start to attached, \
+            and the resident memory after the workload and at its peak.\n\n\
+            page-alloc faults in fresh memory: one kmem:mm_page_alloc per page. udp-loopback \
+            sends and receives small datagrams: every packet passes the transmit, receive and \
+            free hooks. ping-pong passes a byte between two threads on one CPU through pipes: \
+            two sched_switch per round trip, the IO-wait hook's hottest path. A benchmark, not \
+            a test: it reports, it does not fail on a number.",
+        after_help = "Examples:\n  \
+            cargo xtask bench --rounds 11             every workload, 11 rounds\n  \
+            cargo xtask bench --rounds 3 ping-pong    one workload, quickly"
     )]
     Bench {
-        /// Rounds per workload (each round runs it once without and once with tracer)
+        /// Rounds per workload (each round runs it once per arm)
         #[arg(long, default_value_t = 15)]
         rounds: usize,
         /// Only the workloads whose name contains FILTER (page-alloc, udp-loopback, ping-pong)

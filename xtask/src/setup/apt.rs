@@ -38,6 +38,9 @@ const TEST_TOOLS: &[&str] = &[
     "busybox-static",
 ];
 
+/// What `cargo xtask bench` runs beside tracer: the same jobs in bpftrace.
+const BENCH_TOOLS: &[&str] = &["bpftrace"];
+
 /// One package, and the oldest version of it that will do.
 #[derive(Clone, Copy, Debug)]
 pub struct Package {
@@ -62,7 +65,7 @@ pub fn plan(route: Route, purpose: Purpose) -> Vec<Transaction> {
     }
     let mut plan = Vec::new();
     if purpose == Purpose::Test {
-        default.extend(TEST_TOOLS.iter().copied().map(any));
+        default.extend(TEST_TOOLS.iter().chain(BENCH_TOOLS).copied().map(any));
         plan.push(Transaction {
             release: Some(BACKPORTS),
             // qemu 7.2's TCG crashes the 6.12 guest with two CPUs (general
