@@ -289,6 +289,11 @@ mod tests {
             value(&["GFP_KERNEL_ACCOUNT", "__GFP_ZERO", "__GFP_COMP"]),
             value(&["GFP_KERNEL"]),
             value(&["GFP_KERNEL", "__GFP_ZERO"]),
+            // Newer kernels (6.18 here) allocate user page tables as
+            // compound, accounted pages, and file folios as compound.
+            value(&["GFP_USER", "__GFP_ZERO", "__GFP_COMP", "__GFP_ACCOUNT"]),
+            value(&["GFP_HIGHUSER_MOVABLE", "__GFP_COMP"]),
+            value(&["GFP_NOWAIT", "__GFP_HARDWALL"]),
         ];
         let instance = tracefs.join(format!("instances/tracer-gfp-{}", std::process::id()));
         std::fs::create_dir(&instance).expect("a tracefs instance");
