@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod dns;
+mod footprint;
 mod harness;
 mod hooks;
 mod iowait;

@@ -36,7 +36,19 @@ pub fn load(path: &Path) -> Result<Btf> {
             path.display()
         );
     }
-    Btf::from_file(path).with_context(|| format!("cannot parse kernel BTF {}", path.display()))
+    parse(path, None).with_context(|| format!("cannot parse kernel BTF {}", path.display()))
+}
+
+/// Parses a BTF file from memory: btf-rs reads a file through a `BufReader`
+/// whose every seek is an `lseek` that drops the buffer, about 127000 of them
+/// for a 6 MB vmlinux BTF (most of tracer's start-up); from a slice it makes
+/// no system call at all.
+fn parse(path: &Path, base: Option<&Btf>) -> Result<Btf> {
+    let bytes = std::fs::read(path)?;
+    match base {
+        None => Btf::from_bytes(&bytes),
+        Some(base) => Btf::from_split_bytes(&bytes, base),
+    }
 }
 
 /// The offsets of the running kernel (or of `--btf FILE`'s): what `watch`
@@ -270,7 +282,7 @@ impl Resolver<'_> {
         let btf = if member_offset(self.btf, "nf_conn", "status")?.is_some() {
             self.btf
         } else {
-            match Btf::from_split_file(CONNTRACK_MODULE_BTF, self.btf) {
+            match parse(Path::new(CONNTRACK_MODULE_BTF), Some(self.btf)) {
                 Ok(b) => {
                     module = b;
                     &module

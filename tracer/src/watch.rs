@@ -130,6 +130,8 @@ pub fn run(args: WatchArgs) -> Result<()> {
         if !explainer.kernel_log_readable() {
             eprintln!("  /dev/kmsg is not readable: OOM and page-allocation events go without the kernel log's corroboration");
         }
+        // The BTF parsed for the offsets is gone: its pages go back too.
+        crate::heap::release_free_pages();
         let mut state = LoopState::default();
         if args.stacks {
             explainer.set_stacks(crate::stacks::KernelStacks::new(loaded.stacks));

@@ -69,6 +69,7 @@ pub fn run(args: TopArgs) -> Result<()> {
     } else {
         Some(terminal::Screen::enter().context("setting up the terminal")?)
     };
+    crate::heap::release_free_pages();
     let mut frames = 0u64;
     loop {
         // Wait for the next frame, answering keys meanwhile.
