@@ -361,15 +361,40 @@ pub fn load(
 /// The kernel's BTF as aya reads it, parsed at the first fentry or tp_btf
 /// program (they are loaded against it) and then shared by the others: the
 /// file is megabytes, and most kernels need it for none or for several.
+/// [`prefetch_kernel_btf`] parses it meanwhile on another thread.
 #[derive(Default)]
 struct LazyBtf(Option<Btf>);
 
 impl LazyBtf {
     fn get(&mut self) -> Result<&Btf, String> {
         if self.0.is_none() {
-            self.0 = Some(Btf::from_sys_fs().map_err(|e| e.to_string())?);
+            let prefetched = PREFETCHED_BTF
+                .lock()
+                .ok()
+                .and_then(|mut slot| slot.take())
+                .and_then(|parse| parse.join().ok());
+            let btf = match prefetched {
+                Some(parsed) => parsed,
+                None => Btf::from_sys_fs().map_err(|e| e.to_string()),
+            };
+            self.0 = Some(btf?);
         }
         Ok(self.0.as_ref().expect("parsed above"))
+    }
+}
+
+type BtfParse = std::thread::JoinHandle<Result<Btf, String>>;
+
+static PREFETCHED_BTF: std::sync::Mutex<Option<BtfParse>> = std::sync::Mutex::new(None);
+
+/// Starts parsing the kernel's BTF for the loader on another thread, while
+/// start-up parses it for the offsets on this one: on a machine with two
+/// cores the two take the time of one. Call before [`load`]; without it
+/// `load` parses it when it first needs it.
+pub fn prefetch_kernel_btf() {
+    let parse = std::thread::spawn(|| Btf::from_sys_fs().map_err(|e| e.to_string()));
+    if let Ok(mut slot) = PREFETCHED_BTF.lock() {
+        *slot = Some(parse);
     }
 }
 

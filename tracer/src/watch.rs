@@ -43,6 +43,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
     // Everything that can be wrong with the input or the machine is checked
     // before anything is attached.
     preflight::check_privileges()?;
+    ebpf::prefetch_kernel_btf();
     let resolved = kernel_btf::load_and_resolve(args.host.btf.as_deref())?;
     let tracefs = preflight::ensure_tracefs()?;
     if let Some(pid) = args.pid {

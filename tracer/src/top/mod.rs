@@ -25,6 +25,7 @@ use crate::{
 
 pub fn run(args: TopArgs) -> Result<()> {
     preflight::check_privileges()?;
+    ebpf::prefetch_kernel_btf();
     let resolved = kernel_btf::load_and_resolve(args.host.btf.as_deref())?;
     preflight::ensure_tracefs()?;
     // Only the IO hooks: top reads the kernel's totals, it reports no events.
