@@ -3,6 +3,10 @@
 
 mod bench;
 mod cmd;
+mod deploy_test;
+mod dist;
+mod image;
+mod needs;
 mod setup;
 mod vm;
 
@@ -154,6 +158,33 @@ enum Task {
         /// Only the workloads whose name contains FILTER (page-alloc, udp-loopback, ping-pong)
         filter: Option<String>,
     },
+    /// Build the release: a tracer for glibc 2.17 and newer, packed with SHA256SUMS
+    #[command(
+        long_about = "Build the release: tracer for x86_64 Linux with glibc 2.17 or newer \
+            (cargo-zigbuild, zig from PyPI's ziglang), its BPF programs embedded, checked \
+            with objdump, packed with README and licences as \
+            target/dist/tracer-VERSION-x86_64-linux-gnu.tar.gz beside target/dist/SHA256SUMS."
+    )]
+    Dist,
+    /// Build the container image (deploy/Containerfile) offline, as an OCI archive
+    #[command(
+        long_about = "Build the container image of deploy/Containerfile from the release \
+            binary and a base of Debian's C library (mmdebstrap), with podman and no registry: \
+            target/image/tracer-VERSION.oci.tar, to load with `ctr images import`, \
+            `podman load` or `docker load`, or to push with skopeo."
+    )]
+    Image,
+    /// Test the three ways to install: release binary, DaemonSet, from source
+    #[command(
+        long_about = "Test the release and the DaemonSet for real (needs root and BPF): the \
+            release's glibc floor and checksums; `tracer doctor` and a real kill explained \
+            inside a Debian bullseye chroot (glibc 2.31); deploy/daemonset.yaml against the \
+            Kubernetes schema; then containerd and runc started here with busybox pods as \
+            kubelet lays them out, and tracer's image run with exactly the manifest's \
+            settings, which must explain a kill across two pods and an OOM kill in one, \
+            naming pods, containers and the node from NODE_NAME."
+    )]
+    DeployTest,
 }
 
 fn main() -> ExitCode {
@@ -170,6 +201,9 @@ fn main() -> ExitCode {
                 filter.as_deref(),
             )
         }),
+        Task::Dist => setup::setup().and_then(|env| dist::dist(&env).map(drop)),
+        Task::Image => setup::setup().and_then(|env| image::image(&env).map(drop)),
+        Task::DeployTest => setup::setup().and_then(|env| deploy_test::run(&env)),
         Task::VmTest {
             kernel,
             timeout,
