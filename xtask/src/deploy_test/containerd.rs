@@ -105,9 +105,34 @@ impl Containerd {
             .collect())
     }
 
-    /// Starts a container of `pod`, detached, with kubelet's files for it.
-    /// `image` is either `Image::Reference` or a root filesystem directory;
-    /// `flags` go to `ctr run` as they are.
+    /// Starts `pod` as kubelet does before any of its containers: its log
+    /// directory, then its sandbox (a container with no log, which holds the
+    /// pod's namespaces; here busybox's sleep from `rootfs`).
+    pub fn start_pod(&mut self, pod: &Pod, rootfs: &Path, flags: &[String]) -> Result<()> {
+        let pod_dir = PathBuf::from(format!(
+            "/var/log/pods/{}_{}_{}",
+            pod.namespace, pod.name, pod.uid
+        ));
+        fs::create_dir_all(&pod_dir)?;
+        self.pod_files.push(pod_dir);
+        self.pod_cgroups
+            .push(format!("/kubepods/{}/pod{}", pod.qos, pod.uid));
+        let id = random_hex(32);
+        let mut ctr = ctr();
+        ctr.args(["run", "--detach", "--cgroup"])
+            .arg(format!("/kubepods/{}/pod{}/{id}", pod.qos, pod.uid))
+            .args(flags)
+            .args(["--rootfs", "--env=PATH=/bin"])
+            .arg(rootfs)
+            .arg(&id)
+            .args(["sleep", "86400"]);
+        self.containers.push(id);
+        run(&mut ctr).with_context(|| format!("starting the sandbox of pod {}", pod.name))
+    }
+
+    /// Starts a container of `pod` (started with `start_pod`), detached,
+    /// with kubelet's log file and link for it. `flags` go to `ctr run` as
+    /// they are.
     pub fn run(
         &mut self,
         pod: &Pod,
@@ -118,11 +143,10 @@ impl Containerd {
     ) -> Result<Container> {
         let id = random_hex(32);
         let cgroup = format!("/kubepods/{}/pod{}/{id}", pod.qos, pod.uid);
-        let pod_dir = PathBuf::from(format!(
-            "/var/log/pods/{}_{}_{}",
+        let log_dir = PathBuf::from(format!(
+            "/var/log/pods/{}_{}_{}/{container}",
             pod.namespace, pod.name, pod.uid
         ));
-        let log_dir = pod_dir.join(container);
         fs::create_dir_all(&log_dir)?;
         let log = log_dir.join("0.log");
         fs::write(&log, b"")?;
@@ -133,13 +157,6 @@ impl Containerd {
         ));
         symlink(&log, &link)?;
         self.pod_files.push(link);
-        if !self.pod_files.contains(&pod_dir) {
-            self.pod_files.push(pod_dir);
-        }
-        let pod_cgroup = format!("/kubepods/{}/pod{}", pod.qos, pod.uid);
-        if !self.pod_cgroups.contains(&pod_cgroup) {
-            self.pod_cgroups.push(pod_cgroup);
-        }
 
         let mut ctr = ctr();
         ctr.args(["run", "--detach", "--cgroup", &cgroup])

@@ -17,14 +17,16 @@ use anyhow::{bail, Result};
 use serde_json::Value;
 
 /// The records appended to a file from the moment this was made, those
-/// `keep` accepts kept in memory.
+/// whose line `keep` accepts parsed and kept in memory (a test that does not
+/// keep up with tracer loses records to rotation, so lines are sorted out
+/// before they are parsed).
 pub struct Records {
     state: RefCell<Follower>,
-    keep: fn(&Value) -> bool,
 }
 
 struct Follower {
     path: PathBuf,
+    keep: fn(&str) -> bool,
     /// The file being read (it may have been renamed since), and how far.
     reader: Option<(BufReader<fs::File>, u64)>,
     /// A line read without its newline yet.
@@ -36,7 +38,7 @@ struct Follower {
 
 impl Records {
     /// The records appended to `path` from now on.
-    pub fn appended_to(path: &Path, keep: fn(&Value) -> bool) -> Self {
+    pub fn appended_to(path: &Path, keep: fn(&str) -> bool) -> Self {
         let reader = fs::File::open(path).ok().and_then(|file| {
             let inode = file.metadata().ok()?.ino();
             let mut reader = BufReader::new(file);
@@ -46,12 +48,12 @@ impl Records {
         Self {
             state: RefCell::new(Follower {
                 path: path.to_path_buf(),
+                keep,
                 reader,
                 partial: String::new(),
                 kept: Vec::new(),
                 read: 0,
             }),
-            keep,
         }
     }
 
@@ -67,7 +69,7 @@ impl Records {
     ) -> Result<Value> {
         let deadline = Instant::now() + timeout;
         loop {
-            self.state.borrow_mut().catch_up(self.keep)?;
+            self.state.borrow_mut().catch_up()?;
             if let Some(found) = self.state.borrow().kept.iter().find(|r| pred(r)) {
                 return Ok(found.clone());
             }
@@ -104,9 +106,9 @@ impl Records {
 
 impl Follower {
     /// Reads what was appended, following the file through rotations.
-    fn catch_up(&mut self, keep: fn(&Value) -> bool) -> Result<()> {
+    fn catch_up(&mut self) -> Result<()> {
         loop {
-            let Some((reader, inode)) = self.reader.as_mut() else {
+            let Some(inode) = self.reader.as_ref().map(|(_, inode)| *inode) else {
                 // No file yet: tracer creates it.
                 let Ok(file) = fs::File::open(&self.path) else {
                     return Ok(());
@@ -115,28 +117,15 @@ impl Follower {
                 self.reader = Some((BufReader::new(file), inode));
                 continue;
             };
-            let mut line = String::new();
-            while reader.read_line(&mut line)? > 0 {
-                if !line.ends_with('\n') {
-                    self.partial.push_str(&line);
-                    line.clear();
-                    continue;
-                }
-                let whole = std::mem::take(&mut self.partial) + &line;
-                line.clear();
-                if let Ok(record) = serde_json::from_str::<Value>(&whole) {
-                    self.read += 1;
-                    if keep(&record) {
-                        self.kept.push(record);
-                    }
-                }
-            }
-            let inode = *inode;
+            self.drain()?;
             // At the end of our file: still the current one, or rotated away?
             let current = fs::metadata(&self.path).map(|m| m.ino()).ok();
             if current == Some(inode) || current.is_none() {
                 return Ok(());
             }
+            // tracer may have written to our file between the read above
+            // and its rename: read it to its end, now final.
+            self.drain()?;
             self.reader = match self.renamed_to(inode) {
                 // Ours is now FILE.k: the next one written is FILE.(k-1).
                 Some(k) => {
@@ -155,6 +144,30 @@ impl Follower {
                 ),
             };
         }
+    }
+
+    /// Reads the current file to its end, keeping what `keep` accepts.
+    fn drain(&mut self) -> Result<()> {
+        let Some((reader, _)) = self.reader.as_mut() else {
+            return Ok(());
+        };
+        let mut line = String::new();
+        while reader.read_line(&mut line)? > 0 {
+            if !line.ends_with('\n') {
+                self.partial.push_str(&line);
+                line.clear();
+                continue;
+            }
+            let whole = std::mem::take(&mut self.partial) + &line;
+            line.clear();
+            self.read += 1;
+            if (self.keep)(&whole) {
+                if let Ok(record) = serde_json::from_str::<Value>(&whole) {
+                    self.kept.push(record);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The k of the FILE.k that now has `inode`.
