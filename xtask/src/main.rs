@@ -94,7 +94,8 @@ enum Task {
         long_about = "Run the whole suite, as CI does (.ci/run calls exactly this): setup, \
             `cargo fmt --all -- --check`, `cargo clippy --workspace --all-targets -- -D warnings` \
             (without tracer-ebpf, which only builds for BPF), `cargo test --workspace` \
-            (without the scenarios named guest_only_*, which exhaust the machine) and \
+            (without the scenarios named guest_only_*, which exhaust the machine), \
+            `cargo xtask deploy-test` (the release binary and the DaemonSet, for real) and \
             `cargo xtask vm-test` (every scenario on Debian's 6.1 and 6.12 kernels), stopping at \
             the first step that fails.\n\n\
             The scenario tests load BPF programs and start workloads: they need root and a \
@@ -271,7 +272,7 @@ fn test(args: Vec<OsString>) -> Result<()> {
              !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
         );
     }
-    println!("==> [1/6] setup");
+    println!("==> [1/7] setup");
     let env = setup::setup().context("step `setup` failed")?;
 
     // The BPF crate has no host test target (see clippy below).
@@ -310,10 +311,12 @@ fn test(args: Vec<OsString>) -> Result<()> {
         ("test", tests),
     ];
     for (i, (name, mut command)) in steps.into_iter().enumerate() {
-        println!("==> [{}/6] {name}: {}", i + 2, cmd::line(&command));
+        println!("==> [{}/7] {name}: {}", i + 2, cmd::line(&command));
         cmd::run(&mut command).with_context(|| format!("step `{name}` failed"))?;
     }
-    println!("==> [6/6] vm-test: the scenarios on every guest kernel");
+    println!("==> [6/7] deploy-test: the release binary and the DaemonSet");
+    deploy_test::run(&env).context("step `deploy-test` failed")?;
+    println!("==> [7/7] vm-test: the scenarios on every guest kernel");
     let options = vm::Options {
         kernel: vm::KernelChoice::All,
         filter: None,
@@ -322,7 +325,7 @@ fn test(args: Vec<OsString>) -> Result<()> {
     vm::vm_test(&env, &options).context("step `vm-test` failed")?;
     let secs = start.elapsed().as_secs();
     println!(
-        "test: all 6 steps ok (setup, fmt, clippy, clippy-bpf, test, vm-test) in {}m{:02}s",
+        "test: all 7 steps ok (setup, fmt, clippy, clippy-bpf, test, deploy-test, vm-test) in {}m{:02}s",
         secs / 60,
         secs % 60
     );

@@ -28,6 +28,16 @@ pub struct Needs {
     pub crates: &'static [(&'static str, &'static str)],
 }
 
+/// What `cargo xtask dist`, `image` and `deploy-test` need, by purpose, for
+/// `cargo xtask setup` to install.
+pub fn release_and_deployment() -> [&'static Needs; 3] {
+    [
+        &crate::dist::NEEDS,
+        &crate::image::NEEDS,
+        &crate::deploy_test::NEEDS,
+    ]
+}
+
 /// Where the pinned PyPI packages live (`PYTHONPATH` for their modules;
 /// `ziglang/zig` is the zig compiler).
 pub fn python_dir() -> Result<PathBuf> {

@@ -179,6 +179,25 @@ impl Containerd {
         Ok(Container { id, pid, cgroup })
     }
 
+    /// Runs `image` once in the foreground, outside any pod, and returns
+    /// what it did: for checks of the image's settings.
+    pub fn run_once(
+        &mut self,
+        image: &str,
+        flags: &[String],
+        process: &[&str],
+    ) -> Result<std::process::Output> {
+        let id = random_hex(32);
+        let mut ctr = ctr();
+        ctr.args(["run", "--rm"])
+            .args(flags)
+            .arg(image)
+            .arg(&id)
+            .args(process);
+        ctr.output()
+            .with_context(|| format!("could not start `{}`", show(&ctr)))
+    }
+
     /// The host PID of a container's first process.
     fn pid(&self, id: &str) -> Result<u32> {
         let list = output_of(ctr().args(["tasks", "ls"]))?;

@@ -66,6 +66,8 @@ pub fn test(image: &image::Image, manifest_path: &Path, work: &Path) -> Result<(
         .with_context(|| format!("{output} is on no hostPath"))?;
     let records = Records::appended_to(&host_output, about_pods);
 
+    capabilities_are_needed(containerd, &settings, &entrypoint)?;
+
     let tracer_pod = Pod::new(
         ds["metadata"]["namespace"].as_str().unwrap_or("default"),
         &format!(
@@ -127,8 +129,15 @@ pub fn test(image: &image::Image, manifest_path: &Path, work: &Path) -> Result<(
     oom_in_a_pod(containerd, &rootfs, &records, &node_name, &alive)?;
 
     let usage = Usage::of(&tracer.cgroup)?;
+    // The cgroup's peak counts the page cache of the files tracer writes;
+    // the process's own high-water mark is what it needs.
+    let rss_peak = fs::read_to_string(format!("/proc/{}/status", tracer.pid))?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_default();
     println!(
-        "deploy-test: daemonset: tracer's container used {:.1} MiB at most (limit {:.0} MiB) and {:.2} s of CPU",
+        "deploy-test: daemonset: tracer's container used {:.1} MiB at most (its RSS peak {rss_peak}; limit {:.0} MiB) and {:.2} s of CPU",
         usage.peak_bytes as f64 / (1 << 20) as f64,
         settings.memory_limit.unwrap_or(0) as f64 / (1 << 20) as f64,
         usage.cpu_ns as f64 / 1e9
@@ -308,6 +317,63 @@ fn oom_in_a_pod(
         "deploy-test: daemonset: OOM kill of dd in default/{} [hog] reported (limit 32 MiB, scope {}, kernel count {kills})",
         api.name, oom["scope_source"]
     );
+    Ok(())
+}
+
+/// `tracer doctor` with the manifest's settings is ready; with any one of
+/// the capabilities the manifest adds taken away, it is not: the manifest
+/// adds nothing that is not needed.
+fn capabilities_are_needed(
+    containerd: &mut Containerd,
+    settings: &manifest::RunSettings,
+    entrypoint: &[String],
+) -> Result<()> {
+    let mut doctor: Vec<&str> = entrypoint.iter().map(String::as_str).collect();
+    doctor.push("doctor");
+    let out = containerd.run_once(&settings.image, &settings.flags, &doctor)?;
+    let said = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && said.contains("verdict:    ready"),
+        "`tracer doctor` with the manifest's settings is not ready ({}):\n{said}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for added in settings
+        .flags
+        .iter()
+        .filter(|f| f.starts_with("--cap-add="))
+    {
+        let cap = added.trim_start_matches("--cap-add=");
+        let fewer: Vec<String> = settings
+            .flags
+            .iter()
+            .filter(|f| *f != added)
+            .cloned()
+            .collect();
+        let out = containerd.run_once(&settings.image, &fewer, &doctor)?;
+        let said = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            !out.status.success(),
+            "`tracer doctor` is ready without {cap}: the manifest adds it for nothing:\n{said}"
+        );
+        // Not only tracer's own check: the kernel itself refuses.
+        let refused = said
+            .lines()
+            .filter(|l| l.contains("Operation not permitted"))
+            .count();
+        ensure!(
+            refused > 0,
+            "without {cap} only tracer's own check fails, the kernel refuses nothing:\n{said}"
+        );
+        let first = said
+            .lines()
+            .find(|l| l.contains("Operation not permitted"))
+            .unwrap_or_default();
+        println!(
+            "deploy-test: daemonset: without {cap}, the kernel refuses tracer ({refused} x EPERM), e.g. {}",
+            first.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+    }
     Ok(())
 }
 

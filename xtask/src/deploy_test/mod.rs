@@ -56,7 +56,10 @@ pub fn run(env: &BuildEnv) -> Result<()> {
         "deploy-test needs root: it makes a chroot, starts containerd and loads BPF programs"
     );
     let started = Instant::now();
-    needs::ensure(&NEEDS)?;
+    // Everything first, so a missing tool stops the test before it builds.
+    for needs in needs::release_and_deployment() {
+        needs::ensure(needs)?;
+    }
     let work = target_dir().join("deploy-test");
     if work.exists() {
         fs::remove_dir_all(&work)?;
