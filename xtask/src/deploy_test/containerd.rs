@@ -39,6 +39,8 @@ pub struct Containerd {
     kubepods_existed: bool,
     /// Where the pods' logs are copied before their removal.
     keep_logs_in: PathBuf,
+    /// Host directories the test made for its containers, removed last.
+    made_on_host: Vec<PathBuf>,
 }
 
 impl Containerd {
@@ -73,6 +75,7 @@ impl Containerd {
                 .iter()
                 .any(|p| Path::new(p).exists()),
             keep_logs_in: log.with_file_name("pods"),
+            made_on_host: Vec::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while output_of(ctr().arg("version")).is_err() {
@@ -86,6 +89,12 @@ impl Containerd {
             thread::sleep(Duration::from_millis(100));
         }
         Ok(containerd)
+    }
+
+    /// Removes `dir` once every container has stopped (a hostPath the test
+    /// made for them).
+    pub fn remove_at_end(&mut self, dir: PathBuf) {
+        self.made_on_host.push(dir);
     }
 
     /// Loads an OCI archive, as a node does when kubelet pulls.
@@ -282,6 +291,9 @@ impl Drop for Containerd {
             } else {
                 fs::remove_file(file)
             };
+        }
+        for dir in &self.made_on_host {
+            let _ = fs::remove_dir_all(dir);
         }
         let _ = fs::remove_dir_all(STATE);
     }

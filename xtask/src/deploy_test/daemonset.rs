@@ -65,6 +65,9 @@ pub fn test(image: &image::Image, manifest_path: &Path, work: &Path) -> Result<(
         .host_path(output)
         .with_context(|| format!("{output} is on no hostPath"))?;
     let records = Records::appended_to(&host_output, about_pods);
+    for dir in &settings.created {
+        containerd.remove_at_end(dir.clone());
+    }
 
     capabilities_are_needed(containerd, &settings, &entrypoint)?;
 

@@ -102,6 +102,9 @@ pub struct RunSettings {
     pub memory_limit: Option<u64>,
     /// Host paths bound into the container: `(host, container)`.
     pub mounts: Vec<(String, String)>,
+    /// hostPath directories that did not exist and were made, as kubelet
+    /// makes a `DirectoryOrCreate`.
+    pub created: Vec<std::path::PathBuf>,
     /// "guaranteed", "burstable" or "besteffort", as kubelet names the cgroup.
     pub qos: &'static str,
 }
@@ -290,7 +293,12 @@ fn mounts(mounts: &Value, volumes: &Value, run: &mut RunSettings) -> Result<()> 
                 Path::new(path).is_dir(),
                 "hostPath {path} is not a directory on this node"
             ),
-            Some("DirectoryOrCreate") => std::fs::create_dir_all(path)?,
+            Some("DirectoryOrCreate") => {
+                if !Path::new(path).exists() {
+                    std::fs::create_dir_all(path)?;
+                    run.created.push(path.into());
+                }
+            }
             other => bail!("hostPath type {other:?} is not handled"),
         }
         let read_only = mount["readOnly"] == true;
