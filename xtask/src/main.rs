@@ -89,7 +89,7 @@ enum Task {
         #[arg(last = true, value_name = "ARGS")]
         args: Vec<OsString>,
     },
-    /// Run the whole suite, as CI does: setup, fmt, clippy, tests, VM tests
+    /// Run the whole suite, as CI does: setup, fmt, clippy, tests, deploy-test, VM tests
     #[command(
         long_about = "Run the whole suite, as CI does (.ci/run calls exactly this): setup, \
             `cargo fmt --all -- --check`, `cargo clippy --workspace --all-targets -- -D warnings` \
@@ -175,7 +175,7 @@ enum Task {
             `podman load` or `docker load`, or to push with skopeo."
     )]
     Image,
-    /// Test the three ways to install: release binary, DaemonSet, from source
+    /// Test the release binary and the DaemonSet for real; needs root
     #[command(
         long_about = "Test the release and the DaemonSet for real (needs root and BPF): the \
             release's glibc floor and checksums; `tracer doctor` and a real kill explained \

@@ -7,10 +7,12 @@
 //!   settings, beside busybox pods it must explain ([`daemonset`]).
 
 mod chroot;
+mod confinement;
 mod containerd;
 mod daemonset;
 mod manifest;
 mod records;
+mod usage;
 
 use std::{
     fs,
