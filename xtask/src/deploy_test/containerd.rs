@@ -20,7 +20,8 @@ use super::{output_of, random_hex};
 use crate::cmd::{run, show};
 
 /// containerd's directories and socket, the test's own (a node's containerd
-/// may run beside it).
+/// may run beside it). Both directories are new for every run: an image
+/// imported by an earlier run, with other layers, would be half reused.
 const ROOT: &str = "/var/lib/tracer-deploy-test/containerd";
 const STATE: &str = "/run/tracer-deploy-test/containerd";
 const SOCKET: &str = "/run/tracer-deploy-test/containerd.sock";
@@ -45,7 +46,15 @@ pub struct Containerd {
 
 impl Containerd {
     pub fn start(log: &Path) -> Result<Self> {
-        let _ = fs::remove_dir_all(STATE);
+        for dir in [STATE, ROOT] {
+            if Path::new(dir).exists() {
+                fs::remove_dir_all(dir).with_context(|| {
+                    format!(
+                        "removing {dir}, left by an earlier run (is its containerd still running?)"
+                    )
+                })?;
+            }
+        }
         fs::create_dir_all(ROOT)?;
         fs::create_dir_all(STATE)?;
         let config = Path::new(STATE).join("config.toml");
@@ -296,6 +305,7 @@ impl Drop for Containerd {
             let _ = fs::remove_dir_all(dir);
         }
         let _ = fs::remove_dir_all(STATE);
+        let _ = fs::remove_dir_all(ROOT);
     }
 }
 
