@@ -181,3 +181,73 @@ fn rotated(path: &Path, k: u32) -> PathBuf {
     name.push(format!(".{k}"));
     PathBuf::from(name)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+
+    fn append(path: &Path, lines: &[&str]) {
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        for line in lines {
+            writeln!(file, "{line}").unwrap();
+        }
+    }
+
+    /// As tracer rotates with 3 files: FILE.1 -> FILE.2, FILE -> FILE.1.
+    fn rotate(path: &Path) {
+        let _ = fs::rename(rotated(path, 1), rotated(path, 2));
+        fs::rename(path, rotated(path, 1)).unwrap();
+    }
+
+    fn numbers(records: &Records) -> Vec<u64> {
+        records
+            .state
+            .borrow()
+            .kept
+            .iter()
+            .map(|r| r["n"].as_u64().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn records_are_followed_across_rotations_without_loss() {
+        let dir = std::env::temp_dir().join(format!("tracer-records-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("events.jsonl");
+        append(&path, &[r#"{"n":0}"#]);
+        // What was there before is an earlier run's.
+        let records = Records::appended_to(&path, |line| !line.contains("skip"));
+        append(&path, &[r#"{"n":1}"#, r#"{"n":2,"skip":true}"#]);
+        records.state.borrow_mut().catch_up().unwrap();
+        // Written after the test read the file, then rotated away at once;
+        // then rotated twice before the test looks again.
+        append(&path, &[r#"{"n":3}"#]);
+        rotate(&path);
+        append(&path, &[r#"{"n":4}"#]);
+        rotate(&path);
+        append(&path, &[r#"{"n":5}"#]);
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(br#"{"n":"#)
+            .unwrap();
+        records.state.borrow_mut().catch_up().unwrap();
+        // Half a line is left until its end is written.
+        assert_eq!(numbers(&records), [1, 3, 4, 5]);
+        append(&path, &[r#"6}"#]);
+        let found = records
+            .wait_for("n 6", Duration::from_secs(1), || Ok(()), |r| r["n"] == 6)
+            .unwrap();
+        assert_eq!(found["n"], 6);
+        assert_eq!(records.state.borrow().read, 6);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
