@@ -83,7 +83,9 @@ pub fn build(binary: &Path) -> Result<Image> {
 
     let reference = reference();
     let containerfile = workspace_root().join("deploy/Containerfile");
+    // --quiet still prints the image id: the archive is what is reported.
     run(Command::new("podman")
+        .stdout(std::process::Stdio::null())
         .args(["build", "--quiet", "--tag", &reference, "--file"])
         .arg(&containerfile)
         .args([
