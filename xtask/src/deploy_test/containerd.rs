@@ -42,6 +42,8 @@ pub struct Containerd {
     keep_logs_in: PathBuf,
     /// Host directories the test made for its containers, removed last.
     made_on_host: Vec<PathBuf>,
+    /// kubelet's directories, when this host had none: removed if empty.
+    kubelet_dirs_made: Vec<PathBuf>,
 }
 
 impl Containerd {
@@ -85,6 +87,11 @@ impl Containerd {
                 .any(|p| Path::new(p).exists()),
             keep_logs_in: log.with_file_name("pods"),
             made_on_host: Vec::new(),
+            kubelet_dirs_made: ["/var/log/pods", "/var/log/containers"]
+                .iter()
+                .map(PathBuf::from)
+                .filter(|dir| !dir.exists())
+                .collect(),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while output_of(ctr().arg("version")).is_err() {
@@ -303,6 +310,9 @@ impl Drop for Containerd {
         }
         for dir in &self.made_on_host {
             let _ = fs::remove_dir_all(dir);
+        }
+        for dir in &self.kubelet_dirs_made {
+            let _ = fs::remove_dir(dir);
         }
         let _ = fs::remove_dir_all(STATE);
         let _ = fs::remove_dir_all(ROOT);
