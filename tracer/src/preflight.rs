@@ -72,7 +72,13 @@ pub fn kernel_release() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// The node every record names: `NODE_NAME` when set (a DaemonSet sets it
+/// from the downward API's `spec.nodeName`: in a pod without host networking
+/// the host name is the pod's), else the host name.
 pub fn node_name() -> String {
+    if let Some(name) = std::env::var_os("NODE_NAME").filter(|name| !name.is_empty()) {
+        return name.to_string_lossy().into_owned();
+    }
     nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "unknown".into())

@@ -3,6 +3,10 @@
 
 mod bench;
 mod cmd;
+mod deploy_test;
+mod dist;
+mod image;
+
 mod setup;
 mod vm;
 
@@ -58,8 +62,13 @@ enum Task {
     )]
     Setup {
         /// Only what building and running tracer needs (no test tools, no qemu)
-        #[arg(long)]
+        #[arg(long, conflicts_with = "check")]
         build_only: bool,
+        /// Install nothing: prove the suite's list installs on a bare machine
+        /// (apt resolves it against an empty dpkg status; the registries have
+        /// every pinned version)
+        #[arg(long)]
+        check: bool,
     },
     /// Run setup, then build tracer (debug unless --release)
     #[command(
@@ -89,12 +98,13 @@ enum Task {
         #[arg(last = true, value_name = "ARGS")]
         args: Vec<OsString>,
     },
-    /// Run the whole suite, as CI does: setup, fmt, clippy, tests, VM tests
+    /// Run the whole suite, as CI does: setup, fmt, clippy, tests, deploy-test, VM tests
     #[command(
         long_about = "Run the whole suite, as CI does (.ci/run calls exactly this): setup, \
             `cargo fmt --all -- --check`, `cargo clippy --workspace --all-targets -- -D warnings` \
             (without tracer-ebpf, which only builds for BPF), `cargo test --workspace` \
-            (without the scenarios named guest_only_*, which exhaust the machine) and \
+            (without the scenarios named guest_only_*, which exhaust the machine), \
+            `cargo xtask deploy-test` (the release binary and the DaemonSet, for real) and \
             `cargo xtask vm-test` (every scenario on Debian's 6.1 and 6.12 kernels), stopping at \
             the first step that fails.\n\n\
             The scenario tests load BPF programs and start workloads: they need root and a \
@@ -166,11 +176,39 @@ enum Task {
         /// Only the workloads whose name contains FILTER (page-alloc, udp-loopback, ping-pong)
         filter: Option<String>,
     },
+    /// Build the release: a tracer for glibc 2.17 and newer, packed with SHA256SUMS
+    #[command(
+        long_about = "Build the release: tracer for x86_64 Linux with glibc 2.17 or newer \
+            (cargo-zigbuild, zig from PyPI's ziglang), its BPF programs embedded, checked \
+            with objdump, packed with README and licences as \
+            target/dist/tracer-VERSION-x86_64-linux-gnu.tar.gz beside target/dist/SHA256SUMS."
+    )]
+    Dist,
+    /// Build the container image (deploy/Containerfile) offline, as an OCI archive
+    #[command(
+        long_about = "Build the container image of deploy/Containerfile from the release \
+            binary and a base of Debian's C library (mmdebstrap), with podman and no registry: \
+            target/image/tracer-VERSION.oci.tar, to load with `ctr images import`, \
+            `podman load` or `docker load`, or to push with skopeo."
+    )]
+    Image,
+    /// Test the release binary and the DaemonSet for real; needs root
+    #[command(
+        long_about = "Test the release and the DaemonSet for real (needs root and BPF): the \
+            release's glibc floor and checksums; `tracer doctor` and a real kill explained \
+            inside a Debian bullseye chroot (glibc 2.31); deploy/daemonset.yaml against the \
+            Kubernetes schema; then containerd and runc started here with busybox pods as \
+            kubelet lays them out, and tracer's image run with exactly the manifest's \
+            settings, which must explain a kill across two pods and an OOM kill in one, \
+            naming pods, containers and the node from NODE_NAME."
+    )]
+    DeployTest,
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().task {
-        Task::Setup { build_only } => setup::setup(if build_only {
+        Task::Setup { check: true, .. } => setup::bare_machine_check(),
+        Task::Setup { build_only, .. } => setup::setup(if build_only {
             Purpose::Build
         } else {
             Purpose::Test
@@ -189,6 +227,9 @@ fn main() -> ExitCode {
                 filter.as_deref(),
             )
         }),
+        Task::Dist => setup::setup(Purpose::Build).and_then(|env| dist::dist(&env).map(drop)),
+        Task::Image => setup::setup(Purpose::Build).and_then(|env| image::image(&env).map(drop)),
+        Task::DeployTest => setup::setup(Purpose::Build).and_then(|env| deploy_test::run(&env)),
         Task::VmTest {
             kernel,
             timeout,
@@ -247,13 +288,14 @@ const VM_TEST_TIMEOUT: u64 = 600;
 type Step<'a> = Box<dyn FnOnce() -> Result<()> + 'a>;
 
 /// The steps of `cargo xtask test`, in order.
-const TEST_STEPS: [&str; 7] = [
+const TEST_STEPS: [&str; 8] = [
     "setup",
     "setup-check",
     "fmt",
     "clippy",
     "clippy-bpf",
     "test",
+    "deploy-test",
     "vm-test",
 ];
 
@@ -318,6 +360,7 @@ fn test(args: Vec<OsString>) -> Result<()> {
             }),
         ));
     }
+    steps.push(("deploy-test", Box::new(|| deploy_test::run(&env))));
     steps.push((
         "vm-test",
         Box::new(|| {

@@ -66,6 +66,10 @@ pub fn plan(route: Route, purpose: Purpose) -> Vec<Transaction> {
     let mut plan = Vec::new();
     if purpose == Purpose::Test {
         default.extend(TEST_TOOLS.iter().chain(BENCH_TOOLS).copied().map(any));
+        let deployment = super::needs::release_and_deployment();
+        default.extend(deployment.iter().flat_map(|n| n.apt).copied().map(any));
+        let mut seen = std::collections::HashSet::new();
+        default.retain(|p| seen.insert(p.name));
         plan.push(Transaction {
             release: Some(BACKPORTS),
             // qemu 7.2's TCG crashes the 6.12 guest with two CPUs (general

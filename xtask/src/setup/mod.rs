@@ -14,6 +14,7 @@
 
 mod apt;
 mod apt_source;
+pub mod needs;
 mod pins;
 mod toolchain;
 
@@ -50,7 +51,13 @@ pub fn setup(purpose: Purpose) -> Result<BuildEnv> {
     } else {
         apt::print_wanted(&apt::plan(route, purpose));
     }
-    toolchain::install(route)
+    let env = toolchain::install(route)?;
+    if purpose == Purpose::Test {
+        for needs in needs::release_and_deployment() {
+            needs::ensure(needs)?;
+        }
+    }
+    Ok(env)
 }
 
 /// Proves that what setup installs would install on a bare machine of this

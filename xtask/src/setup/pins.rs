@@ -30,27 +30,23 @@ pub const BPF_LINKER: Pin = Pin {
     version: "0.13.0",
 };
 
-/// Builds the release binary against glibc 2.17's symbol versions.
-pub const CARGO_ZIGBUILD: Pin = Pin {
-    registry: Registry::CratesIo,
-    name: "cargo-zigbuild",
-    version: "0.24.1",
-};
-
-/// The zig that cargo-zigbuild links with, as PyPI ships it.
-pub const ZIGLANG: Pin = Pin {
-    registry: Registry::PyPi,
-    name: "ziglang",
-    version: "0.17.1",
-};
-
-/// Every pinned registry install of setup.
-pub const PINS: &[Pin] = &[BPF_LINKER, CARGO_ZIGBUILD, ZIGLANG];
+/// Every pinned registry install of setup: bpf-linker, and those of the
+/// release and deployment tasks.
+pub fn all() -> Vec<Pin> {
+    std::iter::once(BPF_LINKER)
+        .chain(
+            super::needs::release_and_deployment()
+                .into_iter()
+                .flat_map(|needs| needs.pins()),
+        )
+        .collect()
+}
 
 /// Asks each registry whether each pinned version exists; fails naming every
 /// one that does not. Returns how many were checked.
 pub fn check_exist() -> Result<usize> {
-    let missing: Vec<String> = PINS
+    let pins = all();
+    let missing: Vec<String> = pins
         .iter()
         .filter(|pin| !exists(pin))
         .map(|pin| format!("{} {}@{}", pin.registry.label(), pin.name, pin.version))
@@ -61,7 +57,7 @@ pub fn check_exist() -> Result<usize> {
             missing.join(", ")
         );
     }
-    Ok(PINS.len())
+    Ok(pins.len())
 }
 
 fn exists(pin: &Pin) -> bool {
