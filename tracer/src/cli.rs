@@ -15,8 +15,9 @@ use crate::{output::Format, signals::SignalSet, size::parse_size};
 who sent a signal (SIGKILL, SIGTERM, ...) to which process and pod, with the sender's process \
 ancestry, and which exit code followed; OOM kills, page-allocation failures, packet drops \
 behind slow DNS lookups (conntrack clashes, a full table, filter rules), IO stalls and hung \
-tasks. `tracer top` shows IO wait live, per pod, process and device.\n\nRun as root on the node (or in a privileged DaemonSet \
-with hostPID and the host mounted, see --host-root)."
+tasks. `tracer top` shows IO wait live, per pod, process and device.\n\nRun as root on the node, or in the DaemonSet of deploy/daemonset.yaml \
+(hostPID, CAP_BPF and CAP_PERFMON, the host's / mounted: see --host-root; the node's name from \
+the NODE_NAME variable)."
 )]
 pub struct Cli {
     #[command(subcommand)]
