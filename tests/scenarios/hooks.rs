@@ -25,7 +25,7 @@ fn every_candidate_program_passes_the_verifier() {
         for candidate in hook.candidates {
             let alone = ebpf::Hook {
                 candidates: std::slice::from_ref(candidate),
-                ..hook
+                ..*hook
             };
             let loaded = ebpf::load(
                 &resolved.offsets,

@@ -13,40 +13,61 @@ pub const COMM_LEN: usize = 16;
 /// `task_struct.real_parent` (the sender itself included).
 pub const MAX_ANCESTRY: usize = 16;
 
-/// The first field of every record: tells userspace which struct follows.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RecordKind {
-    Signal = 1,
-    Fork = 2,
-    Exec = 3,
-    Exit = 4,
-    Oom = 5,
-    OomControl = 6,
-    PageAllocFailure = 7,
-    PacketDrop = 8,
-    Dns = 9,
-    ConntrackClash = 10,
-    IoStall = 11,
-    HungTask = 12,
+/// Declares [`RecordKind`], its [`RecordKind::ALL`] list and its names from
+/// one list, so that a kind cannot be added to one and forgotten in another
+/// (a kind missing from `ALL` would decode as "unknown" and its losses would
+/// go uncounted). The values must run 1, 2, 3...: each is also the kind's
+/// slot in the `LOST` counters, which a compile-time check below enforces.
+macro_rules! record_kinds {
+    ($($(#[$doc:meta])* $variant:ident = $value:literal => $name:literal,)+) => {
+        /// The first field of every record: tells userspace which struct follows.
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum RecordKind {
+            $($(#[$doc])* $variant = $value,)+
+        }
+
+        impl RecordKind {
+            pub const ALL: [RecordKind; [$($value),+].len()] = [$(Self::$variant),+];
+
+            /// The kind's name in `lost` and `stop` records.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)+
+                }
+            }
+        }
+    };
 }
 
-impl RecordKind {
-    pub const ALL: [RecordKind; 12] = [
-        Self::Signal,
-        Self::Fork,
-        Self::Exec,
-        Self::Exit,
-        Self::Oom,
-        Self::OomControl,
-        Self::PageAllocFailure,
-        Self::PacketDrop,
-        Self::Dns,
-        Self::ConntrackClash,
-        Self::IoStall,
-        Self::HungTask,
-    ];
+record_kinds! {
+    Signal = 1 => "signal",
+    Fork = 2 => "fork",
+    Exec = 3 => "exec",
+    Exit = 4 => "exit",
+    Oom = 5 => "oom",
+    OomControl = 6 => "oom_control",
+    PageAllocFailure = 7 => "page_alloc_failure",
+    PacketDrop = 8 => "packet_drop",
+    Dns = 9 => "dns",
+    ConntrackClash = 10 => "conntrack_clash",
+    IoStall = 11 => "io_stall",
+    HungTask = 12 => "hung_task",
+}
 
+// Kind values are 1..=N with no gap: `lost_slot` and `LOST_SLOTS` rely on it.
+const _: () = {
+    let mut i = 0;
+    while i < RecordKind::ALL.len() {
+        assert!(
+            RecordKind::ALL[i] as u32 == i as u32 + 1,
+            "record kinds must be numbered 1, 2, 3..."
+        );
+        i += 1;
+    }
+};
+
+impl RecordKind {
     pub fn from_raw(raw: u32) -> Option<Self> {
         Self::ALL.into_iter().find(|kind| *kind as u32 == raw)
     }
@@ -54,23 +75,6 @@ impl RecordKind {
     /// Index of this kind's slot in the per-CPU `LOST` counters.
     pub const fn lost_slot(self) -> u32 {
         self as u32 - 1
-    }
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Signal => "signal",
-            Self::Fork => "fork",
-            Self::Exec => "exec",
-            Self::Exit => "exit",
-            Self::Oom => "oom",
-            Self::OomControl => "oom_control",
-            Self::PageAllocFailure => "page_alloc_failure",
-            Self::PacketDrop => "packet_drop",
-            Self::Dns => "dns",
-            Self::ConntrackClash => "conntrack_clash",
-            Self::IoStall => "io_stall",
-            Self::HungTask => "hung_task",
-        }
     }
 }
 
@@ -593,17 +597,39 @@ pub struct Config {
 /// Words of [`Config::drop_reasons`]: room for 256 drop reasons.
 pub const DROP_REASON_WORDS: usize = 4;
 
-/// Names of the globals and maps, shared so that a rename breaks the build
-/// rather than the load.
-pub mod names {
-    pub const OFFSETS: &str = "OFFSETS";
-    pub const CONFIG: &str = "CONFIG";
-    pub const EVENTS: &str = "EVENTS";
-    pub const LOST: &str = "LOST";
-    pub const STACKS: &str = "STACKS";
-    pub const IO_TASKS: &str = "IO_TASKS";
-    pub const IO_DEVICES: &str = "IO_DEVICES";
-    pub const IO_CGROUPS: &str = "IO_CGROUPS";
+/// Declares [`names`] from the statics' own identifiers: the BPF side
+/// declares each of these globals and maps with the identifier itself (its
+/// ELF symbol is the identifier) and checks there that `names` has it.
+macro_rules! shared_names {
+    (globals { $($global:ident,)+ } maps { $($map:ident,)+ }) => {
+        /// Names of the globals and maps both sides use: a rename on either
+        /// side breaks the build (and a unit test checks the built object),
+        /// not the load.
+        pub mod names {
+            $(pub const $global: &str = stringify!($global);)+
+            $(pub const $map: &str = stringify!($map);)+
+
+            /// The read-only globals userspace sets before the load.
+            pub const GLOBALS: &[&str] = &[$($global),+];
+            /// The maps userspace takes from the loaded object.
+            pub const MAPS: &[&str] = &[$($map),+];
+        }
+    };
+}
+
+shared_names! {
+    globals {
+        OFFSETS,
+        CONFIG,
+    }
+    maps {
+        EVENTS,
+        LOST,
+        STACKS,
+        IO_TASKS,
+        IO_DEVICES,
+        IO_CGROUPS,
+    }
 }
 
 #[cfg(feature = "user")]

@@ -5,9 +5,11 @@ use aya_ebpf::helpers::{bpf_probe_read_kernel, generated as gen};
 use tracer_common::{Config, KernelOffsets, Task, COMM_LEN, OFFSET_UNKNOWN};
 
 /// Overwritten by userspace at load time (a `.rodata` global, so the verifier
-/// sees constants).
+/// sees constants). Unmangled: the symbol is the identifier, which
+/// `tracer_common::names` must list (checked here at compile time).
 #[unsafe(no_mangle)]
 static OFFSETS: KernelOffsets = KernelOffsets::UNKNOWN;
+const _: &str = tracer_common::names::OFFSETS;
 
 #[unsafe(no_mangle)]
 static CONFIG: Config = Config {
@@ -21,6 +23,7 @@ static CONFIG: Config = Config {
     iowait_stacks: 0,
     _pad_iowait: 0,
 };
+const _: &str = tracer_common::names::CONFIG;
 
 #[inline(always)]
 pub fn offsets() -> KernelOffsets {

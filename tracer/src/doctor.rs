@@ -67,7 +67,7 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         match ebpf::load(
             &offsets,
             &config,
-            &ebpf::HOOKS,
+            ebpf::HOOKS,
             ebpf::DEFAULT_RING_BUFFER_SIZE,
         ) {
             Ok(loaded) => {

@@ -66,6 +66,19 @@ impl Attach {
             Self::BtfTracepoint { tracepoint, .. } => format!("tp_btf {tracepoint}"),
         }
     }
+
+    /// The BPF object's programs this way of attaching uses.
+    pub fn programs(&self) -> impl Iterator<Item = &'static str> {
+        let (first, second) = match *self {
+            Self::RawTracepoint { program, .. }
+            | Self::Tracepoint { program, .. }
+            | Self::FEntry { program, .. }
+            | Self::KProbe { program, .. }
+            | Self::BtfTracepoint { program, .. } => (program, None),
+            Self::KProbeAndReturn { entry, exit, .. } => (entry, Some(exit)),
+        };
+        std::iter::once(first).chain(second)
+    }
 }
 
 /// Something tracer watches, and the ways to attach to it, best first: the
@@ -93,7 +106,7 @@ impl Hook {
     }
 }
 
-pub const HOOKS: [Hook; 16] = [
+pub const HOOKS: &[Hook] = &[
     Hook {
         name: "signal",
         candidates: &[Attach::RawTracepoint {
@@ -531,6 +544,49 @@ mod tests {
     use super::*;
     use crate::kernel_btf;
 
+    /// The names userspace uses for programs, maps and globals are checked
+    /// against the embedded object itself, without root: a typo or a rename
+    /// on one side fails here, not at the load on a node.
+    #[test]
+    fn the_object_has_every_program_map_and_global_userspace_names() {
+        let mut object = aya_obj::Object::parse(OBJECT).expect("parsing the embedded BPF object");
+        let mut missing = Vec::new();
+        for hook in HOOKS {
+            for program in hook.candidates.iter().flat_map(Attach::programs) {
+                if !object.programs.contains_key(program) {
+                    missing.push(format!("program {program} (hook {})", hook.name));
+                }
+            }
+        }
+        for map in names::MAPS {
+            if !object.maps.contains_key(*map) {
+                missing.push(format!("map {map}"));
+            }
+        }
+        assert!(missing.is_empty(), "not in the BPF object: {missing:?}");
+
+        // The globals must exist with the size userspace writes into them:
+        // a struct changed on one side only would be caught here too.
+        fn bytes_of<T: aya::Pod>(value: &T) -> &[u8] {
+            // SAFETY: Pod types are plain data without padding holes.
+            unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
+        }
+        let config = config(crate::signals::SignalSet::all(), None, false);
+        let globals: std::collections::HashMap<&str, (&[u8], bool)> = [
+            (names::OFFSETS, (bytes_of(&KernelOffsets::UNKNOWN), true)),
+            (names::CONFIG, (bytes_of(&config), true)),
+        ]
+        .into();
+        assert_eq!(
+            globals.len(),
+            names::GLOBALS.len(),
+            "a global is not checked"
+        );
+        object
+            .patch_map_data(globals)
+            .expect("the object's globals as userspace writes them");
+    }
+
     #[test]
     fn ring_buffer_sizes() {
         assert_eq!(parse_ring_buffer_size("4MiB"), Ok(4 << 20));
@@ -592,7 +648,7 @@ mod tests {
         let mut config = config(crate::signals::SignalSet::all(), None, false);
         config.dns = 1;
         config.drop_reasons = [u64::MAX; tracer_common::DROP_REASON_WORDS];
-        let loaded = load(&offsets, &config, &HOOKS, 4096).expect("load");
+        let loaded = load(&offsets, &config, HOOKS, 4096).expect("load");
         for name in ["packet_drop", "dns_sent", "dns_received"] {
             let status = loaded.hooks.iter().find(|h| h.hook.name == name).unwrap();
             assert!(status.attached.is_ok(), "{name}: {:?}", status.attached);

@@ -87,7 +87,8 @@ pub fn run(args: WatchArgs) -> Result<()> {
         config.iowait_threshold_ns = args.iowait_threshold;
         config.dns = u32::from(!args.no_dns);
         let hooks: Vec<ebpf::Hook> = ebpf::HOOKS
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|h| !(args.no_dns && h.name.starts_with("dns_")))
             .collect();
         let loaded = ebpf::load(&resolved.offsets, &config, &hooks, args.ring_buffer_size)?;
