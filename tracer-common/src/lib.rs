@@ -13,13 +13,13 @@ pub const COMM_LEN: usize = 16;
 /// `task_struct.real_parent` (the sender itself included).
 pub const MAX_ANCESTRY: usize = 16;
 
-/// Declares [`RecordKind`], its [`RecordKind::ALL`] list and its names from
-/// one list, so that a kind cannot be added to one and forgotten in another
+/// Declares [`RecordKind`], its [`RecordKind::ALL`] list, its names and its
+/// record structs from one list, so that a kind cannot be added to one and forgotten in another
 /// (a kind missing from `ALL` would decode as "unknown" and its losses would
 /// go uncounted). The values must run 1, 2, 3...: each is also the kind's
 /// slot in the `LOST` counters, which a compile-time check below enforces.
 macro_rules! record_kinds {
-    ($($(#[$doc:meta])* $variant:ident = $value:literal => $name:literal,)+) => {
+    ($($(#[$doc:meta])* $variant:ident = $value:literal => $name:literal : $record:ty,)+) => {
         /// The first field of every record: tells userspace which struct follows.
         #[repr(u32)]
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,23 +36,30 @@ macro_rules! record_kinds {
                     $(Self::$variant => $name,)+
                 }
             }
+
+            /// Size of the record struct this kind is written as.
+            pub const fn size(self) -> usize {
+                match self {
+                    $(Self::$variant => core::mem::size_of::<$record>(),)+
+                }
+            }
         }
     };
 }
 
 record_kinds! {
-    Signal = 1 => "signal",
-    Fork = 2 => "fork",
-    Exec = 3 => "exec",
-    Exit = 4 => "exit",
-    Oom = 5 => "oom",
-    OomControl = 6 => "oom_control",
-    PageAllocFailure = 7 => "page_alloc_failure",
-    PacketDrop = 8 => "packet_drop",
-    Dns = 9 => "dns",
-    ConntrackClash = 10 => "conntrack_clash",
-    IoStall = 11 => "io_stall",
-    HungTask = 12 => "hung_task",
+    Signal = 1 => "signal": SignalRecord,
+    Fork = 2 => "fork": ForkRecord,
+    Exec = 3 => "exec": ExecRecord,
+    Exit = 4 => "exit": ExitRecord,
+    Oom = 5 => "oom": OomRecord,
+    OomControl = 6 => "oom_control": OomControlRecord,
+    PageAllocFailure = 7 => "page_alloc_failure": PageAllocRecord,
+    PacketDrop = 8 => "packet_drop": PacketRecord,
+    Dns = 9 => "dns": PacketRecord,
+    ConntrackClash = 10 => "conntrack_clash": PacketRecord,
+    IoStall = 11 => "io_stall": BlockedTaskRecord,
+    HungTask = 12 => "hung_task": BlockedTaskRecord,
 }
 
 // Kind values are 1..=N with no gap: `lost_slot` and `LOST_SLOTS` rely on it.
@@ -594,6 +601,22 @@ pub struct Config {
     pub _pad_iowait: u32,
 }
 
+impl Config {
+    /// Everything off: the programs' defaults, which userspace overrides
+    /// family by family before the load.
+    pub const DEFAULT: Self = Self {
+        signal_mask: 0,
+        oom_raw_size: 0,
+        oom_comm_loc: OFFSET_UNKNOWN,
+        page_alloc_stacks: 0,
+        dns: 0,
+        drop_reasons: [0; DROP_REASON_WORDS],
+        iowait_threshold_ns: u64::MAX,
+        iowait_stacks: 0,
+        _pad_iowait: 0,
+    };
+}
+
 /// Words of [`Config::drop_reasons`]: room for 256 drop reasons.
 pub const DROP_REASON_WORDS: usize = 4;
 
@@ -644,4 +667,15 @@ mod user {
     unsafe impl aya::Pod for DeviceIoStats {}
     unsafe impl aya::Pod for CgroupIoKey {}
     unsafe impl aya::Pod for CgroupIoStats {}
+    // The records, read back from the ring buffer.
+    unsafe impl aya::Pod for Header {}
+    unsafe impl aya::Pod for SignalRecord {}
+    unsafe impl aya::Pod for ForkRecord {}
+    unsafe impl aya::Pod for ExecRecord {}
+    unsafe impl aya::Pod for ExitRecord {}
+    unsafe impl aya::Pod for OomRecord {}
+    unsafe impl aya::Pod for OomControlRecord {}
+    unsafe impl aya::Pod for PageAllocRecord {}
+    unsafe impl aya::Pod for PacketRecord {}
+    unsafe impl aya::Pod for BlockedTaskRecord {}
 }

@@ -12,17 +12,7 @@ static OFFSETS: KernelOffsets = KernelOffsets::UNKNOWN;
 const _: &str = tracer_common::names::OFFSETS;
 
 #[unsafe(no_mangle)]
-static CONFIG: Config = Config {
-    signal_mask: 0,
-    oom_raw_size: 0,
-    oom_comm_loc: tracer_common::OFFSET_UNKNOWN,
-    page_alloc_stacks: 0,
-    dns: 0,
-    drop_reasons: [0; tracer_common::DROP_REASON_WORDS],
-    iowait_threshold_ns: u64::MAX,
-    iowait_stacks: 0,
-    _pad_iowait: 0,
-};
+static CONFIG: Config = Config::DEFAULT;
 const _: &str = tracer_common::names::CONFIG;
 
 #[inline(always)]

@@ -19,7 +19,11 @@ use crate::{
     attribution::Attributor,
     cli::TopArgs,
     ebpf,
-    iowait::sample::{Sample, Sampler},
+    family::Settings,
+    iowait::{
+        self,
+        sample::{Sample, Sampler},
+    },
     kernel_btf, preflight,
 };
 
@@ -27,15 +31,10 @@ pub fn run(args: TopArgs) -> Result<()> {
     preflight::check_privileges()?;
     let resolved = kernel_btf::load_and_resolve(args.host.btf.as_deref())?;
     preflight::ensure_tracefs()?;
-    // Only the IO hooks: top reads the kernel's totals, it reports no events.
-    let hooks: Vec<ebpf::Hook> = ebpf::HOOKS
-        .iter()
-        .filter(|h| h.name.starts_with("io_"))
-        .copied()
-        .collect();
-    let mut config = ebpf::config(crate::signals::SignalSet::default_fatal(), None, false);
-    config.iowait_threshold_ns = u64::MAX;
-    let mut loaded = ebpf::load(&resolved.offsets, &config, &hooks, 4096)?;
+    // Only the IO wait family's hooks, and no stall reported: top reads the
+    // kernel's totals, it reports no events.
+    let config = Settings::nothing().config();
+    let mut loaded = ebpf::load(&resolved.offsets, &config, iowait::family::HOOKS, 4096)?;
     let mut notes = Vec::new();
     for h in &loaded.hooks {
         if let Err(e) = &h.attached {
