@@ -536,3 +536,321 @@ fn memcg(attributor: &mut Attributor, level: &tracer_common::MemcgLevel) -> Opti
         oom_kills: oom::oom_kill_count(&dir),
     })
 }
+
+/// The joins, on records made up here (no root, no BPF): a fake process
+/// table and a fake memory cgroup hierarchy in a temporary directory.
+#[cfg(test)]
+mod tests {
+    use std::{fs, os::unix::fs::MetadataExt as _, path::Path};
+
+    use serde_json::Value;
+    use tracer_common::{Header, MemcgLevel, COMM_LEN, OOM_RAW_MAX};
+
+    use super::*;
+    use crate::{clock::Clock, kmsg::KernelLog, output::json::write_event, scope::Scope};
+
+    const SIGKILL: u32 = 9;
+    const SIGTERM: u32 = 15;
+    const SI_USER: i32 = 0;
+    const SI_KERNEL: i32 = 0x80;
+    /// The mark_victim format of older kernels: the pid only.
+    const MARK_VICTIM: &str = "name: mark_victim
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:int pid;\toffset:8;\tsize:4;\tsigned:1;
+";
+
+    /// Tracer's surroundings, made up: an empty procfs, a memory cgroup
+    /// hierarchy with one pod's cgroup, and nothing filtered.
+    struct World {
+        dir: tempfile::TempDir,
+        processes: ProcessTable,
+        attributor: Attributor,
+        kernel_log: KernelLog,
+        scope: Scope,
+        family: Signals,
+        out: Vec<Box<dyn Event>>,
+    }
+
+    impl World {
+        fn new(oom_group: bool) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let procfs = dir.path().join("proc");
+            let memory = dir.path().join("memory");
+            let pod = memory.join("kubepods/burstable/pod1f0c2a4e-8d3b-4c8e-9a51-0f2b6c7d8e9f");
+            fs::create_dir_all(&procfs).unwrap();
+            fs::create_dir_all(&pod).unwrap();
+            fs::write(
+                pod.join("memory.oom.group"),
+                if oom_group { "1\n" } else { "0\n" },
+            )
+            .unwrap();
+            let mountinfo = format!(
+                "36 29 0:33 / {} rw shared:16 - cgroup cgroup rw,memory\n",
+                memory.display()
+            );
+            Self {
+                processes: ProcessTable::new(&procfs),
+                attributor: Attributor::with_mountinfo(&procfs, dir.path(), &mountinfo),
+                kernel_log: KernelLog::closed(),
+                scope: Scope::Everything,
+                family: Signals::new(SignalSet::default_fatal(), Some(Format::parse(MARK_VICTIM))),
+                out: Vec::new(),
+                dir,
+            }
+        }
+
+        /// The pod's memory cgroup, as the kernel identifies it (its inode).
+        fn pod_cgroup(&self) -> u64 {
+            let pod = self
+                .dir
+                .path()
+                .join("memory/kubepods/burstable/pod1f0c2a4e-8d3b-4c8e-9a51-0f2b6c7d8e9f");
+            fs::metadata(pod).unwrap().ino()
+        }
+
+        fn feed<T>(&mut self, kind: RecordKind, record: &T) {
+            // SAFETY: a view of a plain-data record's bytes.
+            let bytes = unsafe {
+                std::slice::from_raw_parts((record as *const T).cast::<u8>(), size_of::<T>())
+            };
+            let record = crate::records::decode(bytes).expect("a well-formed record");
+            assert_eq!(record.kind, kind);
+            let mut cx = Context {
+                processes: &mut self.processes,
+                attributor: &mut self.attributor,
+                scope: &self.scope,
+                stacks: None,
+                kernel_log: &mut self.kernel_log,
+                procfs: Path::new("/nonexistent"),
+            };
+            self.family.handle(&record, &mut cx, &mut self.out);
+        }
+
+        fn flush(&mut self, now_ns: u64) {
+            let mut cx = Context {
+                processes: &mut self.processes,
+                attributor: &mut self.attributor,
+                scope: &self.scope,
+                stacks: None,
+                kernel_log: &mut self.kernel_log,
+                procfs: Path::new("/nonexistent"),
+            };
+            self.family.flush(now_ns, &mut cx, &mut self.out);
+        }
+
+        /// What was reported so far, as the JSON lines say it.
+        fn reported(&mut self) -> Vec<Value> {
+            let clock = Clock::new();
+            self.out
+                .drain(..)
+                .map(|event| {
+                    let mut line = Vec::new();
+                    write_event(&mut line, event.as_ref(), &clock, "node-1").unwrap();
+                    serde_json::from_slice(&line).unwrap()
+                })
+                .collect()
+        }
+    }
+
+    fn comm(name: &str) -> [u8; COMM_LEN] {
+        Comm::from_str_lossy(name).raw()
+    }
+
+    fn task(pid: u32, name: &str) -> Task {
+        Task {
+            tid: pid,
+            tgid: pid,
+            start_ns: 1,
+            comm: comm(name),
+            thread_comm: comm(name),
+            cgroup2_id: 0,
+            memory_cgroup_id: 0,
+        }
+    }
+
+    fn header(kind: RecordKind, ktime_ns: u64) -> Header {
+        Header {
+            kind: kind as u32,
+            cpu: 0,
+            ktime_ns,
+        }
+    }
+
+    fn signal(at_ns: u64, sig: u32, si_code: i32, sender: Task, target: Task) -> SignalRecord {
+        // SAFETY: all-zero is a valid record (plain data).
+        let mut r: SignalRecord = unsafe { std::mem::zeroed() };
+        r.header = header(RecordKind::Signal, at_ns);
+        r.sender = sender;
+        r.target = target;
+        r.sig = sig;
+        r.si_code = si_code;
+        r.group = 1;
+        r.result = 0; // TRACE_SIGNAL_DELIVERED
+        r
+    }
+
+    /// An OOM kill of `victim`, triggered by `trigger`, in the pod's cgroup
+    /// (at its limit).
+    fn oom(at_ns: u64, trigger: Task, victim: u32, memcg: u64) -> OomRecord {
+        // SAFETY: all-zero is a valid record (plain data).
+        let mut r: OomRecord = unsafe { std::mem::zeroed() };
+        r.header = header(RecordKind::Oom, at_ns);
+        r.trigger = trigger;
+        r.raw_len = 12;
+        r.raw[8..12].copy_from_slice(&(victim as i32).to_ne_bytes());
+        assert!(r.raw.len() == OOM_RAW_MAX);
+        r.levels_len = 1;
+        r.levels[0] = MemcgLevel {
+            cgroup_id: memcg,
+            usage_pages: 25_600,
+            max_pages: 25_600,
+        };
+        r
+    }
+
+    fn exit(at_ns: u64, process: Task, wait_status: u32) -> ExitRecord {
+        ExitRecord {
+            header: header(RecordKind::Exit, at_ns),
+            task: process,
+            exit_code: wait_status,
+            ppid: 1,
+        }
+    }
+
+    fn kinds(lines: &[Value]) -> Vec<&str> {
+        lines.iter().map(|l| l["kind"].as_str().unwrap()).collect()
+    }
+
+    /// The OOM killer's SIGKILL comes just before its OOM record: it is
+    /// held, then folded into the OOM event, and the exit says OOM-killed.
+    #[test]
+    fn a_held_kernel_sigkill_is_folded_into_the_oom_that_follows() {
+        let mut world = World::new(false);
+        let memcg = world.pod_cgroup();
+        let victim = task(4242, "memhog");
+        world.feed(
+            RecordKind::Signal,
+            &signal(1_000, SIGKILL, SI_KERNEL, task(4242, "memhog"), victim),
+        );
+        assert!(
+            world.out.is_empty(),
+            "a kernel SIGKILL waits for its OOM record"
+        );
+        world.feed(
+            RecordKind::Oom,
+            &oom(1_100, task(4242, "memhog"), 4242, memcg),
+        );
+        world.feed(RecordKind::Exit, &exit(1_200, victim, SIGKILL));
+        world.flush(u64::MAX);
+        let lines = world.reported();
+        assert_eq!(kinds(&lines), ["oom", "exit"], "{lines:#?}");
+        let oom = &lines[0];
+        assert_eq!(oom["scope"], "cgroup");
+        assert_eq!(oom["scope_source"], "memory_counters");
+        assert_eq!(
+            oom["memcg"]["path"],
+            "/kubepods/burstable/pod1f0c2a4e-8d3b-4c8e-9a51-0f2b6c7d8e9f"
+        );
+        assert_eq!(oom["victims"][0]["process"]["pid"], 4242);
+        assert_eq!(lines[1]["oom_killed"], true);
+        assert_eq!(lines[1]["killed_by"], "SIGKILL");
+    }
+
+    /// A kernel SIGKILL that no OOM explains is reported as it is, once
+    /// its hold is over.
+    #[test]
+    fn a_held_kernel_sigkill_without_an_oom_is_released_after_its_hold() {
+        let mut world = World::new(false);
+        world.feed(
+            RecordKind::Signal,
+            &signal(
+                1_000,
+                SIGKILL,
+                SI_KERNEL,
+                task(77, "kthread"),
+                task(4242, "app"),
+            ),
+        );
+        world.flush(1_000 + HOLD_KILL_NS - 1);
+        assert!(world.out.is_empty(), "still held");
+        world.flush(1_000 + HOLD_KILL_NS);
+        let lines = world.reported();
+        assert_eq!(kinds(&lines), ["signal"]);
+        assert_eq!(lines[0]["signal"]["origin"], "kernel");
+        assert_eq!(lines[0]["target"]["pid"], 4242);
+    }
+
+    /// With `memory.oom.group`, the kernel kills the whole cgroup in one
+    /// pass: every victim is in one OOM event.
+    #[test]
+    fn an_oom_group_kill_is_one_event_with_every_victim() {
+        let mut world = World::new(true);
+        let memcg = world.pod_cgroup();
+        let trigger = task(4242, "memhog");
+        world.feed(RecordKind::Oom, &oom(1_000, trigger, 4242, memcg));
+        world.feed(RecordKind::Oom, &oom(1_050, trigger, 4243, memcg));
+        world.flush(u64::MAX);
+        let lines = world.reported();
+        assert_eq!(kinds(&lines), ["oom"], "{lines:#?}");
+        let victims: Vec<u64> = lines[0]["victims"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["process"]["pid"].as_u64().unwrap())
+            .collect();
+        assert_eq!(victims, [4242, 4243]);
+    }
+
+    /// Without it, a second victim right after is a second OOM (the first
+    /// one's memory was not freed yet), with its own event.
+    #[test]
+    fn without_oom_group_a_second_victim_is_a_second_oom() {
+        let mut world = World::new(false);
+        let memcg = world.pod_cgroup();
+        let trigger = task(4242, "memhog");
+        world.feed(RecordKind::Oom, &oom(1_000, trigger, 4242, memcg));
+        world.feed(RecordKind::Oom, &oom(1_050, trigger, 4243, memcg));
+        world.flush(u64::MAX);
+        let lines = world.reported();
+        assert_eq!(kinds(&lines), ["oom", "oom"], "{lines:#?}");
+        assert_eq!(lines[0]["victims"][0]["process"]["pid"], 4242);
+        assert_eq!(lines[1]["victims"][0]["process"]["pid"], 4243);
+    }
+
+    /// An exit is blamed on the signal that killed it, with its sender;
+    /// a process that handled the signal and exited is "status N after" it.
+    #[test]
+    fn an_exit_is_blamed_on_the_signal_before_it() {
+        let mut world = World::new(false);
+        let pkill = task(23549, "pkill");
+        let server = task(7942, "server");
+        world.feed(
+            RecordKind::Signal,
+            &signal(1_000, SIGTERM, SI_USER, pkill, server),
+        );
+        world.feed(RecordKind::Exit, &exit(2_000, server, SIGTERM));
+        let lines = world.reported();
+        assert_eq!(kinds(&lines), ["signal", "exit"]);
+        assert_eq!(lines[1]["killed_by"], "SIGTERM");
+        assert_eq!(lines[1]["exit_code"], 128 + SIGTERM);
+        assert_eq!(lines[1]["after_signal"]["sender_pid"], 23549);
+        assert_eq!(lines[1]["after_signal"]["sender_comm"], "pkill");
+        assert_eq!(lines[1]["oom_killed"], false);
+
+        let other = task(7943, "worker");
+        world.feed(
+            RecordKind::Signal,
+            &signal(3_000, SIGTERM, SI_USER, pkill, other),
+        );
+        world.feed(RecordKind::Exit, &exit(4_000, other, 3 << 8));
+        let lines = world.reported();
+        assert_eq!(kinds(&lines), ["signal", "exit"]);
+        assert_eq!(lines[1]["exit_status"], 3);
+        assert_eq!(lines[1]["after_signal"]["signal"], "SIGTERM");
+
+        // No signal before it and a clean exit: nothing to explain.
+        world.feed(RecordKind::Exit, &exit(5_000, task(7944, "job"), 0));
+        assert!(world.reported().is_empty());
+    }
+}
