@@ -95,6 +95,17 @@ pub fn parent_process(task: KPtr, o: &KernelOffsets) -> KPtr {
     group_leader(read_or_zero::<KPtr>(task, o.task_real_parent), o)
 }
 
+/// At `sched_process_exit`: whether `task` is the last thread of its
+/// process to exit (`signal->live` has just dropped to zero).
+#[inline(always)]
+pub fn is_last_thread(task: KPtr, o: &KernelOffsets) -> bool {
+    match read::<KPtr>(task, o.task_signal).and_then(|signal| read::<i32>(signal, o.signal_live)) {
+        Some(live) => live == 0,
+        // Without `signal->live`, fall back to the group leader's exit.
+        None => read::<u32>(task, o.task_pid) == Some(tgid(task, o)),
+    }
+}
+
 #[inline(always)]
 pub fn tgid(task: KPtr, o: &KernelOffsets) -> u32 {
     read_or_zero::<u32>(task, o.task_tgid)

@@ -15,7 +15,7 @@ use tracer_common::{Config, RecordKind, Task};
 
 use crate::{
     attribution::{Attribution, Attributor},
-    cli::{HostArgs, WatchArgs},
+    cli::WatchArgs,
     ebpf::{Hook, HookStatus},
     kernel_btf::ResolvedOffsets,
     kmsg::KernelLog,
@@ -160,8 +160,11 @@ pub fn all_hooks() -> impl Iterator<Item = &'static Hook> {
 
 /// What a family's `start` has to go on.
 pub struct Start<'a> {
-    pub host: &'a HostArgs,
+    /// The command line, for a family's own options.
+    pub args: &'a WatchArgs,
     pub settings: &'a Settings,
+    /// The loaded object, for a family that reads maps of its own.
+    pub ebpf: &'a mut aya::Ebpf,
     /// How this family's hooks attached.
     pub hooks: &'a [&'a HookStatus],
     /// Lines for the banner ("drop reasons this kernel does not have").

@@ -153,7 +153,8 @@ fn set_up(args: &WatchArgs, checked: Checked) -> Result<Watch> {
     // Families start before tracer says it is watching: what they read
     // now (counters) is their baseline.
     let mut notes = Vec::new();
-    let families = start_families(&args.host, &settings, &loaded.hooks, &mut notes);
+    let mut loaded = loaded;
+    let families = start_families(args, &settings, &mut loaded, &mut notes);
 
     let clock = Clock::new();
     let mut output = Output::new(args.format, file, clock, preflight::node_name());
@@ -204,21 +205,23 @@ fn set_up(args: &WatchArgs, checked: Checked) -> Result<Watch> {
 
 /// Each family with the hooks that are its own.
 fn start_families(
-    host: &crate::cli::HostArgs,
+    args: &WatchArgs,
     settings: &Settings,
-    hooks: &[HookStatus],
+    loaded: &mut ebpf::Loaded,
     notes: &mut Vec<String>,
 ) -> Vec<Box<dyn family::Family>> {
     family::FAMILIES
         .iter()
         .filter_map(|registration| {
-            let own: Vec<&HookStatus> = hooks
+            let own: Vec<&HookStatus> = loaded
+                .hooks
                 .iter()
                 .filter(|h| registration.hooks.iter().any(|r| r.name == h.hook.name))
                 .collect();
             (registration.start)(&mut Start {
-                host,
+                args,
                 settings,
+                ebpf: &mut loaded.ebpf,
                 hooks: &own,
                 notes,
             })

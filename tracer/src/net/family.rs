@@ -91,7 +91,10 @@ fn start(start: &mut Start<'_>) -> Option<Box<dyn Family>> {
             lacking.join(", ")
         ));
     }
-    let index = NetnsIndex::with_roots(&start.host.procfs, start.host.host_root.join("run/netns"));
+    let index = NetnsIndex::with_roots(
+        &start.args.host.procfs,
+        start.args.host.host_root.join("run/netns"),
+    );
     match index {
         Ok(index) => {
             let mut family = NetworkFamily::new(reasons, index);

@@ -39,7 +39,7 @@ fn configure(settings: &Settings, config: &mut Config) {
 }
 
 fn start(start: &mut Start<'_>) -> Option<Box<dyn Family>> {
-    Some(Box::new(PageAlloc::new(start.host.procfs.as_path())))
+    Some(Box::new(PageAlloc::new(start.args.host.procfs.as_path())))
 }
 
 /// What page-allocation failures need: the kernel's GFP names, buddyinfo
