@@ -99,11 +99,15 @@ pub fn parent_process(task: KPtr, o: &KernelOffsets) -> KPtr {
 /// process to exit (`signal->live` has just dropped to zero).
 #[inline(always)]
 pub fn is_last_thread(task: KPtr, o: &KernelOffsets) -> bool {
-    match read::<KPtr>(task, o.task_signal).and_then(|signal| read::<i32>(signal, o.signal_live)) {
-        Some(live) => live == 0,
-        // Without `signal->live`, fall back to the group leader's exit.
-        None => read::<u32>(task, o.task_pid) == Some(tgid(task, o)),
+    if let Some(live) =
+        read::<KPtr>(task, o.task_signal).and_then(|signal| read::<i32>(signal, o.signal_live))
+    {
+        return live == 0;
     }
+    // Without `signal->live`, fall back to the group leader's exit. Plain
+    // integers, no `Option` compared: LLVM may leave the payload of a
+    // `None` undefined, and the verifier refuses a read of it.
+    read_or_zero::<u32>(task, o.task_pid) == tgid(task, o)
 }
 
 #[inline(always)]
