@@ -12,3 +12,4 @@ mod netlab;
 mod oom;
 mod pagealloc;
 mod signals;
+mod zombie;

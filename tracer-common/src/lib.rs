@@ -6,6 +6,9 @@
 //! reservation, and userspace reads them back from the same bytes.
 #![no_std]
 
+mod zombie;
+pub use zombie::*;
+
 /// Length of `task_struct.comm`, the kernel's process name (with its NUL).
 pub const COMM_LEN: usize = 16;
 
@@ -652,6 +655,7 @@ shared_names! {
         IO_TASKS,
         IO_DEVICES,
         IO_CGROUPS,
+        ZOMBIES,
     }
 }
 

@@ -24,6 +24,7 @@ mod oom;
 mod pagealloc;
 mod ring;
 mod signal;
+mod zombie;
 
 #[cfg(not(test))]
 #[panic_handler]

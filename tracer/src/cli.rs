@@ -105,6 +105,12 @@ pub struct WatchArgs {
     #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = crate::iowait::parse_threshold)]
     pub iowait_threshold: u64,
 
+    /// Report a process that exited and that its parent has not reaped
+    /// (a zombie, `<defunct>` in ps) once it is this old, with its pod and
+    /// the parent that does not wait for it.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = crate::iowait::parse_threshold)]
+    pub zombie_age: u64,
+
     /// Size of the kernel-to-tracer ring buffer (a power of two). Records
     /// that do not fit are counted and reported as `lost`; raise it if that
     /// happens.

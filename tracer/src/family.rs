@@ -35,6 +35,7 @@ pub const FAMILIES: &[&Registration] = &[
     &crate::pagealloc::family::REGISTRATION,
     &crate::net::family::REGISTRATION,
     &crate::iowait::family::REGISTRATION,
+    &crate::zombie::REGISTRATION,
 ];
 
 /// What tracer knows of a family before it runs: enough for `doctor`, `top`

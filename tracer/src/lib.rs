@@ -3,7 +3,7 @@
 //! Data flows kernel hook -> BPF program (`tracer-ebpf`) -> ring buffer ->
 //! [`records`] -> [`explain`] (with [`process`] and [`attribution`]) -> the
 //! [`family`] that reads the record -> [`output`]. Each family lives in its
-//! own folder ([`signals`], [`pagealloc`], [`net`], [`iowait`]) and is
+//! own folder ([`signals`], [`pagealloc`], [`net`], [`iowait`], [`zombie`]) and is
 //! registered in [`family::FAMILIES`]. The binary in `main.rs` is only the
 //! command line.
 
@@ -33,3 +33,4 @@ pub mod stacks;
 pub mod top;
 pub mod tracefs;
 pub mod watch;
+pub mod zombie;
