@@ -14,8 +14,8 @@ use crate::{output::Format, signals::SignalSet, size::parse_size};
     long_about = "Explains kernel events on a Kubernetes node, as they happen and with pod names: \
 who sent a signal (SIGKILL, SIGTERM, ...) to which process and pod, with the sender's process \
 ancestry, and which exit code followed; OOM kills, page-allocation failures, packet drops \
-behind slow DNS lookups (conntrack clashes, a full table, filter rules), IO stalls and hung \
-tasks. `tracer top` shows IO wait live, per pod, process and device.\n\nRun as root on the node (or in a privileged DaemonSet \
+behind slow DNS lookups (conntrack clashes, a full table, filter rules), IO stalls, hung \
+tasks and zombies left unreaped. `tracer top` shows IO wait live, per pod, process and device.\n\nRun as root on the node (or in a privileged DaemonSet \
 with hostPID and the host mounted, see --host-root)."
 )]
 pub struct Cli {
