@@ -106,9 +106,6 @@ impl Hook {
     }
 }
 
-/// `--iowait-threshold` unless given: a wait this long is felt by users.
-pub const DEFAULT_IOWAIT_THRESHOLD_NS: u64 = 100_000_000;
-
 #[derive(Debug)]
 pub struct HookStatus {
     pub hook: Hook,
@@ -122,7 +119,6 @@ pub struct Loaded {
     pub events: RingBuf<MapData>,
     pub lost: PerCpuArray<MapData, u64>,
     pub stacks: StackTraceMap<MapData>,
-    pub io: crate::iowait::IoMaps,
     pub hooks: Vec<HookStatus>,
 }
 
@@ -160,13 +156,11 @@ pub fn load(
     let stacks =
         StackTraceMap::try_from(ebpf.take_map(names::STACKS).context("map STACKS missing")?)
             .context("map STACKS")?;
-    let io = crate::iowait::IoMaps::take(&mut ebpf)?;
     Ok(Loaded {
         ebpf,
         events,
         lost,
         stacks,
-        io,
         hooks,
     })
 }

@@ -113,7 +113,8 @@ impl Settings {
             signals: SignalSet::all(),
             stacks: true,
             dns: true,
-            iowait_threshold_ns: crate::ebpf::DEFAULT_IOWAIT_THRESHOLD_NS,
+            // `--iowait-threshold`'s default.
+            iowait_threshold_ns: 100_000_000,
             oom_format: oom_format(),
             drop_reasons: DropReasons::new(&kernel.drop_reasons),
         }

@@ -35,6 +35,7 @@ pub fn run(args: TopArgs) -> Result<()> {
     // kernel's totals, it reports no events.
     let config = Settings::nothing().config();
     let mut loaded = ebpf::load(&resolved.offsets, &config, iowait::family::HOOKS, 4096)?;
+    let io = iowait::IoMaps::take(&mut loaded.ebpf)?;
     let mut notes = Vec::new();
     for h in &loaded.hooks {
         if let Err(e) = &h.attached {
@@ -58,7 +59,7 @@ pub fn run(args: TopArgs) -> Result<()> {
     let mut sample = Sample::default();
     let mut sort = view::SortKey::IoWait;
     let mut lines = Vec::new();
-    sampler.sample(&loaded.io, &mut sample);
+    sampler.sample(&io, &mut sample);
     let mut last = Instant::now();
     // The interval the rates on screen were measured over.
     let mut shown_interval = args.interval;
@@ -109,7 +110,7 @@ pub fn run(args: TopArgs) -> Result<()> {
         let elapsed = now.duration_since(last).as_secs_f64();
         last = now;
         shown_interval = elapsed;
-        sampler.sample(&loaded.io, &mut sample);
+        sampler.sample(&io, &mut sample);
         // Hung tasks may still come through the ring buffer: top has no use
         // for them, and must not let it fill.
         while loaded.events.next().is_some() {}
