@@ -39,7 +39,8 @@ pub fn run(args: WatchArgs) -> Result<()> {
         let mut stop = StopSignals::install()?;
         let mut watch = set_up(&args, checked)?;
         let reason = watch.run_loop(&mut stop).await?;
-        watch.finish(reason)
+        watch.summaries()?;
+        watch.stop(reason)
     })
 }
 
@@ -130,7 +131,7 @@ fn set_up(args: &WatchArgs, checked: Checked) -> Result<Watch> {
         scope,
     } = checked;
     let settings = Settings::from_args(args, &resolved);
-    let loaded = ebpf::load(
+    let mut loaded = ebpf::load(
         &resolved.offsets,
         &settings.config(),
         &settings.hooks(),
@@ -153,7 +154,6 @@ fn set_up(args: &WatchArgs, checked: Checked) -> Result<Watch> {
     // Families start before tracer says it is watching: what they read
     // now (counters) is their baseline.
     let mut notes = Vec::new();
-    let mut loaded = loaded;
     let families = start_families(args, &settings, &mut loaded, &mut notes);
 
     let clock = Clock::new();
@@ -258,9 +258,9 @@ impl Watch {
         }
     }
 
-    /// What is already in the ring buffer is still reported; then the
-    /// families' summaries, the `stop` record, and the programs detached.
-    fn finish(mut self, stop_reason: &'static str) -> Result<()> {
+    /// What is already in the ring buffer is still reported, what the
+    /// families held is released, and each family closes with its summary.
+    fn summaries(&mut self) -> Result<()> {
         drain(
             self.events.get_mut(),
             &mut self.explainer,
@@ -274,7 +274,11 @@ impl Watch {
             &mut self.state,
         )?;
         report_losses(&self.lost_map, &mut self.output, &mut self.state)?;
-        self.explainer.finish(&mut self.output)?;
+        self.explainer.finish(&mut self.output)
+    }
+
+    /// The `stop` record and totals; the programs detached.
+    fn stop(mut self, stop_reason: &'static str) -> Result<()> {
         let state = &self.state;
         let output = &mut self.output;
         let lost_total: u64 = state.lost.iter().sum();
