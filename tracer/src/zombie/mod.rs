@@ -7,6 +7,7 @@
 //!
 //! The kernel keeps every exited, unreaped process in `ZOMBIES`; this
 //! family reads the map once a second and checks /proc before it reports.
+//! Zombies made before tracer started are not seen: their exit was not.
 
 pub mod event;
 
