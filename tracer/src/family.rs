@@ -4,9 +4,12 @@
 //! records it reads and the events it reports. The rest of tracer reaches
 //! the families only through [`FAMILIES`] and the [`Family`] trait.
 //!
-//! Adding a family: its records in `tracer-common` (a line in
-//! `record_kinds!`), its programs in `tracer-ebpf`, its folder here with a
-//! [`Registration`], and one line in [`FAMILIES`].
+//! Adding a family: its records in a module of `tracer-common` (with a line
+//! in `record_kinds!` per ring-buffer record and in `shared_names!` per map
+//! userspace reads), its programs in `tracer-ebpf/src/<family>.rs`, its
+//! folder here with a [`Registration`], one line in [`FAMILIES`], its
+//! options in `cli.rs` (and [`Settings`] when the programs need them), its
+//! scenario and the README. `src/zombie/` is the smallest example.
 
 use std::path::Path;
 
@@ -41,7 +44,8 @@ pub const FAMILIES: &[&Registration] = &[
 /// What tracer knows of a family before it runs: enough for `doctor`, `top`
 /// and the checks of the BPF object, which start none.
 pub struct Registration {
-    /// Short name, as `Hook::family` gives it ("signals", "iowait").
+    /// Short name ("signals", "iowait"), for people reading the code and
+    /// the tests.
     pub name: &'static str,
     /// Its hooks, each with the ways to attach it, best first.
     pub hooks: &'static [Hook],
@@ -238,5 +242,42 @@ impl Context<'_> {
             Some(stacks) if id >= 0 => stacks.resolve(id),
             _ => Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A family finds its own hooks by name among the attached ones: two
+    /// hooks of one name would be handed to both families.
+    #[test]
+    fn family_and_hook_names_are_unique() {
+        let mut families: Vec<&str> = FAMILIES.iter().map(|f| f.name).collect();
+        families.sort_unstable();
+        families.dedup();
+        assert_eq!(families.len(), FAMILIES.len(), "{families:?}");
+        let mut hooks: Vec<&str> = all_hooks().map(|h| h.name).collect();
+        let count = hooks.len();
+        hooks.sort_unstable();
+        hooks.dedup();
+        assert_eq!(hooks.len(), count, "a hook name is used twice");
+    }
+
+    /// `--no-dns` leaves out exactly the DNS hooks, and nothing else.
+    #[test]
+    fn settings_choose_the_hooks() {
+        let mut settings = Settings::nothing();
+        settings.dns = true;
+        let with_dns = settings.hooks();
+        settings.dns = false;
+        let without: Vec<&str> = settings.hooks().iter().map(|h| h.name).collect();
+        let left_out: Vec<&str> = with_dns
+            .iter()
+            .map(|h| h.name)
+            .filter(|n| !without.contains(n))
+            .collect();
+        assert_eq!(left_out, ["dns_sent", "dns_received"]);
+        assert_eq!(with_dns.len(), all_hooks().count());
     }
 }
