@@ -3,7 +3,7 @@
 //! fallback would go unnoticed wherever the preferred program loads: here
 //! each candidate is loaded and attached on its own.
 
-use tracer::{ebpf, kernel_btf, net::drops};
+use tracer::{ebpf, family, kernel_btf};
 
 use crate::harness::require_root;
 
@@ -16,16 +16,14 @@ fn every_candidate_program_passes_the_verifier() {
     let resolved = kernel_btf::load_and_resolve(None).expect("kernel BTF");
     // Everything switched on, as `watch` runs by default: the settings are
     // constants to the verifier, which skips the code they turn off.
-    let mut config = ebpf::config(tracer::signals::SignalSet::all(), None, true);
-    config.dns = 1;
-    config.drop_reasons = drops::DropReasons::new(&resolved.drop_reasons).mask(drops::WATCHED);
+    let config = family::Settings::everything(&resolved).config();
     let in_guest = std::env::var("TRACER_DISPOSABLE_GUEST").as_deref() == Ok("1");
     let mut failures = Vec::new();
-    for hook in ebpf::HOOKS {
+    for hook in family::all_hooks() {
         for candidate in hook.candidates {
             let alone = ebpf::Hook {
                 candidates: std::slice::from_ref(candidate),
-                ..hook
+                ..*hook
             };
             let loaded = ebpf::load(
                 &resolved.offsets,

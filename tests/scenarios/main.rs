@@ -13,3 +13,4 @@ mod netlab;
 mod oom;
 mod pagealloc;
 mod signals;
+mod zombie;

@@ -37,8 +37,6 @@ const TASK_UNINTERRUPTIBLE: u32 = 0x2;
 const TASK_NOLOAD: u32 = 0x400;
 /// `REQ_OP_MASK`: the low bits of `cmd_flags` are the operation.
 const REQ_OP_MASK: u32 = 0xff;
-/// `bpf_ringbuf_submit` flag: do not wake the reader.
-const BPF_RB_NO_WAKEUP: u64 = 1;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -64,15 +62,18 @@ macro_rules! offset {
     };
 }
 
-#[map(name = "IO_TASKS")]
-static TASKS: LruHashMap<u32, TaskIoTotals> = LruHashMap::with_max_entries(32768, 0);
+shared_map! {
+    static IO_TASKS: LruHashMap<u32, TaskIoTotals> = LruHashMap::with_max_entries(32768, 0);
+}
 
-#[map(name = "IO_DEVICES")]
-static DEVICES: PerCpuHashMap<u32, DeviceIoStats> = PerCpuHashMap::with_max_entries(1024, 0);
+shared_map! {
+    static IO_DEVICES: PerCpuHashMap<u32, DeviceIoStats> = PerCpuHashMap::with_max_entries(1024, 0);
+}
 
-#[map(name = "IO_CGROUPS")]
-static CGROUPS: LruPerCpuHashMap<CgroupIoKey, CgroupIoStats> =
-    LruPerCpuHashMap::with_max_entries(8192, 0);
+shared_map! {
+    static IO_CGROUPS: LruPerCpuHashMap<CgroupIoKey, CgroupIoStats> =
+        LruPerCpuHashMap::with_max_entries(8192, 0);
+}
 
 /// Issue time of each request in flight (key: the `struct request *`).
 #[map(name = "IO_REQUESTS")]
@@ -157,7 +158,7 @@ fn switched_out<C: StackIdContext>(
     // The sleeper is current here, and only here: its stack is taken now,
     // for the few waits that will turn out to be stalls.
     let stack_id = if kernel::config().iowait_stacks != 0 {
-        ctx.get_stackid(&crate::pagealloc::STACKS, 0).unwrap_or(-1)
+        ctx.get_stackid(&crate::ring::STACKS, 0).unwrap_or(-1)
     } else {
         -1
     };
@@ -186,7 +187,7 @@ fn switched_in(task: KPtr) {
     let tid = read_or_zero::<u32>(task, o.task_pid);
     let iowait_ns = if since.in_iowait != 0 { blocked_ns } else { 0 };
     let iowait_waits = since.in_iowait as u64;
-    match TASKS.get_ptr_mut(tid) {
+    match IO_TASKS.get_ptr_mut(tid) {
         // One writer per thread: a task is switched in on one CPU at a time.
         Some(totals) => unsafe {
             (*totals).iowait_ns += iowait_ns;
@@ -203,7 +204,7 @@ fn switched_in(task: KPtr) {
                 iowait_waits,
                 blocked_waits: 1,
             };
-            let _ = TASKS.insert(tid, totals, 0);
+            let _ = IO_TASKS.insert(tid, totals, 0);
         }
     }
     if blocked_ns >= kernel::config().iowait_threshold_ns {
@@ -274,7 +275,7 @@ fn report(
     let io_cgroup_id = kernel::cgroup_id(read_or_zero::<KPtr>(io_css, o.css_cgroup), o);
     // IO the task's cgroup issued during the wait explains it better than
     // the task's own last submission, which may be long ago (its exec).
-    let mut dev = match unsafe { TASKS.get(tid) } {
+    let mut dev = match unsafe { IO_TASKS.get(tid) } {
         Some(totals) => totals.dev,
         None => 0,
     };
@@ -301,7 +302,7 @@ fn report(
     // IO wait came out 2 to 6 times too long here). Userspace drains the
     // ring buffer on its 100 ms tick instead.
     let flags = if kind == RecordKind::IoStall {
-        BPF_RB_NO_WAKEUP
+        ring::NO_WAKEUP
     } else {
         0
     };
@@ -320,7 +321,7 @@ pub fn block_bio_queue(ctx: RawTracePointContext) -> i32 {
     }
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
-    match TASKS.get_ptr_mut(tid) {
+    match IO_TASKS.get_ptr_mut(tid) {
         Some(totals) => unsafe { (*totals).dev = dev },
         None => {
             let totals = TaskIoTotals {
@@ -328,7 +329,7 @@ pub fn block_bio_queue(ctx: RawTracePointContext) -> i32 {
                 dev,
                 ..TaskIoTotals::default()
             };
-            let _ = TASKS.insert(tid, totals, 0);
+            let _ = IO_TASKS.insert(tid, totals, 0);
         }
     }
     0
@@ -387,7 +388,7 @@ pub fn block_rq_issue(ctx: RawTracePointContext) -> i32 {
         dev,
         _pad: 0,
     };
-    match CGROUPS.get_ptr_mut(key) {
+    match IO_CGROUPS.get_ptr_mut(key) {
         Some(stats) => unsafe {
             if let (Some(ios), Some(b)) = ((*stats).ios.get_mut(dir), (*stats).bytes.get_mut(dir)) {
                 *ios += 1;
@@ -400,7 +401,7 @@ pub fn block_rq_issue(ctx: RawTracePointContext) -> i32 {
                 *ios = 1;
                 *b = bytes;
             }
-            let _ = CGROUPS.insert(key, stats, 0);
+            let _ = IO_CGROUPS.insert(key, stats, 0);
         }
     }
     if cgroup_id != 0 {
@@ -431,11 +432,11 @@ pub fn block_rq_complete(ctx: RawTracePointContext) -> i32 {
     let bytes = ctx.arg::<u64>(2) & 0xffff_ffff;
     let bucket = latency_bucket(latency / 1000);
     let dev = request_dev(rq, &o);
-    let stats = match DEVICES.get_ptr_mut(dev) {
+    let stats = match IO_DEVICES.get_ptr_mut(dev) {
         Some(stats) => stats,
         None => {
-            let _ = DEVICES.insert(dev, DeviceIoStats::default(), 0);
-            match DEVICES.get_ptr_mut(dev) {
+            let _ = IO_DEVICES.insert(dev, DeviceIoStats::default(), 0);
+            match IO_DEVICES.get_ptr_mut(dev) {
                 Some(stats) => stats,
                 None => return 0,
             }

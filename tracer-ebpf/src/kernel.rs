@@ -5,22 +5,15 @@ use aya_ebpf::helpers::{bpf_probe_read_kernel, generated as gen};
 use tracer_common::{Config, KernelOffsets, Task, COMM_LEN, OFFSET_UNKNOWN};
 
 /// Overwritten by userspace at load time (a `.rodata` global, so the verifier
-/// sees constants).
+/// sees constants). Unmangled: the symbol is the identifier, which
+/// `tracer_common::names` must list (checked here at compile time).
 #[unsafe(no_mangle)]
 static OFFSETS: KernelOffsets = KernelOffsets::UNKNOWN;
+const _: &str = tracer_common::names::OFFSETS;
 
 #[unsafe(no_mangle)]
-static CONFIG: Config = Config {
-    signal_mask: 0,
-    oom_raw_size: 0,
-    oom_comm_loc: tracer_common::OFFSET_UNKNOWN,
-    page_alloc_stacks: 0,
-    dns: 0,
-    drop_reasons: [0; tracer_common::DROP_REASON_WORDS],
-    iowait_threshold_ns: u64::MAX,
-    iowait_stacks: 0,
-    _pad_iowait: 0,
-};
+static CONFIG: Config = Config::DEFAULT;
+const _: &str = tracer_common::names::CONFIG;
 
 #[inline(always)]
 pub fn offsets() -> KernelOffsets {
@@ -100,6 +93,21 @@ pub fn group_leader(task: KPtr, o: &KernelOffsets) -> KPtr {
 #[inline(always)]
 pub fn parent_process(task: KPtr, o: &KernelOffsets) -> KPtr {
     group_leader(read_or_zero::<KPtr>(task, o.task_real_parent), o)
+}
+
+/// At `sched_process_exit`: whether `task` is the last thread of its
+/// process to exit (`signal->live` has just dropped to zero).
+#[inline(always)]
+pub fn is_last_thread(task: KPtr, o: &KernelOffsets) -> bool {
+    if let Some(live) =
+        read::<KPtr>(task, o.task_signal).and_then(|signal| read::<i32>(signal, o.signal_live))
+    {
+        return live == 0;
+    }
+    // Without `signal->live`, fall back to the group leader's exit. Plain
+    // integers, no `Option` compared: LLVM may leave the payload of a
+    // `None` undefined, and the verifier refuses a read of it.
+    read_or_zero::<u32>(task, o.task_pid) == tgid(task, o)
 }
 
 #[inline(always)]

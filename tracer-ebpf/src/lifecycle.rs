@@ -58,14 +58,7 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
 pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
     let task = ctx.arg::<KPtr>(0);
     let o = kernel::offsets();
-    let last_thread = match kernel::read::<KPtr>(task, o.task_signal)
-        .and_then(|signal| kernel::read::<i32>(signal, o.signal_live))
-    {
-        Some(live) => live == 0,
-        // Without `signal->live`, fall back to the group leader's exit.
-        None => kernel::read::<u32>(task, o.task_pid) == Some(kernel::tgid(task, &o)),
-    };
-    if !last_thread {
+    if !kernel::is_last_thread(task, &o) {
         return 0;
     }
     let Some(mut entry) = ring::reserve::<ExitRecord>(RecordKind::Exit) else {

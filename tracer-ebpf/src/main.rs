@@ -4,6 +4,18 @@
 #![no_std]
 #![no_main]
 
+/// Declares a map userspace takes by name. Its ELF name is its identifier,
+/// and `tracer_common::names` must list that identifier: a map renamed on one
+/// side only fails to compile.
+macro_rules! shared_map {
+    ($(#[$attr:meta])* $vis:vis static $name:ident : $ty:ty = $init:expr;) => {
+        const _: &str = tracer_common::names::$name;
+        $(#[$attr])*
+        #[aya_ebpf::macros::map]
+        $vis static $name: $ty = $init;
+    };
+}
+
 mod iowait;
 mod kernel;
 mod lifecycle;
@@ -12,6 +24,7 @@ mod oom;
 mod pagealloc;
 mod ring;
 mod signal;
+mod zombie;
 
 #[cfg(not(test))]
 #[panic_handler]

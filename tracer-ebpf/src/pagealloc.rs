@@ -6,8 +6,7 @@
 
 use aya_ebpf::{
     helpers::bpf_get_current_task,
-    macros::{map, raw_tracepoint},
-    maps::StackTrace,
+    macros::raw_tracepoint,
     programs::{tracing::StackIdContext as _, RawTracePointContext},
 };
 use tracer_common::{PageAllocRecord, RecordKind};
@@ -16,9 +15,6 @@ use crate::{
     kernel::{self, KPtr},
     ring,
 };
-
-#[map(name = "STACKS")]
-pub static STACKS: StackTrace = StackTrace::with_max_entries(1024, 0);
 
 #[raw_tracepoint(tracepoint = "mm_page_alloc")]
 pub fn mm_page_alloc(ctx: RawTracePointContext) -> i32 {
@@ -30,7 +26,7 @@ pub fn mm_page_alloc(ctx: RawTracePointContext) -> i32 {
     };
     let o = kernel::offsets();
     let stack_id = if kernel::config().page_alloc_stacks != 0 {
-        ctx.get_stackid(&STACKS, 0).unwrap_or(-1)
+        ctx.get_stackid(&ring::STACKS, 0).unwrap_or(-1)
     } else {
         -1
     };

@@ -4,18 +4,25 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns},
-    macros::map,
-    maps::{PerCpuArray, RingBuf},
+    maps::{PerCpuArray, RingBuf, StackTrace},
 };
 use tracer_common::{Header, RecordKind, LOST_SLOTS};
 
-/// 4 MiB: about 5000 signal records or 35000 lifecycle records of slack
-/// while userspace is descheduled.
-#[map(name = "EVENTS")]
-static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+shared_map! {
+    /// 4 MiB: about 5000 signal records or 35000 lifecycle records of slack
+    /// while userspace is descheduled.
+    static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+}
 
-#[map(name = "LOST")]
-static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(LOST_SLOTS, 0);
+shared_map! {
+    static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(LOST_SLOTS, 0);
+}
+
+shared_map! {
+    /// Kernel stacks of page-allocation failures, IO stalls and hung tasks
+    /// (with `--stacks`).
+    pub static STACKS: StackTrace = StackTrace::with_max_entries(1024, 0);
+}
 
 /// Reserves room for a `T`, or counts the loss and returns `None`.
 #[inline(always)]
@@ -31,7 +38,7 @@ pub fn reserve<T: 'static>(kind: RecordKind) -> Option<aya_ebpf::maps::ring_buf:
 }
 
 /// `BPF_RB_NO_WAKEUP`: the record is not worth waking tracer for.
-const NO_WAKEUP: u64 = 1;
+pub const NO_WAKEUP: u64 = 1;
 
 /// Submits a frequent, unhurried record (fork, exec, exit, DNS) without
 /// waking tracer: a wake-up is an inter-processor interrupt, which on a

@@ -14,8 +14,8 @@ use crate::{output::Format, signals::SignalSet, size::parse_size};
     long_about = "Explains kernel events on a Kubernetes node, as they happen and with pod names: \
 who sent a signal (SIGKILL, SIGTERM, ...) to which process and pod, with the sender's process \
 ancestry, and which exit code followed; OOM kills, page-allocation failures, packet drops \
-behind slow DNS lookups (conntrack clashes, a full table, filter rules), IO stalls and hung \
-tasks. `tracer top` shows IO wait live, per pod, process and device.\n\nRun as root on the node, or in the DaemonSet of deploy/daemonset.yaml \
+behind slow DNS lookups (conntrack clashes, a full table, filter rules), IO stalls, hung \
+tasks and zombies left unreaped. `tracer top` shows IO wait live, per pod, process and device.\n\nRun as root on the node, or in the DaemonSet of deploy/daemonset.yaml \
 (hostPID, CAP_BPF and CAP_PERFMON, the host's / mounted: see --host-root; the node's name from \
 the NODE_NAME variable)."
 )]
@@ -105,6 +105,12 @@ pub struct WatchArgs {
     /// pod and device. Shorter waits are only counted (see `tracer top`).
     #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = crate::iowait::parse_threshold)]
     pub iowait_threshold: u64,
+
+    /// Report a process that exited and that its parent has not reaped
+    /// (a zombie, `<defunct>` in ps) once it is this old, with its pod and
+    /// the parent that does not wait for it.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = crate::iowait::parse_threshold)]
+    pub zombie_age: u64,
 
     /// Size of the kernel-to-tracer ring buffer (a power of two). Records
     /// that do not fit are counted and reported as `lost`; raise it if that

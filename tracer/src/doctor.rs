@@ -3,7 +3,12 @@
 
 use anyhow::Result;
 
-use crate::{cli::DoctorArgs, ebpf, kernel_btf, preflight};
+use crate::{
+    cli::DoctorArgs,
+    ebpf,
+    family::{self, Settings},
+    kernel_btf, preflight,
+};
 
 pub fn run(args: DoctorArgs) -> Result<()> {
     println!("tracer {} doctor", env!("CARGO_PKG_VERSION"));
@@ -50,24 +55,22 @@ pub fn run(args: DoctorArgs) -> Result<()> {
                     r.offsets
                 )),
             );
-            Some((r.offsets, r.drop_reasons))
+            Some(r)
         }
         Err(e) => {
             check("btf", Err(e));
             None
         }
     };
-    if let Some((offsets, drop_reasons)) = offsets {
-        // Everything switched on, as `watch` runs by default: settings are
-        // constants to the verifier, which skips the code they turn off.
-        let mut config = ebpf::config(crate::signals::SignalSet::all(), None, false);
-        config.dns = 1;
-        config.drop_reasons =
-            crate::net::drops::DropReasons::new(&drop_reasons).mask(crate::net::drops::WATCHED);
+    if let Some(kernel) = offsets {
+        // Everything switched on: settings are constants to the verifier,
+        // which skips the code they turn off.
+        let config = Settings::everything(&kernel).config();
+        let hooks: Vec<ebpf::Hook> = family::all_hooks().copied().collect();
         match ebpf::load(
-            &offsets,
+            &kernel.offsets,
             &config,
-            &ebpf::HOOKS,
+            &hooks,
             ebpf::DEFAULT_RING_BUFFER_SIZE,
         ) {
             Ok(loaded) => {

@@ -66,10 +66,23 @@ impl Attach {
             Self::BtfTracepoint { tracepoint, .. } => format!("tp_btf {tracepoint}"),
         }
     }
+
+    /// The BPF object's programs this way of attaching uses.
+    pub fn programs(&self) -> impl Iterator<Item = &'static str> {
+        let (first, second) = match *self {
+            Self::RawTracepoint { program, .. }
+            | Self::Tracepoint { program, .. }
+            | Self::FEntry { program, .. }
+            | Self::KProbe { program, .. }
+            | Self::BtfTracepoint { program, .. } => (program, None),
+            Self::KProbeAndReturn { entry, exit, .. } => (entry, Some(exit)),
+        };
+        std::iter::once(first).chain(second)
+    }
 }
 
 /// Something tracer watches, and the ways to attach to it, best first: the
-/// first that the kernel accepts is used.
+/// first that the kernel accepts is used. Each family lists its own.
 #[derive(Debug, Clone, Copy)]
 pub struct Hook {
     pub name: &'static str,
@@ -93,210 +106,6 @@ impl Hook {
     }
 }
 
-pub const HOOKS: [Hook; 16] = [
-    Hook {
-        name: "signal",
-        candidates: &[Attach::RawTracepoint {
-            program: "signal_generate",
-            group: "signal",
-            tracepoint: "signal_generate",
-        }],
-        without_it: "no signal events",
-        essential: true,
-    },
-    Hook {
-        name: "fork",
-        candidates: &[Attach::RawTracepoint {
-            program: "sched_process_fork",
-            group: "sched",
-            tracepoint: "sched_process_fork",
-        }],
-        without_it: "processes started after tracer are attributed late or not at all",
-        essential: false,
-    },
-    Hook {
-        name: "exec",
-        candidates: &[Attach::RawTracepoint {
-            program: "sched_process_exec",
-            group: "sched",
-            tracepoint: "sched_process_exec",
-        }],
-        without_it: "processes that exec after tracer started keep their old name and cgroup",
-        essential: false,
-    },
-    Hook {
-        name: "exit",
-        candidates: &[Attach::RawTracepoint {
-            program: "sched_process_exit",
-            group: "sched",
-            tracepoint: "sched_process_exit",
-        }],
-        without_it: "no exit records: exit codes after a signal are not reported",
-        essential: false,
-    },
-    Hook {
-        name: "oom",
-        candidates: &[Attach::Tracepoint {
-            program: "mark_victim",
-            group: "oom",
-            name: "mark_victim",
-        }],
-        without_it: "no OOM kill events",
-        essential: false,
-    },
-    Hook {
-        name: "oom_control",
-        candidates: &[
-            Attach::FEntry {
-                program: "out_of_memory_fentry",
-                function: "out_of_memory",
-            },
-            Attach::KProbe {
-                program: "out_of_memory_kprobe",
-                function: "out_of_memory",
-            },
-        ],
-        without_it:
-            "OOM scope and memory cgroup from the memory counters and the kernel log instead",
-        essential: false,
-    },
-    Hook {
-        name: "page_alloc",
-        candidates: &[Attach::RawTracepoint {
-            program: "mm_page_alloc",
-            group: "kmem",
-            tracepoint: "mm_page_alloc",
-        }],
-        without_it: "no page-allocation failure events",
-        essential: false,
-    },
-    Hook {
-        name: "packet_drop",
-        candidates: &[Attach::RawTracepoint {
-            program: "kfree_skb",
-            group: "skb",
-            tracepoint: "kfree_skb",
-        }],
-        without_it: "no packet-drop events (conntrack, neighbour table, listen queue)",
-        essential: false,
-    },
-    Hook {
-        name: "dns_sent",
-        candidates: &[Attach::RawTracepoint {
-            program: "net_dev_queue",
-            group: "net",
-            tracepoint: "net_dev_queue",
-        }],
-        without_it: "no DNS queries: slow or unanswered lookups are not reported",
-        essential: false,
-    },
-    Hook {
-        name: "dns_received",
-        candidates: &[Attach::RawTracepoint {
-            program: "netif_receive_skb",
-            group: "net",
-            tracepoint: "netif_receive_skb",
-        }],
-        without_it: "no DNS responses: every lookup looks unanswered",
-        essential: false,
-    },
-    Hook {
-        name: "conntrack_clash",
-        candidates: &[Attach::KProbeAndReturn {
-            entry: "nf_ct_resolve_clash",
-            exit: "nf_ct_resolve_clash_return",
-            function: "nf_ct_resolve_clash",
-        }],
-        without_it: "conntrack clashes told apart by the namespace's counters instead",
-        essential: false,
-    },
-    Hook {
-        name: "io_wait",
-        candidates: &[
-            Attach::BtfTracepoint {
-                program: "sched_switch_btf",
-                tracepoint: "sched_switch",
-            },
-            Attach::RawTracepoint {
-                program: "sched_switch",
-                group: "sched",
-                tracepoint: "sched_switch",
-            },
-        ],
-        without_it: "no IO wait accounting and no IO stall events",
-        essential: false,
-    },
-    Hook {
-        name: "hung_task",
-        candidates: &[Attach::RawTracepoint {
-            program: "sched_process_hang",
-            group: "sched",
-            tracepoint: "sched_process_hang",
-        }],
-        without_it: "no hung-task events (the kernel may lack CONFIG_DETECT_HUNG_TASK)",
-        essential: false,
-    },
-    Hook {
-        name: "io_submit",
-        candidates: &[Attach::RawTracepoint {
-            program: "block_bio_queue",
-            group: "block",
-            tracepoint: "block_bio_queue",
-        }],
-        without_it: "IO stalls name their device only through their cgroup's IO",
-        essential: false,
-    },
-    Hook {
-        name: "io_issue",
-        candidates: &[Attach::RawTracepoint {
-            program: "block_rq_issue",
-            group: "block",
-            tracepoint: "block_rq_issue",
-        }],
-        without_it: "no block IO bytes per cgroup and no IO latency per device",
-        essential: false,
-    },
-    Hook {
-        name: "io_complete",
-        candidates: &[Attach::RawTracepoint {
-            program: "block_rq_complete",
-            group: "block",
-            tracepoint: "block_rq_complete",
-        }],
-        without_it: "no block IO latency per device",
-        essential: false,
-    },
-];
-
-/// `--iowait-threshold` unless given: a wait this long is felt by users.
-pub const DEFAULT_IOWAIT_THRESHOLD_NS: u64 = 100_000_000;
-
-/// The settings the programs read: the signal set, and where the fields of
-/// the OOM record are on this kernel (from its tracefs format).
-pub fn config(
-    signals: crate::signals::SignalSet,
-    oom_format: Option<&crate::tracefs::Format>,
-    page_alloc_stacks: bool,
-) -> Config {
-    let fixed = oom_format.map(|f| f.fixed_size()).unwrap_or(0);
-    Config {
-        signal_mask: signals.bits(),
-        // Rounded up to whole 8-byte words, as the program copies them.
-        oom_raw_size: (fixed.div_ceil(8) * 8).min(tracer_common::OOM_RAW_MAX) as u32,
-        oom_comm_loc: oom_format
-            .and_then(|f| f.field("comm"))
-            .filter(|f| f.data_loc)
-            .map(|f| f.offset as u32)
-            .unwrap_or(tracer_common::OFFSET_UNKNOWN),
-        page_alloc_stacks: page_alloc_stacks as u32,
-        dns: 0,
-        drop_reasons: [0; tracer_common::DROP_REASON_WORDS],
-        iowait_threshold_ns: DEFAULT_IOWAIT_THRESHOLD_NS,
-        iowait_stacks: page_alloc_stacks as u32,
-        _pad_iowait: 0,
-    }
-}
-
 #[derive(Debug)]
 pub struct HookStatus {
     pub hook: Hook,
@@ -310,14 +119,14 @@ pub struct Loaded {
     pub events: RingBuf<MapData>,
     pub lost: PerCpuArray<MapData, u64>,
     pub stacks: StackTraceMap<MapData>,
-    pub io: crate::iowait::IoMaps,
     pub hooks: Vec<HookStatus>,
 }
 
 /// The ring buffer's size unless `--ring-buffer-size` says otherwise.
 pub const DEFAULT_RING_BUFFER_SIZE: u32 = 4 << 20;
 
-/// Loads the object and attaches `hooks` (normally [`HOOKS`]); a hook that
+/// Loads the object and attaches `hooks` (normally every family's, see
+/// [`crate::family`]); a hook that
 /// fails is reported in [`Loaded::hooks`], the others still attach.
 pub fn load(
     offsets: &KernelOffsets,
@@ -347,13 +156,11 @@ pub fn load(
     let stacks =
         StackTraceMap::try_from(ebpf.take_map(names::STACKS).context("map STACKS missing")?)
             .context("map STACKS")?;
-    let io = crate::iowait::IoMaps::take(&mut ebpf)?;
     Ok(Loaded {
         ebpf,
         events,
         lost,
         stacks,
-        io,
         hooks,
     })
 }
@@ -556,6 +363,49 @@ mod tests {
     use super::*;
     use crate::kernel_btf;
 
+    /// The names userspace uses for programs, maps and globals are checked
+    /// against the embedded object itself, without root: a typo or a rename
+    /// on one side fails here, not at the load on a node.
+    #[test]
+    fn the_object_has_every_program_map_and_global_userspace_names() {
+        let mut object = aya_obj::Object::parse(OBJECT).expect("parsing the embedded BPF object");
+        let mut missing = Vec::new();
+        for hook in crate::family::all_hooks() {
+            for program in hook.candidates.iter().flat_map(Attach::programs) {
+                if !object.programs.contains_key(program) {
+                    missing.push(format!("program {program} (hook {})", hook.name));
+                }
+            }
+        }
+        for map in names::MAPS {
+            if !object.maps.contains_key(*map) {
+                missing.push(format!("map {map}"));
+            }
+        }
+        assert!(missing.is_empty(), "not in the BPF object: {missing:?}");
+
+        // The globals must exist with the size userspace writes into them:
+        // a struct changed on one side only would be caught here too.
+        fn bytes_of<T: aya::Pod>(value: &T) -> &[u8] {
+            // SAFETY: Pod types are plain data without padding holes.
+            unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
+        }
+        let config = crate::family::Settings::nothing().config();
+        let globals: std::collections::HashMap<&str, (&[u8], bool)> = [
+            (names::OFFSETS, (bytes_of(&KernelOffsets::UNKNOWN), true)),
+            (names::CONFIG, (bytes_of(&config), true)),
+        ]
+        .into();
+        assert_eq!(
+            globals.len(),
+            names::GLOBALS.len(),
+            "a global is not checked"
+        );
+        object
+            .patch_map_data(globals)
+            .expect("the object's globals as userspace writes them");
+    }
+
     #[test]
     fn ring_buffer_sizes() {
         assert_eq!(parse_ring_buffer_size("4MiB"), Ok(4 << 20));
@@ -565,29 +415,29 @@ mod tests {
     }
 
     /// The running kernel's offsets, for tests that load the programs.
-    fn this_kernel_offsets() -> KernelOffsets {
+    fn this_kernel() -> kernel_btf::ResolvedOffsets {
         assert!(
             nix::unistd::geteuid().is_root(),
             "this test loads BPF programs: run it as root (`cargo xtask test`)"
         );
         let btf =
             kernel_btf::load(std::path::Path::new(kernel_btf::DEFAULT_BTF)).expect("kernel BTF");
-        kernel_btf::resolve(&btf).expect("offsets").offsets
+        kernel_btf::resolve(&btf).expect("offsets")
     }
 
     /// On the real kernel: a hook the kernel lacks is reported as off with a
     /// one-line reason, and every other hook still attaches.
     #[test]
     fn a_missing_hook_disables_only_itself() {
-        let offsets = this_kernel_offsets();
-        let mut hooks = HOOKS.to_vec();
+        let kernel = this_kernel();
+        let mut hooks: Vec<Hook> = crate::family::all_hooks().copied().collect();
         hooks[1].candidates = &[Attach::RawTracepoint {
             program: "sched_process_fork",
             group: "sched",
             tracepoint: "no_such_tracepoint",
         }];
-        let config = config(crate::signals::SignalSet::all(), None, false);
-        let loaded = load(&offsets, &config, &hooks, 4096).expect("load");
+        let config = crate::family::Settings::everything(&kernel).config();
+        let loaded = load(&kernel.offsets, &config, &hooks, 4096).expect("load");
         let error = loaded.hooks[1]
             .attached
             .as_ref()
@@ -613,11 +463,11 @@ mod tests {
     /// not even look at that code).
     #[test]
     fn packet_programs_load_with_dns_and_every_drop_reason_on() {
-        let offsets = this_kernel_offsets();
-        let mut config = config(crate::signals::SignalSet::all(), None, false);
-        config.dns = 1;
+        let kernel = this_kernel();
+        let mut config = crate::family::Settings::everything(&kernel).config();
         config.drop_reasons = [u64::MAX; tracer_common::DROP_REASON_WORDS];
-        let loaded = load(&offsets, &config, &HOOKS, 4096).expect("load");
+        let hooks: Vec<Hook> = crate::family::all_hooks().copied().collect();
+        let loaded = load(&kernel.offsets, &config, &hooks, 4096).expect("load");
         for name in ["packet_drop", "dns_sent", "dns_received"] {
             let status = loaded.hooks.iter().find(|h| h.hook.name == name).unwrap();
             assert!(status.attached.is_ok(), "{name}: {:?}", status.attached);

@@ -1,4 +1,5 @@
-//! The kernel log as corroboration for OOM kills: the kernel prints one
+//! The kernel log as corroboration for OOM kills and page-allocation
+//! failures. For OOM kills the kernel prints one
 //! summary line per kill, e.g.
 //! `oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/kubepods/pod1,task_memcg=/kubepods/pod1/c1,task=memhog,pid=812,uid=0`.
 //! It is read when readable, never relied on: the BPF records are the source.
@@ -90,6 +91,16 @@ impl KernelLog {
             .ok();
         Self {
             file,
+            recent: VecDeque::new(),
+            page_failures: VecDeque::new(),
+        }
+    }
+
+    /// No kernel log: tests must not read this machine's.
+    #[cfg(test)]
+    pub(crate) fn closed() -> Self {
+        Self {
+            file: None,
             recent: VecDeque::new(),
             page_failures: VecDeque::new(),
         }

@@ -15,6 +15,25 @@ use tracer_common::{Task, COMM_LEN};
 
 use crate::attribution::{Attribution, Attributor};
 
+/// A process (or one of its threads) as it appears in an event.
+#[derive(Debug, Clone)]
+pub struct ProcessRef {
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: Comm,
+    pub thread_comm: Comm,
+    /// CLOCK_MONOTONIC ns; 0 when unknown.
+    pub start_ns: u64,
+    pub attribution: Arc<Attribution>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Ancestor {
+    pub pid: u32,
+    pub comm: Comm,
+    pub start_ns: u64,
+}
+
 /// A kernel `comm`: up to 15 bytes, NUL-padded. Kept as bytes so that the hot
 /// path (fork/exec) never allocates for it.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]

@@ -4,27 +4,25 @@
 
 use std::mem::size_of;
 
-use tracer_common::{
-    BlockedTaskRecord, ExecRecord, ExitRecord, ForkRecord, Header, OomControlRecord, OomRecord,
-    PacketRecord, PageAllocRecord, RecordKind, SignalRecord,
-};
+use tracer_common::{Header, RecordKind};
 
-// Records are decoded on the stack and consumed at once; boxing the large
-// signal variant would allocate for every fork, exec and exit instead.
-#[allow(clippy::large_enum_variant)]
+/// One kernel record, checked: its kind is known and its bytes are at least
+/// as many as that kind's struct. A family reads it with [`Record::read`].
 #[derive(Debug, Clone, Copy)]
-pub enum Record {
-    Signal(SignalRecord),
-    Fork(ForkRecord),
-    Exec(ExecRecord),
-    Exit(ExitRecord),
-    Oom(OomRecord),
-    OomControl(OomControlRecord),
-    PageAllocFailure(PageAllocRecord),
-    /// A drop, a DNS query sent or a DNS response received (`event` says which).
-    Packet(PacketRecord),
-    IoStall(BlockedTaskRecord),
-    HungTask(BlockedTaskRecord),
+pub struct Record<'a> {
+    pub kind: RecordKind,
+    pub header: Header,
+    bytes: &'a [u8],
+}
+
+impl Record<'_> {
+    /// The record as the struct its kind is declared with in
+    /// `tracer-common` (`record_kinds!`); `None` for a type of another size,
+    /// so that a family reading the wrong struct reads nothing rather than
+    /// past the record.
+    pub fn read<T: aya::Pod>(&self) -> Option<T> {
+        (size_of::<T>() == self.kind.size()).then(|| read_unchecked(self.bytes))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,44 +40,41 @@ impl std::fmt::Display for DecodeError {
     }
 }
 
-pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
-    let header: Header = read(bytes)?;
-    match RecordKind::from_raw(header.kind) {
-        Some(RecordKind::Signal) => read(bytes).map(Record::Signal),
-        Some(RecordKind::Fork) => read(bytes).map(Record::Fork),
-        Some(RecordKind::Exec) => read(bytes).map(Record::Exec),
-        Some(RecordKind::Exit) => read(bytes).map(Record::Exit),
-        Some(RecordKind::Oom) => read(bytes).map(Record::Oom),
-        Some(RecordKind::OomControl) => read(bytes).map(Record::OomControl),
-        Some(RecordKind::PageAllocFailure) => read(bytes).map(Record::PageAllocFailure),
-        Some(RecordKind::PacketDrop | RecordKind::Dns | RecordKind::ConntrackClash) => {
-            read(bytes).map(Record::Packet)
-        }
-        Some(RecordKind::IoStall) => read(bytes).map(Record::IoStall),
-        Some(RecordKind::HungTask) => read(bytes).map(Record::HungTask),
-        None => Err(DecodeError::UnknownKind(header.kind)),
-    }
-}
-
-/// Copies a `T` out of `bytes`. Only for the `#[repr(C)]` plain-data records
-/// of tracer-common, for which every bit pattern is valid.
-fn read<T: Copy>(bytes: &[u8]) -> Result<T, DecodeError> {
-    let need = size_of::<T>();
+pub fn decode(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
+    let need = size_of::<Header>();
     if bytes.len() < need {
         return Err(DecodeError::TooShort {
             len: bytes.len(),
             need,
         });
     }
-    // SAFETY: length checked above; read_unaligned copes with any alignment;
-    // T is plain data (integers and byte arrays).
-    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+    let header: Header = read_unchecked(bytes);
+    let kind = RecordKind::from_raw(header.kind).ok_or(DecodeError::UnknownKind(header.kind))?;
+    if bytes.len() < kind.size() {
+        return Err(DecodeError::TooShort {
+            len: bytes.len(),
+            need: kind.size(),
+        });
+    }
+    Ok(Record {
+        kind,
+        header,
+        bytes,
+    })
+}
+
+/// Copies a `T` out of `bytes`, which the caller checked are long enough.
+fn read_unchecked<T: aya::Pod>(bytes: &[u8]) -> T {
+    assert!(bytes.len() >= size_of::<T>());
+    // SAFETY: length checked above; read_unaligned copes with any
+    // alignment; T is plain data, valid for every bit pattern.
+    unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tracer_common::Task;
+    use tracer_common::{ExitRecord, ForkRecord, Task};
 
     fn bytes_of<T>(value: &T) -> Vec<u8> {
         // SAFETY: test-only view of a plain-data struct's bytes.
@@ -111,14 +106,17 @@ mod tests {
             exit_code: 9,
             ppid: 1,
         };
-        match decode(&bytes_of(&exit)) {
-            Ok(Record::Exit(r)) => {
-                assert_eq!(r.task.tgid, 7942);
-                assert_eq!(r.exit_code, 9);
-                assert_eq!(r.header.ktime_ns, 42);
-            }
-            other => panic!("unexpected {other:?}"),
-        }
+        let bytes = bytes_of(&exit);
+        let record = decode(&bytes).expect("an exit record");
+        assert_eq!(record.kind, RecordKind::Exit);
+        let r: ExitRecord = record.read().expect("read as its own struct");
+        assert_eq!(r.task.tgid, 7942);
+        assert_eq!(r.exit_code, 9);
+        assert_eq!(r.header.ktime_ns, 42);
+        assert!(
+            record.read::<ForkRecord>().is_none(),
+            "read as another kind's struct"
+        );
         let fork = ForkRecord {
             header: Header {
                 kind: RecordKind::Fork as u32,
@@ -128,7 +126,9 @@ mod tests {
             parent: task(1),
             child: task(2),
         };
-        assert!(matches!(decode(&bytes_of(&fork)), Ok(Record::Fork(r)) if r.child.tgid == 2));
+        let bytes = bytes_of(&fork);
+        let r: ForkRecord = decode(&bytes).unwrap().read().unwrap();
+        assert_eq!(r.child.tgid, 2);
     }
 
     #[test]

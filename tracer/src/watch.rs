@@ -1,7 +1,7 @@
 //! `tracer watch`: checks, loads, attaches, then explains records until
 //! SIGINT or SIGTERM, and on the way out drains, reports and detaches.
 
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use serde::Serialize;
@@ -17,31 +17,46 @@ use crate::{
     clock::Clock,
     ebpf::{self, HookStatus},
     explain::Explainer,
+    family::{self, Settings, Start},
     kernel_btf,
-    output::{jsonl::JsonlWriter, Output},
+    kmsg::KernelLog,
+    output::{jsonl::JsonlWriter, Event, Output},
     preflight,
     process::ProcessTable,
     records,
     scope::Scope,
     size::format_size,
-    tracefs::Format,
 };
 
-/// The network family, with every namespace's conntrack counters read now.
-fn network_family(
-    args: &WatchArgs,
-    reasons: crate::net::drops::DropReasons,
-) -> std::io::Result<crate::net::explain::NetworkFamily> {
-    let index = crate::netns::NetnsIndex::with_roots(
-        &args.host.procfs,
-        args.host.host_root.join("run/netns"),
-    )?;
-    Ok(crate::net::explain::NetworkFamily::new(reasons, index))
+pub fn run(args: WatchArgs) -> Result<()> {
+    let checked = preflight(&args)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the event loop")?;
+    rt.block_on(async move {
+        // Handlers first: a SIGTERM during start-up still ends in a clean stop.
+        let mut stop = StopSignals::install()?;
+        let mut watch = set_up(&args, checked)?;
+        let reason = watch.run_loop(&mut stop).await?;
+        watch.summaries()?;
+        watch.stop(reason)
+    })
 }
 
-pub fn run(args: WatchArgs) -> Result<()> {
-    // Everything that can be wrong with the input or the machine is checked
-    // before anything is attached.
+/// What the checks found, for the set-up.
+struct Checked {
+    resolved: kernel_btf::ResolvedOffsets,
+    tracefs: preflight::Tracefs,
+    file: Option<JsonlWriter>,
+    attributor: Attributor,
+    processes: ProcessTable,
+    scope: Scope,
+}
+
+/// Everything that can be wrong with the input or the machine is checked
+/// before anything is attached.
+fn preflight(args: &WatchArgs) -> Result<Checked> {
     preflight::check_privileges()?;
     ebpf::prefetch_kernel_btf();
     let resolved = kernel_btf::load_and_resolve(args.host.btf.as_deref())?;
@@ -56,7 +71,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
         ),
         None => None,
     };
-    for hook in ebpf::HOOKS.iter().filter(|h| h.essential) {
+    for hook in family::all_hooks().filter(|h| h.essential) {
         if let Some((group, name)) = hook.tracepoint() {
             if !preflight::tracepoint_exists(group, name) {
                 bail!(
@@ -66,131 +81,209 @@ pub fn run(args: WatchArgs) -> Result<()> {
             }
         }
     }
-
     let mut attributor = Attributor::new(&args.host.procfs, &args.host.host_root);
-    let mut processes = ProcessTable::new(&args.host.procfs);
-    let scope = resolve_scope(&args, &mut attributor)?;
+    let processes = ProcessTable::new(&args.host.procfs);
+    let scope = resolve_scope(args, &mut attributor)?;
+    Ok(Checked {
+        resolved,
+        tracefs,
+        file,
+        attributor,
+        processes,
+        scope,
+    })
+}
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the event loop")?;
-    rt.block_on(async move {
-        // Handlers first: a SIGTERM during start-up still ends in a clean stop.
-        let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+struct StopSignals {
+    sigint: tokio::signal::unix::Signal,
+    sigterm: tokio::signal::unix::Signal,
+}
 
-        let oom_format = Format::read(Path::new(preflight::TRACEFS), "oom", "mark_victim");
-        let reasons = crate::net::drops::DropReasons::new(&resolved.drop_reasons);
-        let lacking = reasons.missing(crate::net::drops::WATCHED);
-        let mut config = ebpf::config(args.signals, oom_format.as_ref(), args.stacks);
-        config.drop_reasons = reasons.mask(crate::net::drops::WATCHED);
-        config.iowait_threshold_ns = args.iowait_threshold;
-        config.dns = u32::from(!args.no_dns);
-        let hooks: Vec<ebpf::Hook> = ebpf::HOOKS
-            .into_iter()
-            .filter(|h| !(args.no_dns && h.name.starts_with("dns_")))
-            .collect();
-        let loaded = ebpf::load(&resolved.offsets, &config, &hooks, args.ring_buffer_size)?;
-        if !loaded.hooks.iter().any(|h| h.hook.essential && h.attached.is_ok()) {
-            let reasons: Vec<_> = loaded.hooks.iter().filter_map(|h| h.attached.as_ref().err().cloned()).collect();
-            bail!("nothing to watch: {}", reasons.join("; "));
-        }
-        // Scan /proc only after the lifecycle hooks are on: nothing falls between.
-        processes.scan(&mut attributor).context("scanning /proc")?;
+impl StopSignals {
+    fn install() -> Result<Self> {
+        Ok(Self {
+            sigint: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            sigterm: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+        })
+    }
+}
 
-        // Every namespace's counters are read before tracer says it is
-        // watching: what they count from the start record on is reported.
-        let network = loaded
+/// tracer at work: the programs attached, the ring buffer they write to,
+/// the families explaining what it brings, and where it goes.
+struct Watch {
+    /// Keeps the programs attached; dropping it detaches them all.
+    ebpf: aya::Ebpf,
+    events: AsyncFd<aya::maps::RingBuf<aya::maps::MapData>>,
+    lost_map: aya::maps::PerCpuArray<aya::maps::MapData, u64>,
+    explainer: Explainer,
+    output: Output,
+    state: LoopState,
+}
+
+/// Loads and attaches every family's hooks, starts the families, and says
+/// what tracer watches (the banner and the `start` record).
+fn set_up(args: &WatchArgs, checked: Checked) -> Result<Watch> {
+    let Checked {
+        resolved,
+        tracefs,
+        file,
+        mut attributor,
+        mut processes,
+        scope,
+    } = checked;
+    let settings = Settings::from_args(args, &resolved);
+    let mut loaded = ebpf::load(
+        &resolved.offsets,
+        &settings.config(),
+        &settings.hooks(),
+        args.ring_buffer_size,
+    )?;
+    if !loaded
+        .hooks
+        .iter()
+        .any(|h| h.hook.essential && h.attached.is_ok())
+    {
+        let reasons: Vec<_> = loaded
             .hooks
             .iter()
-            .any(|h| h.hook.name.starts_with("dns_") || h.hook.name == "packet_drop")
-            .then(|| {
-                network_family(&args, reasons).map(|mut network| {
-                    network.set_clash_hook(loaded.hooks.iter().any(|h| h.hook.name == "conntrack_clash" && h.attached.is_ok()));
-                    network
-                })
-            });
+            .filter_map(|h| h.attached.as_ref().err().cloned())
+            .collect();
+        bail!("nothing to watch: {}", reasons.join("; "));
+    }
+    // Scan /proc only after the lifecycle hooks are on: nothing falls between.
+    processes.scan(&mut attributor).context("scanning /proc")?;
+    // Families start before tracer says it is watching: what they read
+    // now (counters) is their baseline.
+    let mut notes = Vec::new();
+    let families = start_families(args, &settings, &mut loaded, &mut notes);
 
-        let clock = Clock::new();
-        let mut output = Output::new(args.format, file, clock, preflight::node_name());
-        banner(&args, &scope, &loaded.hooks, tracefs, &resolved.missing);
-        if !lacking.is_empty() {
-            eprintln!("  drop reasons this kernel does not have (not watched): {}", lacking.join(", "));
-        }
-        output.record("start", Clock::now_mono_ns(), StartRecord::new(&args, &scope, &loaded.hooks))?;
+    let clock = Clock::new();
+    let mut output = Output::new(args.format, file, clock, preflight::node_name());
+    banner(args, &scope, &loaded.hooks, tracefs, &resolved.missing);
+    for note in &notes {
+        eprintln!("  {note}");
+    }
+    output.record(
+        "start",
+        Clock::now_mono_ns(),
+        StartRecord::new(args, &scope, &loaded.hooks),
+    )?;
 
-        let mut explainer = Explainer::new(
-            processes,
-            attributor,
-            scope,
-            args.signals,
-            args.host.procfs.clone(),
-            oom_format,
-        );
-        if !explainer.kernel_log_readable() {
-            eprintln!("  /dev/kmsg is not readable: OOM and page-allocation events go without the kernel log's corroboration");
-        }
-        // The BTF parsed for the offsets is gone: its pages go back too.
-        crate::heap::release_free_pages();
-        let mut state = LoopState::default();
-        if args.stacks {
-            explainer.set_stacks(crate::stacks::KernelStacks::new(loaded.stacks));
-        }
-        match network {
-            Some(Ok(network)) => explainer.set_network(network),
-            Some(Err(e)) => eprintln!("  network namespaces cannot be listed ({e}): no packet-drop or DNS events"),
-            None => {}
-        }
-        let lost_map = loaded.lost;
-        // SAFETY: the ring buffer owns its map fd and AsyncFd owns the ring
-        // buffer, so the fd stays open and the same while it is registered.
-        let mut events = unsafe { AsyncFd::register(loaded.events) }.context("polling the ring buffer")?;
+    let kernel_log = KernelLog::open();
+    if !kernel_log.readable() {
+        eprintln!("  /dev/kmsg is not readable: OOM and page-allocation events go without the kernel log's corroboration");
+    }
+    let mut explainer = Explainer::new(
+        processes,
+        attributor,
+        scope,
+        args.host.procfs.clone(),
+        kernel_log,
+        families,
+    );
+    let ebpf::Loaded {
+        ebpf,
+        events,
+        lost,
+        stacks,
+        ..
+    } = loaded;
+    if args.stacks {
+        explainer.set_stacks(crate::stacks::KernelStacks::new(stacks));
+    }
+    // SAFETY: the ring buffer owns its map fd and AsyncFd owns the ring
+    // buffer, so the fd stays open and the same while it is registered.
+    let events = unsafe { AsyncFd::register(events) }.context("polling the ring buffer")?;
+    // The BTF parsed for the offsets is gone: its pages go back too.
+    crate::heap::release_free_pages();
+    Ok(Watch {
+        ebpf,
+        events,
+        lost_map: lost,
+        explainer,
+        output,
+        state: LoopState::default(),
+    })
+}
+
+/// Each family with the hooks that are its own.
+fn start_families(
+    args: &WatchArgs,
+    settings: &Settings,
+    loaded: &mut ebpf::Loaded,
+    notes: &mut Vec<String>,
+) -> Vec<Box<dyn family::Family>> {
+    family::FAMILIES
+        .iter()
+        .filter_map(|registration| {
+            let own: Vec<&HookStatus> = loaded
+                .hooks
+                .iter()
+                .filter(|h| registration.hooks.iter().any(|r| r.name == h.hook.name))
+                .collect();
+            (registration.start)(&mut Start {
+                args,
+                settings,
+                ebpf: &mut loaded.ebpf,
+                hooks: &own,
+                notes,
+            })
+        })
+        .collect()
+}
+
+impl Watch {
+    /// Explains records until SIGINT or SIGTERM; returns which one.
+    async fn run_loop(&mut self, stop: &mut StopSignals) -> Result<&'static str> {
         // Often enough to release held events (an OOM's SIGKILL) promptly.
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         let mut ticks = 0u64;
-        let stop_reason = loop {
+        loop {
             tokio::select! {
-                guard = events.readable_mut() => {
+                guard = self.events.readable_mut() => {
                     let mut guard = guard.context("waiting for the ring buffer")?;
-                    drain(guard.get_inner_mut(), &mut explainer, &mut output, &mut state)?;
+                    drain(guard.get_inner_mut(), &mut self.explainer, &mut self.output, &mut self.state)?;
                     guard.clear_ready();
                 }
-                _ = sigint.recv() => break "SIGINT",
-                _ = sigterm.recv() => break "SIGTERM",
+                _ = stop.sigint.recv() => return Ok("SIGINT"),
+                _ = stop.sigterm.recv() => return Ok("SIGTERM"),
                 _ = tick.tick() => {
                     // Frequent records, and IO stalls (reported from the
                     // scheduler's wake-up path), are submitted without a wake-up.
-                    drain(events.get_mut(), &mut explainer, &mut output, &mut state)?;
-                    flush(&mut explainer, Clock::now_mono_ns(), &mut output, &mut state)?;
+                    drain(self.events.get_mut(), &mut self.explainer, &mut self.output, &mut self.state)?;
+                    flush(&mut self.explainer, Clock::now_mono_ns(), &mut self.output, &mut self.state)?;
                     ticks += 1;
                     if ticks.is_multiple_of(10) {
-                        report_losses(&lost_map, &mut output, &mut state)?;
+                        report_losses(&self.lost_map, &mut self.output, &mut self.state)?;
                     }
                 }
             }
-        };
-        // What is already in the ring buffer is still reported.
-        drain(events.get_mut(), &mut explainer, &mut output, &mut state)?;
-        flush(&mut explainer, u64::MAX, &mut output, &mut state)?;
-        report_losses(&lost_map, &mut output, &mut state)?;
-        let summary = explainer.page_alloc_summary();
-        if summary.failures > 0 {
-            eprintln!(
-                "tracer: {} page-allocation failures ({} tolerated by their callers); by order {:?}; by flags {:?}; by pod {:?}",
-                summary.failures, summary.tolerated, summary.by_order, summary.by_gfp, summary.by_pod
-            );
         }
-        output.record("page_alloc_summary", Clock::now_mono_ns(), summary)?;
-        if let Some(dns) = explainer.dns_stats() {
-            if dns.queries > 0 {
-                eprintln!(
-                    "tracer: {} DNS queries: {} answered ({} slow, {} failed), {} unanswered, {} retries, {} linked to drops; {} forgotten to bound memory",
-                    dns.queries, dns.answered, dns.slow, dns.failed, dns.unanswered, dns.retries, dns.drops_linked, dns.evicted
-                );
-            }
-            output.record("dns_summary", Clock::now_mono_ns(), dns)?;
-        }
+    }
+
+    /// What is already in the ring buffer is still reported, what the
+    /// families held is released, and each family closes with its summary.
+    fn summaries(&mut self) -> Result<()> {
+        drain(
+            self.events.get_mut(),
+            &mut self.explainer,
+            &mut self.output,
+            &mut self.state,
+        )?;
+        flush(
+            &mut self.explainer,
+            u64::MAX,
+            &mut self.output,
+            &mut self.state,
+        )?;
+        report_losses(&self.lost_map, &mut self.output, &mut self.state)?;
+        self.explainer.finish(&mut self.output)
+    }
+
+    /// The `stop` record and totals; the programs detached.
+    fn stop(mut self, stop_reason: &'static str) -> Result<()> {
+        let state = &self.state;
+        let output = &mut self.output;
         let lost_total: u64 = state.lost.iter().sum();
         output.record(
             "stop",
@@ -211,15 +304,16 @@ pub fn run(args: WatchArgs) -> Result<()> {
             output.events_written, state.records, lost_total, state.malformed
         );
         // Dropping the object detaches every program.
-        drop(loaded.ebpf);
+        drop(self.events);
+        drop(self.ebpf);
         Ok(())
-    })
+    }
 }
 
 #[derive(Default)]
 struct LoopState {
     /// Reused for the events each record completes.
-    events: Vec<crate::event::Event>,
+    events: Vec<Box<dyn Event>>,
     records: u64,
     malformed: u64,
     lost: [u64; LOST_SLOTS as usize],
@@ -237,7 +331,7 @@ fn drain(
             Ok(record) => {
                 explainer.handle(&record, &mut state.events);
                 for event in state.events.drain(..) {
-                    output.event(&event)?;
+                    output.event(event.as_ref())?;
                 }
             }
             Err(e) => {
@@ -260,7 +354,7 @@ fn flush(
 ) -> Result<()> {
     explainer.flush(now_ns, &mut state.events);
     for event in state.events.drain(..) {
-        output.event(&event)?;
+        output.event(event.as_ref())?;
     }
     Ok(())
 }

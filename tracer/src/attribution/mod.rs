@@ -139,13 +139,32 @@ pub struct Attributor {
 
 impl Attributor {
     pub fn new(procfs: &Path, host_root: &Path) -> Self {
+        Self::with_cgroup_index(
+            procfs,
+            host_root,
+            hierarchy::CgroupIndex::from_this_mount_namespace(),
+        )
+    }
+
+    /// With the cgroup filesystems of `mountinfo` (a fake hierarchy in
+    /// tests, which need no root).
+    #[cfg(test)]
+    pub(crate) fn with_mountinfo(procfs: &Path, host_root: &Path, mountinfo: &str) -> Self {
+        Self::with_cgroup_index(
+            procfs,
+            host_root,
+            hierarchy::CgroupIndex::from_mountinfo(mountinfo),
+        )
+    }
+
+    fn with_cgroup_index(procfs: &Path, host_root: &Path, index: hierarchy::CgroupIndex) -> Self {
         Self {
             procfs: procfs.to_path_buf(),
             kubelet: kubelet::KubeletDirectory::new(host_root),
             by_path: HashMap::new(),
             by_content: HashMap::new(),
             capacity: INTERNED_MAX,
-            index: hierarchy::CgroupIndex::from_this_mount_namespace(),
+            index,
             by_ids: HashMap::new(),
             proc_path: PathBuf::new(),
             content: Vec::new(),

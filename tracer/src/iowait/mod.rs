@@ -4,6 +4,7 @@
 //! for a wait over `--iowait-threshold` or a hung task.
 
 pub mod device;
+pub mod family;
 pub mod procstat;
 pub mod psi;
 pub mod sample;
@@ -19,7 +20,10 @@ use tracer_common::{
     names, BlockedTaskRecord, CgroupIoKey, CgroupIoStats, DeviceIoStats, TaskIoTotals,
 };
 
-use crate::event::ProcessRef;
+use crate::{
+    output::{json::Line, Event},
+    process::ProcessRef,
+};
 
 /// The kernel's IO accounting maps, read by `tracer top`.
 pub struct IoMaps {
@@ -87,6 +91,29 @@ impl IoWaitEvent {
         } else {
             "?"
         }
+    }
+}
+
+impl Event for IoWaitEvent {
+    fn kind(&self) -> &'static str {
+        IoWaitEvent::kind(self)
+    }
+
+    fn mono_ns(&self) -> u64 {
+        self.mono_ns
+    }
+
+    fn write_json(&self, out: &mut Vec<u8>, line: &Line<'_>) -> serde_json::Result<()> {
+        line.write(
+            out,
+            IoWaitEvent::kind(self),
+            self.mono_ns,
+            json::body(self, line.process(&self.process)),
+        )
+    }
+
+    fn write_text(&self, out: &mut String) {
+        text::write(out, self);
     }
 }
 
@@ -275,7 +302,7 @@ mod tests {
     #[test]
     fn json_and_text_of_a_stall_and_a_hung_task() {
         let mut out = Vec::new();
-        let event = crate::event::Event::IoWait(stall(false));
+        let event = stall(false);
         crate::output::json::write_event(&mut out, &event, &crate::clock::Clock::new(), "n")
             .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
@@ -295,7 +322,7 @@ mod tests {
             "{line}"
         );
 
-        let event = crate::event::Event::IoWait(stall(true));
+        let event = stall(true);
         crate::output::json::write_event(&mut out, &event, &crate::clock::Clock::new(), "n")
             .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();

@@ -6,7 +6,11 @@ use std::{net::SocketAddr, sync::Arc};
 
 use serde::Serialize;
 
-use crate::{attribution::Attribution, event::ProcessRef};
+use crate::{
+    attribution::Attribution,
+    output::{json::Line, Event},
+    process::ProcessRef,
+};
 
 #[derive(Debug, Clone)]
 pub enum NetEvent {
@@ -31,6 +35,29 @@ impl NetEvent {
             Self::Dns(_) => "dns",
             Self::Counters(_) => "conntrack_counters",
         }
+    }
+}
+
+impl Event for NetEvent {
+    fn kind(&self) -> &'static str {
+        NetEvent::kind(self)
+    }
+
+    fn mono_ns(&self) -> u64 {
+        NetEvent::mono_ns(self)
+    }
+
+    fn write_json(&self, out: &mut Vec<u8>, line: &Line<'_>) -> serde_json::Result<()> {
+        line.write(
+            out,
+            NetEvent::kind(self),
+            NetEvent::mono_ns(self),
+            super::json::body(self, line.clock),
+        )
+    }
+
+    fn write_text(&self, out: &mut String) {
+        super::text::write(out, self);
     }
 }
 

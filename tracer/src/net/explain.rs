@@ -19,15 +19,16 @@ use super::{
     packet::{self, Transport},
 };
 use crate::{
-    attribution::{Attribution, Attributor},
+    attribution::Attribution,
     conntrack::stats::{self, ConntrackStats},
     dns::{
         tracker::{DnsOutcome, DnsTracker, Observation, Settings, Verdict},
         wire,
     },
-    event::ProcessRef,
+    family::Context,
     net::netstat::{self, ListenStats},
     netns::{AddressIndex, NetnsHandle, NetnsId, NetnsIndex},
+    process::ProcessRef,
 };
 
 const DNS_PORT: u16 = 53;
@@ -136,14 +137,6 @@ pub struct NetworkFamily {
     clash_hook: bool,
     /// Packets the clash hook saw the kernel decide to drop.
     clash_dropped_skbs: std::collections::VecDeque<u64>,
-}
-
-/// What the family needs from the rest of tracer: attribution and the
-/// `--pid/--pod/--container` filter.
-pub struct Context<'a> {
-    pub attributor: &'a mut Attributor,
-    pub in_scope: &'a dyn Fn(&ProcessRef) -> bool,
-    pub attribution_in_scope: &'a dyn Fn(&Attribution) -> bool,
 }
 
 impl NetworkFamily {
@@ -445,12 +438,12 @@ impl NetworkFamily {
                 listen_drops: values[9],
             };
             // Without --pid/--pod/--container every namespace is followed.
-            let followed = (cx.attribution_in_scope)(&Attribution::host())
+            let followed = cx.attribution_in_scope(&Attribution::host())
                 || event
                     .netns
                     .owner
                     .as_ref()
-                    .is_some_and(|o| (cx.attribution_in_scope)(o));
+                    .is_some_and(|o| cx.attribution_in_scope(o));
             if followed {
                 out.push(NetEvent::Counters(event));
             }
@@ -471,10 +464,10 @@ impl NetworkFamily {
         out: &mut Vec<NetEvent>,
     ) {
         let followed = match &outcome.context {
-            Some(process) => (cx.in_scope)(process),
+            Some(process) => cx.in_scope(process),
             // Sent from the kernel's context every time: shown when
             // nothing is filtered.
-            None => (cx.attribution_in_scope)(&Attribution::host()),
+            None => cx.attribution_in_scope(&Attribution::host()),
         };
         if !followed {
             return;
@@ -507,17 +500,17 @@ impl NetworkFamily {
             .dns
             .as_ref()
             .and_then(|q| q.process.as_ref())
-            .is_some_and(|p| (cx.in_scope)(p))
+            .is_some_and(|p| cx.in_scope(p))
             || event
                 .source
                 .as_ref()
-                .is_some_and(|s| (cx.attribution_in_scope)(s))
+                .is_some_and(|s| cx.attribution_in_scope(s))
             || event
                 .netns
                 .owner
                 .as_ref()
-                .is_some_and(|o| (cx.attribution_in_scope)(o))
-            || (event.netns.host && (cx.attribution_in_scope)(&Attribution::host()))
+                .is_some_and(|o| cx.attribution_in_scope(o))
+            || (event.netns.host && cx.attribution_in_scope(&Attribution::host()))
     }
 
     /// The namespace and the pod whose processes live in it.

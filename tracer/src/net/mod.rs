@@ -5,6 +5,7 @@
 pub mod drops;
 pub mod event;
 pub mod explain;
+pub mod family;
 pub mod json;
 pub mod netstat;
 pub mod packet;

@@ -1,6 +1,10 @@
 //! Where events go: the console (text or JSON lines) and the `--output`
 //! JSON-lines file. Buffers are reused: no allocation per event here beyond
 //! what serde needs for the event's own strings.
+//!
+//! Output knows no family: each family's events implement [`Event`], and
+//! write their JSON body and console lines themselves with the helpers of
+//! [`json`] and [`text`].
 
 pub mod json;
 pub mod jsonl;
@@ -11,7 +15,22 @@ use std::io::Write as _;
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 
-use crate::{clock::Clock, event::Event};
+use crate::clock::Clock;
+
+/// One thing tracer reports, as its family wrote it. Families hand their
+/// events over boxed: an event is rare next to the records that lead to it
+/// (and carries strings of its own), so the box costs nothing that shows.
+pub trait Event {
+    /// The JSON `kind` ("signal", "io_stall", ...).
+    fn kind(&self) -> &'static str;
+    /// When it happened, CLOCK_MONOTONIC nanoseconds.
+    fn mono_ns(&self) -> u64;
+    /// The kind's own JSON fields, written through [`json::Line::write`]
+    /// (which adds the common envelope).
+    fn write_json(&self, out: &mut Vec<u8>, line: &json::Line<'_>) -> serde_json::Result<()>;
+    /// The console lines, each ending with '\n', appended to `out`.
+    fn write_text(&self, out: &mut String);
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -55,7 +74,7 @@ impl Output {
         }
     }
 
-    pub fn event(&mut self, event: &Event) -> Result<()> {
+    pub fn event(&mut self, event: &dyn Event) -> Result<()> {
         json::write_event(&mut self.json, event, &self.clock, &self.node)
             .context("encoding an event")?;
         self.write_file();
@@ -66,7 +85,8 @@ impl Output {
                 stdout.write_all(b"\n")?;
             }
             Format::Text => {
-                text::write_event(&mut self.text, event);
+                self.text.clear();
+                event.write_text(&mut self.text);
                 stdout.write_all(self.text.as_bytes())?;
             }
         }

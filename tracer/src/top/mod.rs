@@ -19,7 +19,11 @@ use crate::{
     attribution::Attributor,
     cli::TopArgs,
     ebpf,
-    iowait::sample::{Sample, Sampler},
+    family::Settings,
+    iowait::{
+        self,
+        sample::{Sample, Sampler},
+    },
     kernel_btf, preflight,
 };
 
@@ -28,15 +32,11 @@ pub fn run(args: TopArgs) -> Result<()> {
     ebpf::prefetch_kernel_btf();
     let resolved = kernel_btf::load_and_resolve(args.host.btf.as_deref())?;
     preflight::ensure_tracefs()?;
-    // Only the IO hooks: top reads the kernel's totals, it reports no events.
-    let hooks: Vec<ebpf::Hook> = ebpf::HOOKS
-        .iter()
-        .filter(|h| h.name.starts_with("io_"))
-        .copied()
-        .collect();
-    let mut config = ebpf::config(crate::signals::SignalSet::default_fatal(), None, false);
-    config.iowait_threshold_ns = u64::MAX;
-    let mut loaded = ebpf::load(&resolved.offsets, &config, &hooks, 4096)?;
+    // Only the IO wait family's hooks, and no stall reported: top reads the
+    // kernel's totals, it reports no events.
+    let config = Settings::nothing().config();
+    let mut loaded = ebpf::load(&resolved.offsets, &config, iowait::family::HOOKS, 4096)?;
+    let io = iowait::IoMaps::take(&mut loaded.ebpf)?;
     let mut notes = Vec::new();
     for h in &loaded.hooks {
         if let Err(e) = &h.attached {
@@ -60,7 +60,7 @@ pub fn run(args: TopArgs) -> Result<()> {
     let mut sample = Sample::default();
     let mut sort = view::SortKey::IoWait;
     let mut lines = Vec::new();
-    sampler.sample(&loaded.io, &mut sample);
+    sampler.sample(&io, &mut sample);
     let mut last = Instant::now();
     // The interval the rates on screen were measured over.
     let mut shown_interval = args.interval;
@@ -112,7 +112,7 @@ pub fn run(args: TopArgs) -> Result<()> {
         let elapsed = now.duration_since(last).as_secs_f64();
         last = now;
         shown_interval = elapsed;
-        sampler.sample(&loaded.io, &mut sample);
+        sampler.sample(&io, &mut sample);
         // Hung tasks may still come through the ring buffer: top has no use
         // for them, and must not let it fill.
         while loaded.events.next().is_some() {}

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::{event::SignalCause, signals::ExitStatus};
+use super::{event::SignalCause, ExitStatus};
 
 /// How long a signal is remembered while waiting for its target to exit
 /// (covers long termination grace periods).

@@ -100,24 +100,14 @@ pub fn oom_kill_count(dir: &Path) -> Option<u64> {
 }
 
 /// The node's memory from /proc/meminfo.
-pub fn node_memory(procfs: &Path) -> Option<crate::event::NodeMemory> {
+pub fn node_memory(procfs: &Path) -> Option<super::event::NodeMemory> {
     let text = fs::read_to_string(procfs.join("meminfo")).ok()?;
     let kib = |key: &str| kib_field(&text, key);
-    Some(crate::event::NodeMemory {
+    Some(super::event::NodeMemory {
         total_bytes: kib("MemTotal:")?,
         free_bytes: kib("MemFree:")?,
         available_bytes: kib("MemAvailable:").unwrap_or(0),
     })
-}
-
-pub fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if size > 0 {
-        size as u64
-    } else {
-        4096
-    }
 }
 
 #[cfg(test)]

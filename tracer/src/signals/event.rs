@@ -1,32 +1,15 @@
-//! What tracer reports: signals and the exits that follow them, joined with
-//! the processes, containers and pods they concern.
+//! What the signals family reports: signals with their senders, exits with
+//! the signal they are blamed on, OOM kills with their memory cgroup and
+//! victims.
 
 use std::sync::Arc;
 
+use super::{json, text, Delivery, ExitStatus, SiCode};
 use crate::{
     attribution::Attribution,
-    process::Comm,
-    signals::{Delivery, ExitStatus, SiCode},
+    output::{json::Line, Event},
+    process::{Ancestor, Comm, ProcessRef},
 };
-
-/// A process (or one of its threads) as it appears in an event.
-#[derive(Debug, Clone)]
-pub struct ProcessRef {
-    pub pid: u32,
-    pub tid: u32,
-    pub comm: Comm,
-    pub thread_comm: Comm,
-    /// CLOCK_MONOTONIC ns; 0 when unknown.
-    pub start_ns: u64,
-    pub attribution: Arc<Attribution>,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct Ancestor {
-    pub pid: u32,
-    pub comm: Comm,
-    pub start_ns: u64,
-}
 
 #[derive(Debug, Clone)]
 pub struct SignalEvent {
@@ -101,7 +84,7 @@ pub struct OomMemcg {
 pub struct OomVictim {
     pub process: ProcessRef,
     /// RSS and the rest, from the kernel's record (current kernels) or /proc (older ones).
-    pub memory: crate::oom::VictimFields,
+    pub memory: super::oom::VictimFields,
 }
 
 /// The node's memory at the kill, for system OOMs (from /proc/meminfo).
@@ -128,49 +111,61 @@ pub struct OomEvent {
     pub node_memory: Option<NodeMemory>,
 }
 
-/// A page allocation that returned no page.
-#[derive(Debug, Clone)]
-pub struct PageAllocEvent {
-    pub mono_ns: u64,
-    pub process: ProcessRef,
-    pub order: u32,
-    pub gfp_flags: u64,
-    /// The flags by the running kernel's names ("GFP_KERNEL|__GFP_NOWARN").
-    pub gfp_names: String,
-    pub migratetype: i32,
-    /// Why the caller can live with it, when its flags say so.
-    pub tolerated: Option<&'static str>,
-    /// /proc/buddyinfo around the time (shared by failures within a second).
-    pub zones: Vec<crate::pagealloc::ZoneFree>,
-    /// /proc/pagetypeinfo's free lists per migrate type, read with it.
-    pub types: Vec<crate::pagealloc::MigrateFree>,
-    /// Kernel stack, innermost first, with `--stacks`.
-    pub stack: Vec<String>,
-    /// The kernel's own log line for it, when it printed one.
-    pub kernel_log: Option<crate::pagealloc::LoggedFailure>,
+impl Event for SignalEvent {
+    fn kind(&self) -> &'static str {
+        "signal"
+    }
+
+    fn mono_ns(&self) -> u64 {
+        self.mono_ns
+    }
+
+    fn write_json(&self, out: &mut Vec<u8>, line: &Line<'_>) -> serde_json::Result<()> {
+        line.write(
+            out,
+            self.kind(),
+            self.mono_ns,
+            json::signal_body(self, line),
+        )
+    }
+
+    fn write_text(&self, out: &mut String) {
+        text::signal(out, self);
+    }
 }
 
-#[derive(Debug, Clone)]
-pub enum Event {
-    Signal(SignalEvent),
-    Exit(ExitEvent),
-    Oom(OomEvent),
-    PageAllocFailure(PageAllocEvent),
-    /// Packet drops, DNS lookups and conntrack counters (`net`).
-    Net(crate::net::event::NetEvent),
-    /// An IO stall or a hung task.
-    IoWait(crate::iowait::IoWaitEvent),
+impl Event for ExitEvent {
+    fn kind(&self) -> &'static str {
+        "exit"
+    }
+
+    fn mono_ns(&self) -> u64 {
+        self.mono_ns
+    }
+
+    fn write_json(&self, out: &mut Vec<u8>, line: &Line<'_>) -> serde_json::Result<()> {
+        line.write(out, self.kind(), self.mono_ns, json::exit_body(self, line))
+    }
+
+    fn write_text(&self, out: &mut String) {
+        text::exit(out, self);
+    }
 }
 
-impl Event {
-    pub fn mono_ns(&self) -> u64 {
-        match self {
-            Self::Signal(s) => s.mono_ns,
-            Self::Exit(e) => e.mono_ns,
-            Self::Oom(o) => o.mono_ns,
-            Self::PageAllocFailure(p) => p.mono_ns,
-            Self::Net(n) => n.mono_ns(),
-            Self::IoWait(w) => w.mono_ns,
-        }
+impl Event for OomEvent {
+    fn kind(&self) -> &'static str {
+        "oom"
+    }
+
+    fn mono_ns(&self) -> u64 {
+        self.mono_ns
+    }
+
+    fn write_json(&self, out: &mut Vec<u8>, line: &Line<'_>) -> serde_json::Result<()> {
+        line.write(out, self.kind(), self.mono_ns, json::oom_body(self, line))
+    }
+
+    fn write_text(&self, out: &mut String) {
+        text::oom(out, self);
     }
 }

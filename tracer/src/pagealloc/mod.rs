@@ -2,6 +2,13 @@
 //! with the GFP flags by the running kernel's names, the state of the buddy
 //! allocator at the time, and whether the caller tolerates the failure by
 //! design. A summary per order, per flag set and per pod closes the watch.
+//!
+//! This module reads the kernel's state (buddyinfo, pagetypeinfo, its log
+//! line); [`family`] turns records into [`event`]s.
+
+pub mod event;
+pub mod family;
+pub mod gfp;
 
 use std::{
     collections::BTreeMap,
@@ -11,7 +18,7 @@ use std::{
 
 use serde::Serialize;
 
-use crate::gfp::GfpNames;
+use gfp::GfpNames;
 
 /// One `/proc/buddyinfo` line: free blocks per order in one zone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -316,9 +323,10 @@ Node 0, zone   Normal          118         2275          103            0       
 
     #[test]
     fn tolerated_failures_are_named() {
-        let gfp =
-            GfpNames::from_format(include_str!("../tests/fixtures/mm_page_alloc-6.18.format"))
-                .unwrap();
+        let gfp = GfpNames::from_format(include_str!(
+            "../../tests/fixtures/mm_page_alloc-6.18.format"
+        ))
+        .unwrap();
         assert!(tolerated_reason(&gfp, 0x2cc0).is_some());
         assert!(tolerated_reason(&gfp, 0xcc0).is_none());
     }

@@ -239,7 +239,7 @@ impl Parser {
 mod tests {
     use super::*;
 
-    const FORMAT_6_18: &str = include_str!("../tests/fixtures/mm_page_alloc-6.18.format");
+    const FORMAT_6_18: &str = include_str!("../../tests/fixtures/mm_page_alloc-6.18.format");
 
     #[test]
     fn evaluates_the_kernels_constant_expressions() {

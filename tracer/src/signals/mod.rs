@@ -1,10 +1,19 @@
-//! Signal numbers and names, the kernel's codes for how a signal came to be,
+//! The signals family: signals with their senders and pods, the exits
+//! that follow them, and OOM kills ([`family`]). This module itself holds
+//! signal numbers and names, the kernel's codes for how a signal came to be,
 //! and the exit status that may follow.
 //!
 //! Numbering is Linux's generic one, used on x86_64 and arm64 (the machines
 //! tracer runs on): signals 1 to 64, the standard ones 1-31, the real-time
 //! ones 32-64. Names follow `kill -l`: the C library keeps 32 and 33 for
 //! itself, so the first real-time signal an application sees, SIGRTMIN, is 34.
+
+pub mod correlate;
+pub mod event;
+pub mod family;
+pub mod json;
+pub mod oom;
+pub mod text;
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -193,6 +202,10 @@ impl SignalSet {
     }
 
     /// Every signal, 1..=64.
+    pub const fn empty() -> Self {
+        Self(0)
+    }
+
     pub const fn all() -> Self {
         SignalSet(u64::MAX)
     }

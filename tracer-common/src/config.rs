@@ -1,0 +1,52 @@
+//! The settings the BPF programs read.
+
+use crate::OFFSET_UNKNOWN;
+
+/// Settings userspace passes to the BPF programs as read-only globals.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Bit `sig - 1` set for each signal to report; the rest are dropped in the kernel.
+    pub signal_mask: u64,
+    /// Bytes of the `oom:mark_victim` record to copy (at most [`OOM_RAW_MAX`]).
+    pub oom_raw_size: u32,
+    /// Offset of its `__data_loc char[] comm` field, or [`OFFSET_UNKNOWN`].
+    pub oom_comm_loc: u32,
+    /// 1: record the kernel stack of each failed page allocation.
+    pub page_alloc_stacks: u32,
+    /// 1: report DNS queries sent and responses received (UDP port 53).
+    pub dns: u32,
+    /// Bit `reason % 64` of word `reason / 64` set for each `enum
+    /// skb_drop_reason` value to report; other drops return at once.
+    pub drop_reasons: [u64; DROP_REASON_WORDS],
+    /// A task blocked (D state) at least this long is reported as an IO
+    /// stall; shorter waits are only added to the per-task totals.
+    pub iowait_threshold_ns: u64,
+    /// 1: record the kernel stack of each IO stall and hung task.
+    pub iowait_stacks: u32,
+    pub _pad_iowait: u32,
+}
+
+impl Config {
+    /// Everything off: the programs' defaults, which userspace overrides
+    /// family by family before the load.
+    pub const DEFAULT: Self = Self {
+        signal_mask: 0,
+        oom_raw_size: 0,
+        oom_comm_loc: OFFSET_UNKNOWN,
+        page_alloc_stacks: 0,
+        dns: 0,
+        drop_reasons: [0; DROP_REASON_WORDS],
+        iowait_threshold_ns: u64::MAX,
+        iowait_stacks: 0,
+        _pad_iowait: 0,
+    };
+}
+
+/// Words of [`Config::drop_reasons`]: room for 256 drop reasons.
+pub const DROP_REASON_WORDS: usize = 4;
+
+// SAFETY (the Pod impls): #[repr(C)] plain data without padding holes that
+// could leak uninitialised bytes into the kernel, valid for every bit pattern.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for Config {}
