@@ -7,6 +7,7 @@ mod bad_input;
 mod dns;
 mod harness;
 mod hooks;
+mod hostile;
 mod iowait;
 mod netlab;
 mod oom;

@@ -15,6 +15,7 @@ pub mod ebpf;
 pub mod event;
 pub mod explain;
 pub mod gfp;
+pub mod host_paths;
 pub mod iowait;
 pub mod kernel_btf;
 pub mod kmsg;

@@ -17,7 +17,7 @@ use crate::{
     clock::Clock,
     ebpf::{self, HookStatus},
     explain::Explainer,
-    kernel_btf,
+    host_paths, kernel_btf,
     output::{jsonl::JsonlWriter, Output},
     preflight,
     process::ProcessTable,
@@ -43,11 +43,12 @@ pub fn run(args: WatchArgs) -> Result<()> {
     // Everything that can be wrong with the input or the machine is checked
     // before anything is attached.
     preflight::check_privileges()?;
+    host_paths::check(&args.host)?;
+    if let Some(pid) = args.pid {
+        host_paths::check_pid(&args.host.procfs, pid)?;
+    }
     let resolved = kernel_btf::load_and_resolve(args.host.btf.as_deref())?;
     let tracefs = preflight::ensure_tracefs()?;
-    if let Some(pid) = args.pid {
-        preflight::check_pid(&args.host.procfs, pid)?;
-    }
     let file = match &args.output {
         Some(path) => Some(
             JsonlWriter::create(path, args.output_max_size, args.output_max_files)
@@ -78,6 +79,13 @@ pub fn run(args: WatchArgs) -> Result<()> {
         // Handlers first: a SIGTERM during start-up still ends in a clean stop.
         let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
         let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        // A closed terminal (ssh gone) stops tracer cleanly, stop record
+        // and all; under nohup it keeps running, as nohup asks.
+        let mut sighup = if sighup_ignored() {
+            None
+        } else {
+            Some(signal(SignalKind::hangup()).context("installing the SIGHUP handler")?)
+        };
 
         let oom_format = Format::read(Path::new(preflight::TRACEFS), "oom", "mark_victim");
         let reasons = crate::net::drops::DropReasons::new(&resolved.drop_reasons);
@@ -115,7 +123,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
         let mut output = Output::new(args.format, file, clock, preflight::node_name());
         banner(&args, &scope, &loaded.hooks, tracefs, &resolved.missing);
         if !lacking.is_empty() {
-            eprintln!("  drop reasons this kernel does not have (not watched): {}", lacking.join(", "));
+            crate::stderr_line!("  drop reasons this kernel does not have (not watched): {}", lacking.join(", "));
         }
         output.record("start", Clock::now_mono_ns(), StartRecord::new(&args, &scope, &loaded.hooks))?;
 
@@ -128,7 +136,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
             oom_format,
         );
         if !explainer.kernel_log_readable() {
-            eprintln!("  /dev/kmsg is not readable: OOM and page-allocation events go without the kernel log's corroboration");
+            crate::stderr_line!("  /dev/kmsg is not readable: OOM and page-allocation events go without the kernel log's corroboration");
         }
         let mut state = LoopState::default();
         if args.stacks {
@@ -136,7 +144,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
         }
         match network {
             Some(Ok(network)) => explainer.set_network(network),
-            Some(Err(e)) => eprintln!("  network namespaces cannot be listed ({e}): no packet-drop or DNS events"),
+            Some(Err(e)) => crate::stderr_line!("  network namespaces cannot be listed ({e}): no packet-drop or DNS events"),
             None => {}
         }
         let lost_map = loaded.lost;
@@ -148,13 +156,13 @@ pub fn run(args: WatchArgs) -> Result<()> {
         let mut ticks = 0u64;
         let stop_reason = loop {
             tokio::select! {
-                guard = events.readable_mut() => {
-                    let mut guard = guard.context("waiting for the ring buffer")?;
-                    drain(guard.get_inner_mut(), &mut explainer, &mut output, &mut state)?;
-                    guard.clear_ready();
-                }
+                // Signals and the tick before records: under a storm records
+                // are always there, and a stop, a loss report or a held
+                // event must not wait for the storm to end.
+                biased;
                 _ = sigint.recv() => break "SIGINT",
                 _ = sigterm.recv() => break "SIGTERM",
+                Some(()) = async { sighup.as_mut()?.recv().await } => break "SIGHUP",
                 _ = tick.tick() => {
                     // Frequent records, and IO stalls (reported from the
                     // scheduler's wake-up path), are submitted without a wake-up.
@@ -165,15 +173,33 @@ pub fn run(args: WatchArgs) -> Result<()> {
                         report_losses(&lost_map, &mut output, &mut state)?;
                     }
                 }
+                guard = events.readable_mut() => {
+                    let mut guard = guard.context("waiting for the ring buffer")?;
+                    let drained = drain(guard.get_inner_mut(), &mut explainer, &mut output, &mut state)?;
+                    // While the ring still has records the fd stays ready:
+                    // the next turn comes back here once the runtime has
+                    // looked at signals and timers (the yield lets it).
+                    if drained == Drained::All {
+                        guard.clear_ready();
+                    } else {
+                        drop(guard);
+                        tokio::task::yield_now().await;
+                    }
+                }
             }
         };
-        // What is already in the ring buffer is still reported.
-        drain(events.get_mut(), &mut explainer, &mut output, &mut state)?;
+        // What is already in the ring buffer is still reported, within a
+        // bound: under a storm the ring never empties, and the stop must
+        // not wait for the storm to end.
+        let deadline = std::time::Instant::now() + FINAL_DRAIN;
+        while drain(events.get_mut(), &mut explainer, &mut output, &mut state)? == Drained::Some
+            && std::time::Instant::now() < deadline
+        {}
         flush(&mut explainer, u64::MAX, &mut output, &mut state)?;
         report_losses(&lost_map, &mut output, &mut state)?;
         let summary = explainer.page_alloc_summary();
         if summary.failures > 0 {
-            eprintln!(
+            crate::stderr_line!(
                 "tracer: {} page-allocation failures ({} tolerated by their callers); by order {:?}; by flags {:?}; by pod {:?}",
                 summary.failures, summary.tolerated, summary.by_order, summary.by_gfp, summary.by_pod
             );
@@ -181,7 +207,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
         output.record("page_alloc_summary", Clock::now_mono_ns(), summary)?;
         if let Some(dns) = explainer.dns_stats() {
             if dns.queries > 0 {
-                eprintln!(
+                crate::stderr_line!(
                     "tracer: {} DNS queries: {} answered ({} slow, {} failed), {} unanswered, {} retries, {} linked to drops; {} forgotten to bound memory",
                     dns.queries, dns.answered, dns.slow, dns.failed, dns.unanswered, dns.retries, dns.drops_linked, dns.evicted
                 );
@@ -200,10 +226,11 @@ pub fn run(args: WatchArgs) -> Result<()> {
                 lost_by_kind: LostByKind::new(&state.lost),
                 malformed: state.malformed,
                 file_errors: output.file_errors,
+                console_errors: output.console_errors,
             },
         )?;
         output.sync()?;
-        eprintln!(
+        crate::stderr_line!(
             "tracer: stopped on {stop_reason}: {} events reported from {} kernel records; {} records lost, {} malformed",
             output.events_written, state.records, lost_total, state.malformed
         );
@@ -211,6 +238,15 @@ pub fn run(args: WatchArgs) -> Result<()> {
         drop(loaded.ebpf);
         Ok(())
     })
+}
+
+/// Whether SIGHUP was ignored when tracer started, as `nohup` leaves it.
+fn sighup_ignored() -> bool {
+    // SAFETY: with a null new action, sigaction only writes the current one
+    // into the zeroed struct it is given.
+    let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
+    let read = unsafe { libc::sigaction(libc::SIGHUP, std::ptr::null(), &mut current) };
+    read == 0 && current.sa_sigaction == libc::SIG_IGN
 }
 
 #[derive(Default)]
@@ -222,13 +258,41 @@ struct LoopState {
     lost: [u64; LOST_SLOTS as usize],
 }
 
+/// Records handled per turn of the event loop at most, and the time they
+/// may take: a storm fills the ring faster than it empties, and without a
+/// bound the loop would never get back to SIGTERM, the 100 ms tick and the
+/// loss report. Whichever comes first ends the turn; the clock is read once
+/// every `CLOCK_EVERY` records.
+const DRAIN_BATCH: usize = 4096;
+const DRAIN_BUDGET: Duration = Duration::from_millis(10);
+const CLOCK_EVERY: usize = 64;
+
+/// How long the stop keeps reading what the kernel had already sent.
+const FINAL_DRAIN: Duration = Duration::from_millis(250);
+
+#[derive(Debug, PartialEq, Eq)]
+enum Drained {
+    /// The ring is empty.
+    All,
+    /// The turn is over and the ring may hold more.
+    Some,
+}
+
+/// Handles the ring's records for one turn (see `DRAIN_BATCH`).
 fn drain(
     ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
     explainer: &mut Explainer,
     output: &mut Output,
     state: &mut LoopState,
-) -> Result<()> {
-    while let Some(item) = ring.next() {
+) -> Result<Drained> {
+    let started = std::time::Instant::now();
+    for n in 0..DRAIN_BATCH {
+        if n % CLOCK_EVERY == CLOCK_EVERY - 1 && started.elapsed() >= DRAIN_BUDGET {
+            break;
+        }
+        let Some(item) = ring.next() else {
+            return Ok(Drained::All);
+        };
         state.records += 1;
         match records::decode(&item) {
             Ok(record) => {
@@ -239,13 +303,13 @@ fn drain(
             }
             Err(e) => {
                 if state.malformed == 0 {
-                    eprintln!("tracer: warning: skipping a malformed kernel record ({e}); further ones are only counted");
+                    crate::stderr_line!("tracer: warning: skipping a malformed kernel record ({e}); further ones are only counted");
                 }
                 state.malformed += 1;
             }
         }
     }
-    Ok(())
+    Ok(Drained::Some)
 }
 
 /// Releases the events the explainer held back once their wait is over.
@@ -278,7 +342,7 @@ fn report_losses(
         .map(|(n, o)| n.saturating_sub(*o))
         .collect();
     let total: u64 = delta.iter().sum();
-    eprintln!("tracer: warning: {total} kernel records lost (ring buffer full); the explanations may be incomplete");
+    crate::stderr_line!("tracer: warning: {total} kernel records lost (ring buffer full); the explanations may be incomplete");
     let mut delta_arr = [0u64; LOST_SLOTS as usize];
     delta_arr.copy_from_slice(&delta);
     output.record(
@@ -303,7 +367,7 @@ fn resolve_scope(args: &WatchArgs, attributor: &mut Attributor) -> Result<Scope>
     }
     if let Some((namespace, name)) = &args.pod {
         if attributor.kubelet().pods_named(namespace, name).is_empty() {
-            eprintln!(
+            crate::stderr_line!(
                 "tracer: note: no pod {namespace}/{name} on this node yet (looked in {}): waiting for it",
                 args.host.host_root.join("var/log/pods").display()
             );
@@ -328,7 +392,7 @@ fn banner(
     tracefs: preflight::Tracefs,
     missing: &[(&str, &str)],
 ) {
-    eprintln!(
+    crate::stderr_line!(
         "tracer {} on {} (kernel {}): watching {}",
         env!("CARGO_PKG_VERSION"),
         preflight::node_name(),
@@ -336,29 +400,30 @@ fn banner(
         args.signals.describe()
     );
     if tracefs == preflight::Tracefs::MountedNow {
-        eprintln!(
+        crate::stderr_line!(
             "  tracefs was not mounted: mounted it at {}",
             preflight::TRACEFS
         );
     }
     for h in hooks {
         match &h.attached {
-            Ok(attach) => eprintln!("  hook {:<12} {}", h.hook.name, attach.describe()),
-            Err(e) => eprintln!(
+            Ok(attach) => crate::stderr_line!("  hook {:<12} {}", h.hook.name, attach.describe()),
+            Err(e) => crate::stderr_line!(
                 "  hook {:<12} OFF ({}): {e}",
-                h.hook.name, h.hook.without_it
+                h.hook.name,
+                h.hook.without_it
             ),
         }
     }
     if args.no_dns {
-        eprintln!("  DNS lookups not followed (--no-dns)");
+        crate::stderr_line!("  DNS lookups not followed (--no-dns)");
     }
     for (member, effect) in missing {
-        eprintln!("  kernel BTF lacks {member}: {effect}");
+        crate::stderr_line!("  kernel BTF lacks {member}: {effect}");
     }
-    eprintln!("  following: {scope}");
+    crate::stderr_line!("  following: {scope}");
     if let Some(path) = &args.output {
-        eprintln!(
+        crate::stderr_line!(
             "  writing JSON lines to {} (rotated at {}, at most {} files)",
             path.display(),
             format_size(args.output_max_size),
@@ -440,4 +505,7 @@ struct StopRecord {
     malformed: u64,
     /// Lines that could not be written to --output (still shown on the console).
     file_errors: u64,
+    /// Events and records the console did not take (a closed pipe or
+    /// terminal); the file still has them.
+    console_errors: u64,
 }

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use super::escape::Escaped;
 use crate::{
     attribution::Attribution,
     event::{Event, ExitEvent, OomEvent, OomScope, PageAllocEvent, ProcessRef, SignalEvent},
@@ -27,23 +28,33 @@ pub fn write_event(out: &mut String, event: &Event) {
 fn label(out: &mut String, a: &Attribution) {
     let label = a.label();
     if !label.is_empty() {
-        let _ = write!(out, " [{label}]");
+        let _ = write!(out, " [{}]", Escaped(&label));
     }
 }
 
 fn process(out: &mut String, p: &ProcessRef) {
-    let _ = write!(out, "{}({})", p.comm, p.pid);
+    let _ = write!(out, "{}({})", Escaped(&p.comm), p.pid);
 }
 
 fn signal(out: &mut String, s: &SignalEvent) {
     let name = signal_name(s.sig);
     if s.code.origin.is_user_sent() {
-        let _ = write!(out, "{}({}) sent {name} to ", s.sender.comm, s.sender.pid);
+        let _ = write!(
+            out,
+            "{}({}) sent {name} to ",
+            Escaped(&s.sender.comm),
+            s.sender.pid
+        );
     } else {
         let _ = write!(out, "the kernel sent {name} ({}) to ", s.code.name);
     }
     if s.thread_directed && s.target.tid != s.target.pid {
-        let _ = write!(out, "thread {}({}) of ", s.target.thread_comm, s.target.tid);
+        let _ = write!(
+            out,
+            "thread {}({}) of ",
+            Escaped(&s.target.thread_comm),
+            s.target.tid
+        );
     }
     process(out, &s.target);
     label(out, &s.target.attribution);
@@ -66,14 +77,14 @@ fn signal(out: &mut String, s: &SignalEvent) {
             if i > 0 {
                 out.push_str(" => ");
             }
-            let _ = write!(out, "{}({})", a.comm, a.pid);
+            let _ = write!(out, "{}({})", Escaped(&a.comm), a.pid);
         }
         out.push('\n');
         let sender_label = s.sender.attribution.label();
         if sender_label.is_empty() {
             out.push_str("  sender pod: - (host)\n");
         } else {
-            let _ = writeln!(out, "  sender pod: {sender_label}");
+            let _ = writeln!(out, "  sender pod: {}", Escaped(&sender_label));
         }
     } else if s.code.origin != Origin::Fault || s.sender.pid != s.target.pid {
         let _ = write!(out, "  while running: ");
@@ -95,7 +106,7 @@ fn exit(out: &mut String, e: &ExitEvent) {
             let _ = write!(out, "killed by {}", signal_name(sig));
             if let Some(c) = &e.cause {
                 if c.code.origin.is_user_sent() {
-                    let _ = write!(out, " from {}({})", c.sender_comm, c.sender_pid);
+                    let _ = write!(out, " from {}({})", Escaped(&c.sender_comm), c.sender_pid);
                 } else {
                     let _ = write!(out, " from the kernel ({})", c.code.name);
                 }
@@ -111,7 +122,7 @@ fn exit(out: &mut String, e: &ExitEvent) {
                     out,
                     " after {} from {}({})",
                     signal_name(c.sig),
-                    c.sender_comm,
+                    Escaped(&c.sender_comm),
                     c.sender_pid
                 );
             }
@@ -136,10 +147,11 @@ fn oom(out: &mut String, o: &OomEvent) {
             };
             let _ = write!(
                 out,
-                "cgroup OOM in {place}: limit {}, usage {}, memcg {}",
+                "cgroup OOM in {}: limit {}, usage {}, memcg {}",
+                Escaped(&place),
                 format_size(m.limit_bytes),
                 format_size(m.usage_bytes),
-                m.path
+                Escaped(&m.path)
             );
         }
         (OomScope::Cgroup, None) => out.push_str("cgroup OOM"),
@@ -169,7 +181,7 @@ fn oom(out: &mut String, o: &OomEvent) {
         let _ = write!(
             out,
             "  {}({}): rss anon {}, file {}, shmem {}; oom_score_adj {}",
-            v.process.comm,
+            Escaped(&v.process.comm),
             v.process.pid,
             size(v.memory.anon_rss_bytes),
             size(v.memory.file_rss_bytes),

@@ -25,6 +25,7 @@ use crate::{
 
 pub fn run(args: TopArgs) -> Result<()> {
     preflight::check_privileges()?;
+    crate::host_paths::check(&args.host)?;
     let resolved = kernel_btf::load_and_resolve(args.host.btf.as_deref())?;
     preflight::ensure_tracefs()?;
     // Only the IO hooks: top reads the kernel's totals, it reports no events.
