@@ -208,11 +208,9 @@ fn a_hangup_stops_cleanly() {
 fn pid_of_a_thread_or_a_kernel_thread_is_refused() {
     require_root();
     let work = Workdir::new();
-    let mut threads = spawn(&work.program("threads"), &["threads"]);
-    let tid: u32 = read_line(&mut threads)
-        .trim()
-        .parse()
-        .expect("the worker's tid");
+    let mut threads = KillOnDrop(vec![spawn(&work.program("threads"), &["threads"])]);
+    let threads = &mut threads.0[0];
+    let tid: u32 = read_line(threads).trim().parse().expect("the worker's tid");
     let pid = threads.id();
     let tid_arg = tid.to_string();
     let args = ["watch", "--pid", &tid_arg];
@@ -223,8 +221,6 @@ fn pid_of_a_thread_or_a_kernel_thread_is_refused() {
         &stderr,
         &format!("--pid {tid} is a thread of process {pid}: give the process, --pid {pid}"),
     );
-    let _ = threads.kill();
-    let _ = threads.wait();
 
     let args = ["watch", "--pid", "2"];
     let (status, stderr) = run_tracer(&args, None);
