@@ -7,6 +7,11 @@
  *   helper hog MIB [hold]     allocate and touch MIB MiB, 1 MiB at a time (until
  *                             the OOM killer stops it); with "hold", print "held"
  *                             and keep the memory
+ *   helper ignore-usr1        ignore SIGUSR1, print "ready", sleep
+ *   helper forge-kill PID     name itself "\e[31mS\nFORGED:" with prctl(PR_SET_NAME),
+ *                             then SIGKILL PID
+ *   helper sigstorm PID       send SIGUSR1 to PID as fast as kill(2) goes, until
+ *                             killed (a signal storm)
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -14,6 +19,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -48,6 +54,21 @@ int main(int argc, char **argv) {
             fflush(stdout);
         } else {
             return 0;
+        }
+    } else if (strcmp(mode, "ignore-usr1") == 0) {
+        signal(SIGUSR1, SIG_IGN);
+        printf("ready\n");
+        fflush(stdout);
+    } else if (strcmp(mode, "forge-kill") == 0) {
+        pid_t target = argc > 2 ? (pid_t)atol(argv[2]) : 0;
+        if (target <= 0) return 2;
+        prctl(PR_SET_NAME, "\033[31mS\nFORGED:");
+        return kill(target, SIGKILL) == 0 ? 0 : 1;
+    } else if (strcmp(mode, "sigstorm") == 0) {
+        pid_t target = argc > 2 ? (pid_t)atol(argv[2]) : 0;
+        if (target <= 0) return 2;
+        for (;;) {
+            if (kill(target, SIGUSR1) != 0) return 1;
         }
     } else if (strcmp(mode, "handle-term") == 0) {
         signal(SIGTERM, on_term);

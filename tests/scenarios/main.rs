@@ -8,6 +8,7 @@ mod dns;
 mod footprint;
 mod harness;
 mod hooks;
+mod hostile;
 mod iowait;
 mod netlab;
 mod oom;

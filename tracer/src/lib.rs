@@ -17,6 +17,7 @@ pub mod ebpf;
 pub mod explain;
 pub mod family;
 pub mod heap;
+pub mod host_paths;
 pub mod iowait;
 pub mod kernel_btf;
 pub mod kmsg;

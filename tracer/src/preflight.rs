@@ -56,16 +56,6 @@ pub fn tracepoint_exists(group: &str, name: &str) -> bool {
         .is_dir()
 }
 
-pub fn check_pid(procfs: &Path, pid: u32) -> Result<()> {
-    if !procfs.join(pid.to_string()).is_dir() {
-        bail!(
-            "no process with PID {pid} on this node (looked in {})",
-            procfs.display()
-        );
-    }
-    Ok(())
-}
-
 pub fn kernel_release() -> String {
     nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())

@@ -1,5 +1,5 @@
 //! `tracer watch`: checks, loads, attaches, then explains records until
-//! SIGINT or SIGTERM, and on the way out drains, reports and detaches.
+//! SIGINT, SIGTERM or SIGHUP, and on the way out drains, reports and detaches.
 
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use crate::{
     ebpf::{self, HookStatus},
     explain::Explainer,
     family::{self, Settings, Start},
-    kernel_btf,
+    host_paths, kernel_btf,
     kmsg::KernelLog,
     output::{jsonl::JsonlWriter, Event, Output},
     preflight,
@@ -58,12 +58,13 @@ struct Checked {
 /// before anything is attached.
 fn preflight(args: &WatchArgs) -> Result<Checked> {
     preflight::check_privileges()?;
+    host_paths::check(&args.host)?;
+    if let Some(pid) = args.pid {
+        host_paths::check_pid(&args.host.procfs, pid)?;
+    }
     ebpf::prefetch_kernel_btf();
     let resolved = kernel_btf::load_and_resolve(args.host.btf.as_deref())?;
     let tracefs = preflight::ensure_tracefs()?;
-    if let Some(pid) = args.pid {
-        preflight::check_pid(&args.host.procfs, pid)?;
-    }
     let file = match &args.output {
         Some(path) => Some(
             JsonlWriter::create(path, args.output_max_size, args.output_max_files)
@@ -97,6 +98,9 @@ fn preflight(args: &WatchArgs) -> Result<Checked> {
 struct StopSignals {
     sigint: tokio::signal::unix::Signal,
     sigterm: tokio::signal::unix::Signal,
+    /// A closed terminal (ssh gone) stops tracer cleanly, stop record and
+    /// all; under nohup (SIGHUP ignored) it keeps running, as nohup asks.
+    sighup: Option<tokio::signal::unix::Signal>,
 }
 
 impl StopSignals {
@@ -104,6 +108,11 @@ impl StopSignals {
         Ok(Self {
             sigint: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
             sigterm: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            sighup: if sighup_ignored() {
+                None
+            } else {
+                Some(signal(SignalKind::hangup()).context("installing the SIGHUP handler")?)
+            },
         })
     }
 }
@@ -161,7 +170,7 @@ fn set_up(args: &WatchArgs, checked: Checked) -> Result<Watch> {
     let mut output = Output::new(args.format, file, clock, preflight::node_name());
     banner(args, &scope, &loaded.hooks, tracefs, &resolved.missing);
     for note in &notes {
-        eprintln!("  {note}");
+        crate::stderr_line!("  {note}");
     }
     output.record(
         "start",
@@ -171,7 +180,7 @@ fn set_up(args: &WatchArgs, checked: Checked) -> Result<Watch> {
 
     let kernel_log = KernelLog::open();
     if !kernel_log.readable() {
-        eprintln!("  /dev/kmsg is not readable: OOM and page-allocation events go without the kernel log's corroboration");
+        crate::stderr_line!("  /dev/kmsg is not readable: OOM and page-allocation events go without the kernel log's corroboration");
     }
     let mut explainer = Explainer::new(
         processes,
@@ -240,21 +249,34 @@ impl Watch {
         let mut ticks = 0u64;
         loop {
             tokio::select! {
-                guard = self.events.readable_mut() => {
-                    let mut guard = guard.context("waiting for the ring buffer")?;
-                    drain(guard.get_inner_mut(), &mut self.explainer, &mut self.output, &mut self.state)?;
-                    guard.clear_ready();
-                }
+                // Signals and the tick before records: under a storm records
+                // are always there, and a stop, a loss report or a held
+                // event must not wait for the storm to end.
+                biased;
                 _ = stop.sigint.recv() => return Ok("SIGINT"),
                 _ = stop.sigterm.recv() => return Ok("SIGTERM"),
+                Some(()) = async { stop.sighup.as_mut()?.recv().await } => return Ok("SIGHUP"),
                 _ = tick.tick() => {
                     // Frequent records, and IO stalls (reported from the
                     // scheduler's wake-up path), are submitted without a wake-up.
-                    drain(self.events.get_mut(), &mut self.explainer, &mut self.output, &mut self.state)?;
+                    let _ = drain(self.events.get_mut(), &mut self.explainer, &mut self.output, &mut self.state)?;
                     flush(&mut self.explainer, Clock::now_mono_ns(), &mut self.output, &mut self.state)?;
                     ticks += 1;
                     if ticks.is_multiple_of(10) {
                         report_losses(&self.lost_map, &mut self.output, &mut self.state)?;
+                    }
+                }
+                guard = self.events.readable_mut() => {
+                    let mut guard = guard.context("waiting for the ring buffer")?;
+                    let drained = drain(guard.get_inner_mut(), &mut self.explainer, &mut self.output, &mut self.state)?;
+                    // While the ring still has records the fd stays ready:
+                    // the next turn comes back here once the runtime has
+                    // looked at signals and timers (the yield lets it).
+                    if drained == Drained::All {
+                        guard.clear_ready();
+                    } else {
+                        drop(guard);
+                        tokio::task::yield_now().await;
                     }
                 }
             }
@@ -264,12 +286,17 @@ impl Watch {
     /// What is already in the ring buffer is still reported, what the
     /// families held is released, and each family closes with its summary.
     fn summaries(&mut self) -> Result<()> {
-        drain(
+        // Within a bound: under a storm the ring never empties, and the stop
+        // must not wait for the storm to end.
+        let deadline = std::time::Instant::now() + FINAL_DRAIN;
+        while drain(
             self.events.get_mut(),
             &mut self.explainer,
             &mut self.output,
             &mut self.state,
-        )?;
+        )? == Drained::Some
+            && std::time::Instant::now() < deadline
+        {}
         flush(
             &mut self.explainer,
             u64::MAX,
@@ -296,10 +323,11 @@ impl Watch {
                 lost_by_kind: LostByKind::new(&state.lost),
                 malformed: state.malformed,
                 file_errors: output.file_errors,
+                console_errors: output.console_errors,
             },
         )?;
         output.sync()?;
-        eprintln!(
+        crate::stderr_line!(
             "tracer: stopped on {stop_reason}: {} events reported from {} kernel records; {} records lost, {} malformed",
             output.events_written, state.records, lost_total, state.malformed
         );
@@ -319,13 +347,50 @@ struct LoopState {
     lost: [u64; LOST_SLOTS as usize],
 }
 
+/// Whether SIGHUP was ignored when tracer started, as `nohup` leaves it.
+fn sighup_ignored() -> bool {
+    // SAFETY: with a null new action, sigaction only writes the current one
+    // into the zeroed struct it is given.
+    let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
+    let read = unsafe { libc::sigaction(libc::SIGHUP, std::ptr::null(), &mut current) };
+    read == 0 && current.sa_sigaction == libc::SIG_IGN
+}
+
+/// Records handled per turn of the event loop at most, and the time they
+/// may take: a storm fills the ring faster than it empties, and without a
+/// bound the loop would never get back to SIGTERM, the 100 ms tick and the
+/// loss report. Whichever comes first ends the turn; the clock is read once
+/// every `CLOCK_EVERY` records.
+const DRAIN_BATCH: usize = 4096;
+const DRAIN_BUDGET: Duration = Duration::from_millis(10);
+const CLOCK_EVERY: usize = 64;
+
+/// How long the stop keeps reading what the kernel had already sent.
+const FINAL_DRAIN: Duration = Duration::from_millis(250);
+
+#[derive(Debug, PartialEq, Eq)]
+enum Drained {
+    /// The ring is empty.
+    All,
+    /// The turn is over and the ring may hold more.
+    Some,
+}
+
+/// Handles the ring's records for one turn (see `DRAIN_BATCH`).
 fn drain(
     ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
     explainer: &mut Explainer,
     output: &mut Output,
     state: &mut LoopState,
-) -> Result<()> {
-    while let Some(item) = ring.next() {
+) -> Result<Drained> {
+    let started = std::time::Instant::now();
+    for n in 0..DRAIN_BATCH {
+        if n % CLOCK_EVERY == CLOCK_EVERY - 1 && started.elapsed() >= DRAIN_BUDGET {
+            break;
+        }
+        let Some(item) = ring.next() else {
+            return Ok(Drained::All);
+        };
         state.records += 1;
         match records::decode(&item) {
             Ok(record) => {
@@ -336,13 +401,13 @@ fn drain(
             }
             Err(e) => {
                 if state.malformed == 0 {
-                    eprintln!("tracer: warning: skipping a malformed kernel record ({e}); further ones are only counted");
+                    crate::stderr_line!("tracer: warning: skipping a malformed kernel record ({e}); further ones are only counted");
                 }
                 state.malformed += 1;
             }
         }
     }
-    Ok(())
+    Ok(Drained::Some)
 }
 
 /// Releases the events the explainer held back once their wait is over.
@@ -375,7 +440,7 @@ fn report_losses(
         .map(|(n, o)| n.saturating_sub(*o))
         .collect();
     let total: u64 = delta.iter().sum();
-    eprintln!("tracer: warning: {total} kernel records lost (ring buffer full); the explanations may be incomplete");
+    crate::stderr_line!("tracer: warning: {total} kernel records lost (ring buffer full); the explanations may be incomplete");
     let mut delta_arr = [0u64; LOST_SLOTS as usize];
     delta_arr.copy_from_slice(&delta);
     output.record(
@@ -400,7 +465,7 @@ fn resolve_scope(args: &WatchArgs, attributor: &mut Attributor) -> Result<Scope>
     }
     if let Some((namespace, name)) = &args.pod {
         if attributor.kubelet().pods_named(namespace, name).is_empty() {
-            eprintln!(
+            crate::stderr_line!(
                 "tracer: note: no pod {namespace}/{name} on this node yet (looked in {}): waiting for it",
                 args.host.host_root.join("var/log/pods").display()
             );
@@ -425,7 +490,7 @@ fn banner(
     tracefs: preflight::Tracefs,
     missing: &[(&str, &str)],
 ) {
-    eprintln!(
+    crate::stderr_line!(
         "tracer {} on {} (kernel {}): watching {}",
         env!("CARGO_PKG_VERSION"),
         preflight::node_name(),
@@ -433,29 +498,30 @@ fn banner(
         args.signals.describe()
     );
     if tracefs == preflight::Tracefs::MountedNow {
-        eprintln!(
+        crate::stderr_line!(
             "  tracefs was not mounted: mounted it at {}",
             preflight::TRACEFS
         );
     }
     for h in hooks {
         match &h.attached {
-            Ok(attach) => eprintln!("  hook {:<12} {}", h.hook.name, attach.describe()),
-            Err(e) => eprintln!(
+            Ok(attach) => crate::stderr_line!("  hook {:<12} {}", h.hook.name, attach.describe()),
+            Err(e) => crate::stderr_line!(
                 "  hook {:<12} OFF ({}): {e}",
-                h.hook.name, h.hook.without_it
+                h.hook.name,
+                h.hook.without_it
             ),
         }
     }
     if args.no_dns {
-        eprintln!("  DNS lookups not followed (--no-dns)");
+        crate::stderr_line!("  DNS lookups not followed (--no-dns)");
     }
     for (member, effect) in missing {
-        eprintln!("  kernel BTF lacks {member}: {effect}");
+        crate::stderr_line!("  kernel BTF lacks {member}: {effect}");
     }
-    eprintln!("  following: {scope}");
+    crate::stderr_line!("  following: {scope}");
     if let Some(path) = &args.output {
-        eprintln!(
+        crate::stderr_line!(
             "  writing JSON lines to {} (rotated at {}, at most {} files)",
             path.display(),
             format_size(args.output_max_size),
@@ -537,4 +603,7 @@ struct StopRecord {
     malformed: u64,
     /// Lines that could not be written to --output (still shown on the console).
     file_errors: u64,
+    /// Events and records the console did not take (a closed pipe or
+    /// terminal); the file still has them.
+    console_errors: u64,
 }

@@ -10,7 +10,7 @@
 //! `_`, which makes both names unambiguous.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     fs,
     path::{Path, PathBuf},
     sync::Arc,
@@ -26,9 +26,13 @@ pub struct PodMeta {
     pub uid: String,
 }
 
-/// Pods appear while tracer runs, so a miss re-reads the directories; the
-/// interval bounds that work when something asks again and again about a
-/// pod that has no log directory (or a sandbox container that has no log).
+/// Pods appear while tracer runs, so a miss re-reads the directories. The
+/// first miss for a pod UID or container id re-reads them at once: a
+/// container that crashes within a second of starting (a crash loop, an
+/// OOM at start) is named all the same. Later misses for the same one wait
+/// this long since the last read: that bounds the work when something asks
+/// again and again about a pod that has no log directory (or a sandbox
+/// container that has no log).
 const RESCAN_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Resolved container names are kept until this many, then forgotten at
@@ -55,6 +59,10 @@ pub struct KubeletDirectory {
     links_scanned: Option<Instant>,
     /// Answers already given, by container id.
     names: HashMap<String, Arc<str>>,
+    /// Pod UIDs and container ids a read already missed: the next misses
+    /// for them wait for the interval. Bounded as `names` is.
+    missed_pods: HashSet<String>,
+    missed_links: HashSet<String>,
 }
 
 impl KubeletDirectory {
@@ -76,19 +84,29 @@ impl KubeletDirectory {
             links: HashMap::new(),
             links_scanned: None,
             names: HashMap::new(),
+            missed_pods: HashSet::new(),
+            missed_links: HashSet::new(),
         }
     }
 
-    /// Pod metadata for a pod UID; cached; on a miss re-scans /var/log/pods at most once every 2 seconds (pods appear while tracer runs).
+    /// Pod metadata for a pod UID; cached; on a miss re-scans /var/log/pods: at once for a UID never missed before, else at most once every 2 seconds (pods appear while tracer runs).
     pub fn pod(&mut self, uid: &str) -> Option<Arc<PodMeta>> {
         if let Some(meta) = self.pods.get(uid) {
             return Some(meta.clone());
         }
-        if self.rescan_pods() {
+        let first_miss = !self.missed_pods.contains(uid);
+        if first_miss {
+            self.pods_scanned = None;
+        }
+        let found = if self.rescan_pods() {
             self.pods.get(uid).cloned()
         } else {
             None
+        };
+        if found.is_none() && first_miss {
+            remember_miss(&mut self.missed_pods, uid);
         }
+        found
     }
 
     /// The container's name: from the /var/log/containers symlink whose name ends in -<container_id>.log; else, when the pod's log directory holds exactly one container directory, that one. Cached per container id.
@@ -135,13 +153,21 @@ impl KubeletDirectory {
         if let Some(link) = self.links.get(container_id) {
             return Some(link.container.clone());
         }
-        if self.rescan_links() {
+        let first_miss = !self.missed_links.contains(container_id);
+        if first_miss {
+            self.links_scanned = None;
+        }
+        let found = if self.rescan_links() {
             self.links
                 .get(container_id)
                 .map(|link| link.container.clone())
         } else {
             None
+        };
+        if found.is_none() && first_miss {
+            remember_miss(&mut self.missed_links, container_id);
         }
+        found
     }
 
     fn sole_container(&mut self, pod_uid: &str) -> Option<Arc<str>> {
@@ -234,6 +260,15 @@ impl KubeletDirectory {
         self.links = links;
         true
     }
+}
+
+/// Notes a miss for `key`; the set is forgotten at once when full, which
+/// costs each key one more immediate read.
+fn remember_miss(missed: &mut HashSet<String>, key: &str) {
+    if missed.len() >= NAMES_MAX {
+        missed.clear();
+    }
+    missed.insert(key.to_owned());
 }
 
 fn due(last: Option<Instant>, interval: Duration) -> bool {
@@ -431,6 +466,36 @@ mod tests {
             kubelet.container_name(WEB_UID, WEB_APP).as_deref(),
             Some("app")
         );
+    }
+
+    /// A crash loop: each restart is a new container id, each recreated pod
+    /// a new UID, and the process may be gone a second later. Whatever was
+    /// never asked about is read at once, however recent the last read.
+    #[test]
+    fn an_unseen_pod_or_container_is_read_at_once() {
+        let root = root();
+        let mut kubelet =
+            KubeletDirectory::with_rescan_interval(root.path(), Duration::from_secs(3600));
+        add_container(root.path(), WEB, "app", Some(WEB_APP));
+        assert_eq!(kubelet.pod(WEB_UID).as_deref(), Some(&meta(WEB)));
+        assert_eq!(
+            kubelet.container_name(WEB_UID, WEB_APP).as_deref(),
+            Some("app")
+        );
+        add_container(root.path(), CART, "api", Some(CART_API));
+        assert_eq!(kubelet.pod(CART_UID).as_deref(), Some(&meta(CART)));
+        assert_eq!(
+            kubelet.container_name(CART_UID, CART_API).as_deref(),
+            Some("api")
+        );
+        // A sandbox has no log: one read finds nothing, and asking again and
+        // again reads nothing more until the interval is over.
+        assert_eq!(kubelet.container_name(CART_UID, SANDBOX), None);
+        add_container(root.path(), CART, "late", Some(SANDBOX));
+        assert_eq!(kubelet.container_name(CART_UID, SANDBOX), None);
+        assert_eq!(kubelet.pod(CART_NEW_UID), None);
+        add_container(root.path(), ("shop", "late", CART_NEW_UID), "x", None);
+        assert_eq!(kubelet.pod(CART_NEW_UID), None);
     }
 
     #[test]

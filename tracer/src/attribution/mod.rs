@@ -26,7 +26,8 @@ use serde::Serialize;
 pub struct Container {
     pub id: String,
     pub runtime: cgroup::Runtime,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// null when kubelet's directories do not name it, as the pod's
+    /// `namespace` and `name` are: one spelling of "unknown" for consumers.
     pub name: Option<String>,
 }
 
@@ -725,7 +726,7 @@ mod tests {
             json,
             serde_json::json!({
                 "cgroup": "/kubepods/pod/x",
-                "container": {"id": APP, "runtime": "unknown"},
+                "container": {"id": APP, "runtime": "unknown", "name": null},
                 "pod": {"uid": WEB_UID, "qos": "Guaranteed", "namespace": null, "name": null}
             })
         );

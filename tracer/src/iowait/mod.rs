@@ -205,6 +205,7 @@ pub mod text {
     use std::fmt::Write as _;
 
     use super::IoWaitEvent;
+    use crate::output::escape::Escaped;
 
     pub fn write(out: &mut String, e: &IoWaitEvent) {
         let p = &e.process;
@@ -214,9 +215,9 @@ pub mod text {
             "in uninterruptible sleep"
         };
         if e.hung {
-            let _ = write!(out, "hung task: {}({})", p.comm, p.pid);
+            let _ = write!(out, "hung task: {}({})", Escaped(&p.comm), p.pid);
             if p.tid != p.pid {
-                let _ = write!(out, " thread {}({})", p.thread_comm, p.tid);
+                let _ = write!(out, " thread {}({})", Escaped(&p.thread_comm), p.tid);
             }
             let _ = write!(out, " blocked {what}");
             if let Some(ns) = e.blocked_ns {
@@ -226,17 +227,17 @@ pub mod text {
             let _ = write!(
                 out,
                 "IO stall: {}({}) blocked {:.0} ms {what}",
-                p.comm,
+                Escaped(&p.comm),
                 p.pid,
                 e.blocked_ns.unwrap_or(0) as f64 / 1e6
             );
         }
         if let Some(d) = &e.device {
-            let _ = write!(out, " on {} ({}:{})", d.name, d.major, d.minor);
+            let _ = write!(out, " on {} ({}:{})", Escaped(&d.name), d.major, d.minor);
         }
         let label = p.attribution.label();
         if !label.is_empty() {
-            let _ = write!(out, " [{label}]");
+            let _ = write!(out, " [{}]", Escaped(&label));
         }
         out.push('\n');
         for frame in &e.stack {

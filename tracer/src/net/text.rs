@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use crate::output::escape::Escaped;
+
 use super::event::{CountersEvent, DnsEvent, DropEvent, NetEvent, NetnsRef};
 
 pub fn write(out: &mut String, event: &NetEvent) {
@@ -16,7 +18,7 @@ fn netns(out: &mut String, n: &NetnsRef) {
     match &n.owner {
         _ if n.host => out.push_str("in the node's netns"),
         Some(owner) if !owner.label().is_empty() => {
-            let _ = write!(out, "in netns of {}", owner.label());
+            let _ = write!(out, "in netns of {}", Escaped(owner.label()));
         }
         _ => {
             let _ = write!(out, "in netns {}", n.inode);
@@ -54,16 +56,22 @@ fn drop_line(out: &mut String, d: &DropEvent) {
     netns(out, &d.netns);
     let _ = write!(out, " [{} #{}]", d.reason, d.id);
     if let Some(source) = d.source.as_ref().filter(|s| !s.label().is_empty()) {
-        let _ = write!(out, " from {}", source.label());
+        let _ = write!(out, " from {}", Escaped(source.label()));
     }
     out.push('\n');
     if let Some(q) = &d.dns {
-        let _ = write!(out, "  DNS query {:#06x} {} {}", q.id, q.qtype, q.name);
+        let _ = write!(
+            out,
+            "  DNS query {:#06x} {} {}",
+            q.id,
+            q.qtype,
+            Escaped(&q.name)
+        );
         if let Some(p) = &q.process {
-            let _ = write!(out, " from {}({})", p.comm, p.pid);
+            let _ = write!(out, " from {}({})", Escaped(&p.comm), p.pid);
             let label = p.attribution.label();
             if !label.is_empty() {
-                let _ = write!(out, " [{label}]");
+                let _ = write!(out, " [{}]", Escaped(&label));
             }
         }
         out.push_str("; the resolver will retry after its timeout (5 s by default)\n");
@@ -73,13 +81,19 @@ fn drop_line(out: &mut String, d: &DropEvent) {
 /// `DNS query 0x1a2b AAAA example.com. from curl(5512) [pod default/web]
 /// answered after 5.004 s (1 retry)`.
 fn dns_line(out: &mut String, d: &DnsEvent) {
-    let _ = write!(out, "DNS query {:#06x} {} {}", d.id, d.qtype, d.name);
+    let _ = write!(
+        out,
+        "DNS query {:#06x} {} {}",
+        d.id,
+        d.qtype,
+        Escaped(&d.name)
+    );
     match &d.process {
         Some(p) => {
-            let _ = write!(out, " from {}({})", p.comm, p.pid);
+            let _ = write!(out, " from {}({})", Escaped(&p.comm), p.pid);
             let label = p.attribution.label();
             if !label.is_empty() {
-                let _ = write!(out, " [{label}]");
+                let _ = write!(out, " [{}]", Escaped(&label));
             }
         }
         None => {

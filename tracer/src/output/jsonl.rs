@@ -2,7 +2,14 @@
 //!
 //! tracer may run for days and the files are handed to other people, so:
 //! - a new file is created with mode 0600: events name processes, pods and
-//!   command lines, which are not for every local user;
+//!   command lines, which are not for every local user. An existing file
+//!   that another user owns is refused: its owner could read every event,
+//!   and could open it up again whatever tracer did to its mode. One that
+//!   tracer's own user owns but left open to others (a `touch` under umask
+//!   022) is made 0600 before the first line, and that is said on stderr;
+//! - a line cut by a full disk is finished, before any other line, once
+//!   there is room again (or cut back off when tracer stops first), so a
+//!   reader following the file never takes half a line for a whole one;
 //! - each line goes out in one write(2) on an O_APPEND descriptor, so a
 //!   reader following the file, or a crash, never sees half a line mixed
 //!   with another;
@@ -72,6 +79,12 @@ pub struct JsonlWriter {
     /// of an earlier run): the next line starts with a newline so that it is
     /// not glued to the fragment.
     torn: bool,
+    /// The end of a line a short write cut (a full disk): written before
+    /// any other line, so the fragment in the file is finished, not left.
+    unfinished: Vec<u8>,
+    /// How much of that line is in the file: cut off again at `sync` if it
+    /// cannot be finished by then.
+    fragment_bytes: u64,
 }
 
 impl JsonlWriter {
@@ -122,6 +135,8 @@ impl JsonlWriter {
             rotations: 0,
             shifted: false,
             torn,
+            unfinished: Vec::new(),
+            fragment_bytes: 0,
         })
     }
 
@@ -134,11 +149,15 @@ impl JsonlWriter {
     /// builds write each newline as a space, so the file keeps one record
     /// per line (inside a JSON value a raw newline is invalid anyway).
     ///
-    /// On error the line is not written, or only partly (then the next line
-    /// starts on a new line). The writer stays usable: a failed rotation is
+    /// On error the line is not written, or only its beginning: then its
+    /// end goes first at the next call, and this line is not written at
+    /// all until it has. The writer stays usable: a failed rotation is
     /// retried by the next call.
     pub fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
         debug_assert!(!line.contains(&b'\n'), "a JSON line contains a newline");
+        if !self.unfinished.is_empty() {
+            self.finish_line()?;
+        }
         let needed = (line.len() as u64).saturating_add(1);
         if self.shifted
             || (self.file_bytes > 0 && self.file_bytes.saturating_add(needed) > self.max_file_bytes)
@@ -151,7 +170,12 @@ impl JsonlWriter {
         self.bytes_written += written;
         match result {
             Ok(()) => self.torn = false,
-            Err(_) if written > 0 => self.torn = true,
+            Err(_) if written > 0 => {
+                self.torn = false;
+                self.unfinished
+                    .extend_from_slice(&self.buf[written as usize..]);
+                self.fragment_bytes = written;
+            }
             Err(_) => {}
         }
         if self.buf.capacity() > MAX_KEPT_BUFFER {
@@ -160,9 +184,43 @@ impl JsonlWriter {
         result
     }
 
-    /// Flushes the file to stable storage (fsync), for shutdown.
+    /// Flushes the file to stable storage (fsync), for shutdown. A line a
+    /// full disk cut is finished if there is room now, else its beginning
+    /// is cut off, so the file ends with a whole line.
     pub fn sync(&mut self) -> io::Result<()> {
+        if !self.unfinished.is_empty() && self.finish_line().is_err() {
+            self.cut_fragment()?;
+        }
         self.file.sync_all()
+    }
+
+    /// Writes the rest of the line a short write cut.
+    fn finish_line(&mut self) -> io::Result<()> {
+        let (written, result) = write_fully(&self.file, &self.unfinished);
+        self.file_bytes += written;
+        self.bytes_written += written;
+        self.fragment_bytes += written;
+        self.unfinished.drain(..written as usize);
+        if result.is_ok() {
+            self.fragment_bytes = 0;
+            if self.unfinished.capacity() > MAX_KEPT_BUFFER {
+                self.unfinished = Vec::new();
+            }
+        }
+        result
+    }
+
+    /// Truncates the file back to before the unfinished line. The size is
+    /// read from the file, not counted: another writer may have appended.
+    fn cut_fragment(&mut self) -> io::Result<()> {
+        let size = self.file.metadata()?.len();
+        self.file
+            .set_len(size.saturating_sub(self.fragment_bytes))?;
+        self.file_bytes = self.file_bytes.saturating_sub(self.fragment_bytes);
+        self.bytes_written = self.bytes_written.saturating_sub(self.fragment_bytes);
+        self.fragment_bytes = 0;
+        self.unfinished.clear();
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -294,7 +352,7 @@ fn open_log(path: &Path) -> io::Result<File> {
         }
     }
     let file = open_or_create(path).map_err(fail)?;
-    check_opened(&file).map_err(fail)?;
+    check_opened(&file, path).map_err(fail)?;
     Ok(file)
 }
 
@@ -338,13 +396,30 @@ fn open_or_create(path: &Path) -> io::Result<File> {
     Err(last_error.unwrap_or_else(|| io::ErrorKind::NotFound.into()))
 }
 
-/// Refuses what opened but cannot serve as a rotated log, and makes the
-/// descriptor blocking again.
-fn check_opened(file: &File) -> io::Result<()> {
-    if !file.metadata()?.file_type().is_file() {
+/// Refuses what opened but cannot serve as a rotated log or is another
+/// user's, makes a file of tracer's user 0600, and makes the descriptor
+/// blocking again.
+fn check_opened(file: &File, path: &Path) -> io::Result<()> {
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
         return Err(invalid(
             "not a regular file (a FIFO, device or socket cannot be rotated)",
         ));
+    }
+    let owner = nix::unistd::geteuid().as_raw();
+    if meta.uid() != owner {
+        return Err(invalid(format!(
+            "it belongs to user {}, not to tracer's user {owner}: that user could read every event; remove it or write elsewhere",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o077 != 0 {
+        file.set_permissions(Permissions::from_mode(FILE_MODE))?;
+        crate::stderr_line!(
+            "tracer: note: {} was open to other users (mode {:o}): made it {FILE_MODE:o} before writing to it",
+            path.display(),
+            meta.mode() & 0o777
+        );
     }
     let fd = file.as_raw_fd();
     // SAFETY: fstatfs only writes into the zeroed struct it is given, and
@@ -491,11 +566,123 @@ mod tests {
         let mut w = JsonlWriter::create(&path, 1 << 20, 2).unwrap();
         w.write_line(b"new").unwrap();
         assert_eq!(read(&path), "old\nnew\n");
-        assert_eq!(mode(&path), 0o640, "an existing file keeps its mode");
+        assert_eq!(mode(&path), 0o600, "no other user reads the new lines");
         drop(w);
         let mut w = JsonlWriter::create(&path, 1 << 20, 2).unwrap();
         w.write_line(b"again").unwrap();
         assert_eq!(read(&path), "old\nnew\nagain\n");
+    }
+
+    /// The case: `nobody` creates the file first in a shared sticky
+    /// directory, open to all, to read every event.
+    #[test]
+    fn a_file_another_user_made_is_refused() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test gives a file to another user: run it as root"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), Permissions::from_mode(0o1777)).unwrap();
+        let path = dir.path().join("e.jsonl");
+        fs::write(&path, "").unwrap();
+        fs::set_permissions(&path, Permissions::from_mode(0o666)).unwrap();
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+        let message = create_error(&path);
+        assert!(message.contains("belongs to user 65534"), "{message}");
+        assert_eq!(mode(&path), 0o666, "another user's file is left alone");
+        assert_eq!(read(&path), "");
+    }
+
+    /// A filesystem of its own, `size` big: a full disk for real.
+    struct SmallTmpfs(tempfile::TempDir);
+
+    impl SmallTmpfs {
+        fn mount(size: &str) -> Self {
+            assert!(
+                nix::unistd::geteuid().is_root(),
+                "this test mounts a small tmpfs to fill it: run it as root"
+            );
+            let dir = tempfile::tempdir().unwrap();
+            nix::mount::mount(
+                Some("tmpfs"),
+                dir.path(),
+                Some("tmpfs"),
+                nix::mount::MsFlags::empty(),
+                Some(format!("size={size},mode=0700").as_str()),
+            )
+            .expect("mounting a tmpfs");
+            Self(dir)
+        }
+
+        fn path(&self) -> &Path {
+            self.0.path()
+        }
+    }
+
+    impl Drop for SmallTmpfs {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount2(self.0.path(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+
+    /// The disk fills in the middle of a line: no half line is ever
+    /// followed by another line. The cut line is finished once there is
+    /// room; a line cut when tracer stops is removed.
+    #[test]
+    fn a_full_disk_leaves_no_half_line() {
+        let disk = SmallTmpfs::mount("64k");
+        let filler = disk.path().join("filler");
+        fs::write(&filler, vec![0u8; 16 << 10]).unwrap();
+        let path = disk.path().join("e.jsonl");
+        let mut w = JsonlWriter::create(&path, u64::MAX, 2).unwrap();
+        let line = |n: u32| format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(1000));
+        let mut n = 0;
+        while w.write_line(line(n).as_bytes()).is_ok() {
+            n += 1;
+            assert!(n < 1000, "the filesystem never filled");
+        }
+        let text = read(&path);
+        assert!(
+            !text.ends_with('\n'),
+            "a line was cut: the 64k disk is full"
+        );
+        for k in 1..4 {
+            assert!(w.write_line(line(n + k).as_bytes()).is_err());
+        }
+        fs::remove_file(&filler).unwrap();
+        for k in 4..8 {
+            w.write_line(line(n + k).as_bytes()).unwrap();
+        }
+        let text = read(&path);
+        let numbers: Vec<u64> = text
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value =
+                    serde_json::from_str(l).unwrap_or_else(|e| panic!("half a line ({e}): {l}"));
+                v["n"].as_u64().unwrap()
+            })
+            .collect();
+        let n = u64::from(n);
+        let mut expected: Vec<u64> = (0..=n).collect();
+        expected.extend(n + 4..n + 8);
+        assert_eq!(
+            numbers, expected,
+            "the cut line finished, the refused ones left out"
+        );
+
+        // Full again, and tracer stops: the cut line is taken back.
+        let mut k = 8;
+        while w.write_line(line(n as u32 + k).as_bytes()).is_ok() {
+            k += 1;
+        }
+        assert!(!read(&path).ends_with('\n'));
+        w.sync().unwrap();
+        let text = read(&path);
+        assert!(text.ends_with('\n'), "the file ends with a whole line");
+        for l in text.lines() {
+            serde_json::from_str::<serde_json::Value>(l)
+                .unwrap_or_else(|e| panic!("half a line ({e}): {l}"));
+        }
     }
 
     #[test]

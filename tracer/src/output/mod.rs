@@ -6,6 +6,7 @@
 //! write their JSON body and console lines themselves with the helpers of
 //! [`json`] and [`text`].
 
+pub mod escape;
 pub mod json;
 pub mod jsonl;
 pub mod text;
@@ -32,6 +33,17 @@ pub trait Event {
     fn write_text(&self, out: &mut String);
 }
 
+/// `eprintln!` that does not panic when stderr is gone (a closed ssh
+/// session, a stopped journald): once tracer runs, losing the console must
+/// not lose the `--output` file.
+#[macro_export]
+macro_rules! stderr_line {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     /// One human explanation per event.
@@ -52,6 +64,12 @@ pub struct Output {
     /// still gets them; the count goes into the `stop` record.
     pub file_errors: u64,
     file_recovered: bool,
+    /// Events and records the console did not take (a closed pipe, a gone
+    /// terminal): the file must outlive the console, so they are counted,
+    /// reported once on stderr, and the run goes on. Into the `stop` record.
+    pub console_errors: u64,
+    /// The console can never take a line again (EPIPE, EIO): not tried any more.
+    console_gone: bool,
 }
 
 impl Output {
@@ -71,6 +89,8 @@ impl Output {
             events_written: 0,
             file_errors: 0,
             file_recovered: false,
+            console_errors: 0,
+            console_gone: false,
         }
     }
 
@@ -78,19 +98,22 @@ impl Output {
         json::write_event(&mut self.json, event, &self.clock, &self.node)
             .context("encoding an event")?;
         self.write_file();
-        let mut stdout = std::io::stdout().lock();
         match self.format {
             Format::Json => {
-                stdout.write_all(&self.json)?;
-                stdout.write_all(b"\n")?;
+                self.json.push(b'\n');
+                write_console(&self.json, &mut self.console_errors, &mut self.console_gone);
             }
             Format::Text => {
                 self.text.clear();
                 event.write_text(&mut self.text);
-                stdout.write_all(self.text.as_bytes())?;
+                escape::escape_layout(&mut self.text);
+                write_console(
+                    self.text.as_bytes(),
+                    &mut self.console_errors,
+                    &mut self.console_gone,
+                );
             }
         }
-        stdout.flush()?;
         self.events_written += 1;
         Ok(())
     }
@@ -107,10 +130,8 @@ impl Output {
             .context("encoding a record")?;
         self.write_file();
         if self.format == Format::Json {
-            let mut stdout = std::io::stdout().lock();
-            stdout.write_all(&self.json)?;
-            stdout.write_all(b"\n")?;
-            stdout.flush()?;
+            self.json.push(b'\n');
+            write_console(&self.json, &mut self.console_errors, &mut self.console_gone);
         }
         Ok(())
     }
@@ -122,7 +143,7 @@ impl Output {
         match file.write_line(&self.json) {
             Ok(()) if self.file_errors > 0 && !self.file_recovered => {
                 self.file_recovered = true;
-                eprintln!(
+                crate::stderr_line!(
                     "tracer: {} is writable again after {} lost lines",
                     file.path().display(),
                     self.file_errors
@@ -131,7 +152,7 @@ impl Output {
             Ok(()) => {}
             Err(e) => {
                 if self.file_errors == 0 || self.file_recovered {
-                    eprintln!(
+                    crate::stderr_line!(
                         "tracer: warning: cannot write {}: {e}; lines not written are counted",
                         file.path().display()
                     );
@@ -148,5 +169,25 @@ impl Output {
                 .with_context(|| format!("syncing {}", file.path().display()))?;
         }
         Ok(())
+    }
+}
+
+/// Writes one event's or record's console text to stdout. A failure is
+/// counted, and said once on stderr; a closed pipe (EPIPE) or a terminal
+/// that went away (EIO) is not tried again.
+fn write_console(bytes: &[u8], errors: &mut u64, gone: &mut bool) {
+    if *gone {
+        *errors += 1;
+        return;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        if *errors == 0 {
+            crate::stderr_line!(
+                "tracer: warning: the console does not take events ({e}); --output goes on, console lines not shown are counted"
+            );
+        }
+        *errors += 1;
+        *gone = e.kind() == std::io::ErrorKind::BrokenPipe || e.raw_os_error() == Some(libc::EIO);
     }
 }

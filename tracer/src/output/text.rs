@@ -4,17 +4,18 @@
 
 use std::fmt::Write as _;
 
+use super::escape::Escaped;
 use crate::{attribution::Attribution, process::ProcessRef};
 
 /// ` [pod default/web container app]`, or nothing for a host process.
 pub fn label(out: &mut String, a: &Attribution) {
     let label = a.label();
     if !label.is_empty() {
-        let _ = write!(out, " [{label}]");
+        let _ = write!(out, " [{}]", Escaped(&label));
     }
 }
 
 /// `server(7942)`.
 pub fn process(out: &mut String, p: &ProcessRef) {
-    let _ = write!(out, "{}({})", p.comm, p.pid);
+    let _ = write!(out, "{}({})", Escaped(&p.comm), p.pid);
 }

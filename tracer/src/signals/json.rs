@@ -405,4 +405,77 @@ mod tests {
         assert!(v.get("killed_by").is_none());
         assert!(v.get("after_signal").is_none());
     }
+
+    /// An unknown name is null, for the container as for the pod: the keys
+    /// are always there.
+    #[test]
+    fn unknown_names_are_null() {
+        let mut target = server(5);
+        let mut attribution = (*target.attribution).clone();
+        attribution.container.as_mut().unwrap().name = None;
+        let pod = attribution.pod.as_mut().unwrap();
+        pod.namespace = None;
+        pod.name = None;
+        target.attribution = Arc::new(attribution);
+        let v = encode(&ExitEvent {
+            mono_ns: 1,
+            process: target,
+            ppid: 1,
+            wait_status: 1 << 8,
+            status: ExitStatus::from_wait_status(1 << 8),
+            cause: None,
+        });
+        for (object, key) in [("container", "name"), ("pod", "name"), ("pod", "namespace")] {
+            let object = v["process"][object].as_object().unwrap();
+            assert_eq!(object.get(key), Some(&Value::Null), "{v}");
+        }
+    }
+
+    /// A process in a pod names itself to forge a console line: the file
+    /// keeps its name exactly (JSON escapes it), the console shows escapes,
+    /// on tracer's own lines only.
+    #[test]
+    fn forged_names_on_the_console() {
+        let forged = Comm::from_str_lossy("\u{1b}[31mS\nFORGED:");
+        let mut sender = pkill();
+        sender.comm = forged;
+        let mut target = server(5);
+        target.thread_comm = forged;
+        target.tid += 1;
+        let mut attribution = (*target.attribution).clone();
+        if let Some(pod) = &mut attribution.pod {
+            pod.name = Some("web\r\u{1b}]0;owned\u{7}".into());
+        }
+        target.attribution = Arc::new(attribution);
+        let event = SignalEvent {
+            mono_ns: 1_000,
+            sig: 9,
+            si_code: 0,
+            code: decode_si_code(9, 0),
+            thread_directed: true,
+            delivery: Delivery::Delivered,
+            sender,
+            ancestry: vec![Ancestor {
+                pid: 23549,
+                comm: forged,
+                start_ns: 0,
+            }],
+            ancestry_truncated: false,
+            target,
+        };
+        assert_eq!(encode(&event)["sender"]["comm"], "\u{1b}[31mS\nFORGED:");
+        let mut text = String::new();
+        event.write_text(&mut text);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(
+            lines[0].starts_with("\\x1b[31mS\\nFORGED:(23549) sent SIGKILL to thread \\x1b[31mS\\nFORGED:(7943) of server(7942) [pod default/web\\r\\x1b]0;owned\\x07"),
+            "{text}"
+        );
+        assert_eq!(lines[1], "  sender ancestry: \\x1b[31mS\\nFORGED:(23549)");
+        assert!(
+            !text.chars().any(|c| c != '\n' && c.is_control()),
+            "{text:?}"
+        );
+    }
 }

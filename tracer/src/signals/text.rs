@@ -7,19 +7,32 @@ use super::{
     signal_name, ExitStatus, Origin,
 };
 use crate::{
-    output::text::{label, process},
+    output::{
+        escape::Escaped,
+        text::{label, process},
+    },
     size::format_size,
 };
 
 pub fn signal(out: &mut String, s: &SignalEvent) {
     let name = signal_name(s.sig);
     if s.code.origin.is_user_sent() {
-        let _ = write!(out, "{}({}) sent {name} to ", s.sender.comm, s.sender.pid);
+        let _ = write!(
+            out,
+            "{}({}) sent {name} to ",
+            Escaped(&s.sender.comm),
+            s.sender.pid
+        );
     } else {
         let _ = write!(out, "the kernel sent {name} ({}) to ", s.code.name);
     }
     if s.thread_directed && s.target.tid != s.target.pid {
-        let _ = write!(out, "thread {}({}) of ", s.target.thread_comm, s.target.tid);
+        let _ = write!(
+            out,
+            "thread {}({}) of ",
+            Escaped(&s.target.thread_comm),
+            s.target.tid
+        );
     }
     process(out, &s.target);
     label(out, &s.target.attribution);
@@ -42,14 +55,14 @@ pub fn signal(out: &mut String, s: &SignalEvent) {
             if i > 0 {
                 out.push_str(" => ");
             }
-            let _ = write!(out, "{}({})", a.comm, a.pid);
+            let _ = write!(out, "{}({})", Escaped(&a.comm), a.pid);
         }
         out.push('\n');
         let sender_label = s.sender.attribution.label();
         if sender_label.is_empty() {
             out.push_str("  sender pod: - (host)\n");
         } else {
-            let _ = writeln!(out, "  sender pod: {sender_label}");
+            let _ = writeln!(out, "  sender pod: {}", Escaped(&sender_label));
         }
     } else if s.code.origin != Origin::Fault || s.sender.pid != s.target.pid {
         let _ = write!(out, "  while running: ");
@@ -71,7 +84,7 @@ pub fn exit(out: &mut String, e: &ExitEvent) {
             let _ = write!(out, "killed by {}", signal_name(sig));
             if let Some(c) = &e.cause {
                 if c.code.origin.is_user_sent() {
-                    let _ = write!(out, " from {}({})", c.sender_comm, c.sender_pid);
+                    let _ = write!(out, " from {}({})", Escaped(&c.sender_comm), c.sender_pid);
                 } else {
                     let _ = write!(out, " from the kernel ({})", c.code.name);
                 }
@@ -87,7 +100,7 @@ pub fn exit(out: &mut String, e: &ExitEvent) {
                     out,
                     " after {} from {}({})",
                     signal_name(c.sig),
-                    c.sender_comm,
+                    Escaped(&c.sender_comm),
                     c.sender_pid
                 );
             }
@@ -112,10 +125,11 @@ pub fn oom(out: &mut String, o: &OomEvent) {
             };
             let _ = write!(
                 out,
-                "cgroup OOM in {place}: limit {}, usage {}, memcg {}",
+                "cgroup OOM in {}: limit {}, usage {}, memcg {}",
+                Escaped(&place),
                 format_size(m.limit_bytes),
                 format_size(m.usage_bytes),
-                m.path
+                Escaped(&m.path)
             );
         }
         (OomScope::Cgroup, None) => out.push_str("cgroup OOM"),
@@ -145,7 +159,7 @@ pub fn oom(out: &mut String, o: &OomEvent) {
         let _ = write!(
             out,
             "  {}({}): rss anon {}, file {}, shmem {}; oom_score_adj {}",
-            v.process.comm,
+            Escaped(&v.process.comm),
             v.process.pid,
             size(v.memory.anon_rss_bytes),
             size(v.memory.file_rss_bytes),

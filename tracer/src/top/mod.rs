@@ -29,6 +29,7 @@ use crate::{
 
 pub fn run(args: TopArgs) -> Result<()> {
     preflight::check_privileges()?;
+    crate::host_paths::check(&args.host)?;
     ebpf::prefetch_kernel_btf();
     let resolved = kernel_btf::load_and_resolve(args.host.btf.as_deref())?;
     preflight::ensure_tracefs()?;

@@ -1,9 +1,10 @@
 //! The screen of `tracer top` as plain lines, each at most `width`
 //! characters: the terminal (or a pipe, in batch mode) gets exactly these.
 
-use std::fmt::Write as _;
+use std::{borrow::Cow, fmt::Write as _};
 
 use super::view::{SortKey, View};
+use crate::output::escape::escape;
 
 /// Share of the interval, as top prints CPU: 100% is one task blocked the
 /// whole time (several threads can make more).
@@ -121,6 +122,11 @@ pub fn frame(
     }
     lines.truncate(height);
     for line in lines.iter_mut() {
+        // Comms and pod names are anyone's: nothing in them may act on the
+        // terminal (each line is one row, so a newline is escaped too).
+        if let Cow::Owned(escaped) = escape(line) {
+            *line = escaped;
+        }
         if line.chars().count() > width {
             *line = fit(line, width);
         }
@@ -184,6 +190,41 @@ mod tests {
             "{}",
             lines[pod_header + 1]
         );
+    }
+
+    /// A process named to forge a line: the row shows the escapes, on one row.
+    #[test]
+    fn forged_comm_stays_on_its_row() {
+        let view = View {
+            interval_s: 1.0,
+            node_pressure: None,
+            pods: vec![PodRow {
+                pod: "default/\u{1b}[2Jweb".into(),
+                ..PodRow::default()
+            }],
+            processes: vec![ProcessRow {
+                pid: 42,
+                comm: "\u{1b}[31mS\nFORGED:".into(),
+                iowait_ns: 1,
+                blocked_ns: 1,
+                read_bytes: 0,
+                write_bytes: 0,
+                device: None,
+                pod: "default/\u{1b}[2Jweb".into(),
+            }],
+            devices: Vec::new(),
+        };
+        let mut lines = Vec::new();
+        frame(&view, SortKey::IoWait, "15:30:01", &[], 200, 24, &mut lines);
+        for line in &lines {
+            assert!(!line.chars().any(char::is_control), "{line:?}");
+        }
+        let row = lines
+            .iter()
+            .find(|l| l.trim_start().starts_with("42 "))
+            .unwrap();
+        assert!(row.contains("\\x1b[31mS\\nFORGED:"), "{row}");
+        assert!(row.ends_with("default/\\x1b[2Jweb"), "{row}");
     }
 
     #[test]
