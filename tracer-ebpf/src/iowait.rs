@@ -313,8 +313,20 @@ fn report(
 #[raw_tracepoint(tracepoint = "block_bio_queue")]
 pub fn block_bio_queue(ctx: RawTracePointContext) -> i32 {
     let o = kernel::offsets();
-    let bio: KPtr = ctx.arg(0);
-    let dev = read_or_zero::<u32>(read_or_zero::<KPtr>(bio, o.bio_bdev), o.bdev_dev);
+    // Before 5.11 the request queue came first.
+    let bio: KPtr = if offset!(block_bio_queue_bio_arg) == 1 {
+        ctx.arg(1)
+    } else {
+        ctx.arg(0)
+    };
+    let dev = if o.bio_bdev != OFFSET_UNKNOWN {
+        read_or_zero::<u32>(read_or_zero::<KPtr>(bio, o.bio_bdev), o.bdev_dev)
+    } else {
+        // Before 5.12: the disk and the partition's number.
+        let disk = read_or_zero::<KPtr>(bio, o.bio_disk);
+        let partno = read_or_zero::<u8>(bio, o.bio_partno) as u32;
+        disk_dev(disk, partno, &o)
+    };
     if dev == 0 {
         return 0;
     }
@@ -337,13 +349,25 @@ pub fn block_bio_queue(ctx: RawTracePointContext) -> i32 {
 /// The request's device: its partition, else its disk.
 #[inline(always)]
 fn request_dev(rq: KPtr, o: &KernelOffsets) -> u32 {
-    let dev = read_or_zero::<u32>(read_or_zero::<KPtr>(rq, o.rq_part), o.bdev_dev);
+    let dev = read_or_zero::<u32>(read_or_zero::<KPtr>(rq, o.rq_part), o.part_dev);
     if dev != 0 {
         return dev;
     }
-    let disk = read_or_zero::<KPtr>(read_or_zero::<KPtr>(rq, o.rq_q), o.queue_disk);
+    // The request's own disk before 5.17, its queue's after.
+    let disk = if o.rq_disk != OFFSET_UNKNOWN {
+        read_or_zero::<KPtr>(rq, o.rq_disk)
+    } else {
+        read_or_zero::<KPtr>(read_or_zero::<KPtr>(rq, o.rq_q), o.queue_disk)
+    };
+    disk_dev(disk, 0, o)
+}
+
+/// The kernel's `dev_t` of partition `partno` of `disk` (MKDEV: major in
+/// the top 12 bits, minor in the low 20).
+#[inline(always)]
+fn disk_dev(disk: KPtr, partno: u32, o: &KernelOffsets) -> u32 {
     let major = read_or_zero::<u32>(disk, o.gendisk_major);
-    let minor = read_or_zero::<u32>(disk, o.gendisk_first_minor);
+    let minor = read_or_zero::<u32>(disk, o.gendisk_first_minor) + partno;
     (major << 20) | (minor & 0xfffff)
 }
 
@@ -364,7 +388,12 @@ fn direction(rq: KPtr, o: &KernelOffsets) -> Option<usize> {
 #[raw_tracepoint(tracepoint = "block_rq_issue")]
 pub fn block_rq_issue(ctx: RawTracePointContext) -> i32 {
     let o = kernel::offsets();
-    let rq: KPtr = ctx.arg(0);
+    // Before 5.11 the request queue came first.
+    let rq: KPtr = if offset!(block_rq_issue_rq_arg) == 1 {
+        ctx.arg(1)
+    } else {
+        ctx.arg(0)
+    };
     let Some(dir) = direction(rq, &o) else {
         return 0;
     };

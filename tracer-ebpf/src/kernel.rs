@@ -20,6 +20,10 @@ static CONFIG: Config = Config {
     iowait_threshold_ns: u64::MAX,
     iowait_stacks: 0,
     _pad_iowait: 0,
+    drop_caller_start: 0,
+    drop_caller_end: 0,
+    drop_caller_reason: 0,
+    _pad_drop_caller: 0,
 };
 
 #[inline(always)]

@@ -62,8 +62,15 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         // constants to the verifier, which skips the code they turn off.
         let mut config = ebpf::config(crate::signals::SignalSet::all(), None, false);
         config.dns = 1;
-        config.drop_reasons =
-            crate::net::drops::DropReasons::new(&drop_reasons).mask(crate::net::drops::WATCHED);
+        let drops = crate::net::drops::DropSetup::new(
+            &drop_reasons,
+            offsets.kfree_skb_reason_arg != 0,
+            &args.host.procfs,
+        );
+        drops.configure(&mut config);
+        if let Some(how) = &drops.degraded {
+            println!("{:<11} degraded: {how}", "drops");
+        }
         match ebpf::load(
             &offsets,
             &config,

@@ -294,6 +294,10 @@ pub fn config(
         iowait_threshold_ns: DEFAULT_IOWAIT_THRESHOLD_NS,
         iowait_stacks: page_alloc_stacks as u32,
         _pad_iowait: 0,
+        drop_caller_start: 0,
+        drop_caller_end: 0,
+        drop_caller_reason: 0,
+        _pad_drop_caller: 0,
     }
 }
 
@@ -516,7 +520,7 @@ fn one_line(message: &str) -> String {
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
-    if lines.len() <= 3 {
+    if lines.len() <= 3 || std::env::var_os("TRACER_FULL_LOG").is_some() {
         return lines.join(" | ");
     }
     format!(

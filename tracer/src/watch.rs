@@ -80,10 +80,15 @@ pub fn run(args: WatchArgs) -> Result<()> {
         let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
 
         let oom_format = Format::read(Path::new(preflight::TRACEFS), "oom", "mark_victim");
-        let reasons = crate::net::drops::DropReasons::new(&resolved.drop_reasons);
+        let drops = crate::net::drops::DropSetup::new(
+            &resolved.drop_reasons,
+            resolved.offsets.kfree_skb_reason_arg != 0,
+            &args.host.procfs,
+        );
+        let reasons = drops.reasons.clone();
         let lacking = reasons.missing(crate::net::drops::WATCHED);
         let mut config = ebpf::config(args.signals, oom_format.as_ref(), args.stacks);
-        config.drop_reasons = reasons.mask(crate::net::drops::WATCHED);
+        drops.configure(&mut config);
         config.iowait_threshold_ns = args.iowait_threshold;
         config.dns = u32::from(!args.no_dns);
         let hooks: Vec<ebpf::Hook> = ebpf::HOOKS
@@ -114,6 +119,9 @@ pub fn run(args: WatchArgs) -> Result<()> {
         let clock = Clock::new();
         let mut output = Output::new(args.format, file, clock, preflight::node_name());
         banner(&args, &scope, &loaded.hooks, tracefs, &resolved.missing);
+        if let Some(how) = &drops.degraded {
+            eprintln!("  packet drops: {how}");
+        }
         if !lacking.is_empty() {
             eprintln!("  drop reasons this kernel does not have (not watched): {}", lacking.join(", "));
         }
