@@ -312,13 +312,20 @@ fn report(
 /// so it tells which device each thread last did IO to.
 #[raw_tracepoint(tracepoint = "block_bio_queue")]
 pub fn block_bio_queue(ctx: RawTracePointContext) -> i32 {
+    bio_queued(ctx.arg(0))
+}
+
+/// `block_bio_queue(q, bio)` before 5.11. A program of its own: one program
+/// choosing its argument by a constant is compiled to a read at a computed
+/// context offset, which the verifier refuses.
+#[raw_tracepoint(tracepoint = "block_bio_queue")]
+pub fn block_bio_queue_q_first(ctx: RawTracePointContext) -> i32 {
+    bio_queued(ctx.arg(1))
+}
+
+#[inline(always)]
+fn bio_queued(bio: KPtr) -> i32 {
     let o = kernel::offsets();
-    // Before 5.11 the request queue came first.
-    let bio: KPtr = if offset!(block_bio_queue_bio_arg) == 1 {
-        ctx.arg(1)
-    } else {
-        ctx.arg(0)
-    };
     let dev = if o.bio_bdev != OFFSET_UNKNOWN {
         read_or_zero::<u32>(read_or_zero::<KPtr>(bio, o.bio_bdev), o.bdev_dev)
     } else {
@@ -387,13 +394,18 @@ fn direction(rq: KPtr, o: &KernelOffsets) -> Option<usize> {
 /// pages, not the flusher thread).
 #[raw_tracepoint(tracepoint = "block_rq_issue")]
 pub fn block_rq_issue(ctx: RawTracePointContext) -> i32 {
+    rq_issued(ctx.arg(0))
+}
+
+/// `block_rq_issue(q, rq)` before 5.11 (see `block_bio_queue_q_first`).
+#[raw_tracepoint(tracepoint = "block_rq_issue")]
+pub fn block_rq_issue_q_first(ctx: RawTracePointContext) -> i32 {
+    rq_issued(ctx.arg(1))
+}
+
+#[inline(always)]
+fn rq_issued(rq: KPtr) -> i32 {
     let o = kernel::offsets();
-    // Before 5.11 the request queue came first.
-    let rq: KPtr = if offset!(block_rq_issue_rq_arg) == 1 {
-        ctx.arg(1)
-    } else {
-        ctx.arg(0)
-    };
     let Some(dir) = direction(rq, &o) else {
         return 0;
     };

@@ -68,20 +68,18 @@ pub fn run(args: DoctorArgs) -> Result<()> {
             &args.host.procfs,
         );
         drops.configure(&mut config);
-        if let Some(how) = &drops.degraded {
-            println!("{:<11} degraded: {how}", "drops");
-        }
         match ebpf::load(
             &offsets,
             &config,
             &ebpf::HOOKS,
             ebpf::DEFAULT_RING_BUFFER_SIZE,
         ) {
-            Ok(loaded) => {
+            Ok(mut loaded) => {
+                drops.mark(&mut loaded.hooks);
                 for h in &loaded.hooks {
                     let label = format!("hook {}", h.hook.name);
-                    match &h.attached {
-                        Ok(attach) => println!("{label:<30} ok: {}", attach.describe()),
+                    match h.describe() {
+                        Ok(how) => println!("{label:<30} ok: {how}"),
                         Err(e) => {
                             ok &= !h.hook.essential;
                             println!("{label:<30} OFF ({}): {e}", h.hook.without_it);

@@ -58,6 +58,13 @@ impl Attach {
     /// "raw tracepoint signal_generate", "fentry out_of_memory".
     pub fn describe(&self) -> String {
         match self {
+            Self::RawTracepoint {
+                tracepoint,
+                program,
+                ..
+            } if program != tracepoint => {
+                format!("raw tracepoint {tracepoint} (program {program})")
+            }
             Self::RawTracepoint { tracepoint, .. } => format!("raw tracepoint {tracepoint}"),
             Self::Tracepoint { group, name, .. } => format!("tracepoint {group}:{name}"),
             Self::FEntry { function, .. } => format!("fentry {function}"),
@@ -238,21 +245,35 @@ pub const HOOKS: [Hook; 16] = [
     },
     Hook {
         name: "io_submit",
-        candidates: &[Attach::RawTracepoint {
-            program: "block_bio_queue",
-            group: "block",
-            tracepoint: "block_bio_queue",
-        }],
+        candidates: &[
+            Attach::RawTracepoint {
+                program: "block_bio_queue",
+                group: "block",
+                tracepoint: "block_bio_queue",
+            },
+            Attach::RawTracepoint {
+                program: "block_bio_queue_q_first",
+                group: "block",
+                tracepoint: "block_bio_queue",
+            },
+        ],
         without_it: "IO stalls name their device only through their cgroup's IO",
         essential: false,
     },
     Hook {
         name: "io_issue",
-        candidates: &[Attach::RawTracepoint {
-            program: "block_rq_issue",
-            group: "block",
-            tracepoint: "block_rq_issue",
-        }],
+        candidates: &[
+            Attach::RawTracepoint {
+                program: "block_rq_issue",
+                group: "block",
+                tracepoint: "block_rq_issue",
+            },
+            Attach::RawTracepoint {
+                program: "block_rq_issue_q_first",
+                group: "block",
+                tracepoint: "block_rq_issue",
+            },
+        ],
         without_it: "no block IO bytes per cgroup and no IO latency per device",
         essential: false,
     },
@@ -306,6 +327,55 @@ pub struct HookStatus {
     pub hook: Hook,
     /// The way it attached, or why none did (one line per candidate tried).
     pub attached: Result<Attach, String>,
+    /// When a fallback attached: why each better candidate was not used.
+    pub passed_over: Vec<String>,
+    /// What the attached program cannot do on this kernel, if anything.
+    pub degraded: Option<String>,
+}
+
+impl HookStatus {
+    /// "raw tracepoint kfree_skb", with why a fallback and what is degraded.
+    pub fn describe(&self) -> Result<String, String> {
+        let attach = self.attached.as_ref().map_err(Clone::clone)?;
+        let mut text = attach.describe();
+        if !self.passed_over.is_empty() {
+            text.push_str(&format!(" (fallback: {})", self.passed_over.join("; ")));
+        }
+        if let Some(degraded) = &self.degraded {
+            text.push_str(&format!(" [degraded: {degraded}]"));
+        }
+        Ok(text)
+    }
+}
+
+/// Why a candidate, which might well attach, would read the wrong
+/// arguments on this kernel: raw tracepoints whose arguments changed.
+fn unsuited(candidate: &Attach, offsets: &KernelOffsets) -> Option<String> {
+    let Attach::RawTracepoint { program, .. } = *candidate else {
+        return None;
+    };
+    let queue_first = |arg: u32| arg == 1;
+    let (q_first, tracepoint) = match program {
+        "block_bio_queue" | "block_bio_queue_q_first" => (
+            queue_first(offsets.block_bio_queue_bio_arg),
+            "block_bio_queue",
+        ),
+        "block_rq_issue" | "block_rq_issue_q_first" => {
+            (queue_first(offsets.block_rq_issue_rq_arg), "block_rq_issue")
+        }
+        _ => return None,
+    };
+    match (program.ends_with("_q_first"), q_first) {
+        (false, true) => Some(format!(
+            "{}: this kernel's {tracepoint} passes the request queue first (before 5.11)",
+            candidate.describe()
+        )),
+        (true, false) => Some(format!(
+            "{}: this kernel's {tracepoint} passes no request queue (5.11 and later)",
+            candidate.describe()
+        )),
+        _ => None,
+    }
 }
 
 pub struct Loaded {
@@ -339,9 +409,14 @@ pub fn load(
     let mut btf = LazyBtf::default();
     let hooks = hooks
         .iter()
-        .map(|hook| HookStatus {
-            hook: *hook,
-            attached: attach_first(&mut ebpf, hook, &mut btf),
+        .map(|hook| {
+            let (attached, passed_over) = attach_first(&mut ebpf, hook, offsets, &mut btf);
+            HookStatus {
+                hook: *hook,
+                attached,
+                passed_over,
+                degraded: None,
+            }
         })
         .collect();
     let events = RingBuf::try_from(ebpf.take_map(names::EVENTS).context("map EVENTS missing")?)
@@ -377,16 +452,26 @@ impl LazyBtf {
     }
 }
 
-/// Tries the hook's candidates in order; the first that attaches wins.
-fn attach_first(ebpf: &mut Ebpf, hook: &Hook, btf: &mut LazyBtf) -> Result<Attach, String> {
+/// Tries the hook's candidates in order; the first that suits the kernel
+/// and attaches wins. Also returns why the ones before it were not used.
+fn attach_first(
+    ebpf: &mut Ebpf,
+    hook: &Hook,
+    offsets: &KernelOffsets,
+    btf: &mut LazyBtf,
+) -> (Result<Attach, String>, Vec<String>) {
     let mut reasons = Vec::new();
     for candidate in hook.candidates {
+        if let Some(why) = unsuited(candidate, offsets) {
+            reasons.push(why);
+            continue;
+        }
         match attach(ebpf, candidate, btf) {
-            Ok(()) => return Ok(*candidate),
+            Ok(()) => return (Ok(*candidate), reasons),
             Err(e) => reasons.push(e),
         }
     }
-    Err(reasons.join("; "))
+    (Err(reasons.join("; ")), Vec::new())
 }
 
 /// Loads the candidate's program and attaches it. Errors are flattened to
@@ -520,7 +605,7 @@ fn one_line(message: &str) -> String {
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
-    if lines.len() <= 3 || std::env::var_os("TRACER_FULL_LOG").is_some() {
+    if lines.len() <= 3 {
         return lines.join(" | ");
     }
     format!(

@@ -95,7 +95,8 @@ pub fn run(args: WatchArgs) -> Result<()> {
             .into_iter()
             .filter(|h| !(args.no_dns && h.name.starts_with("dns_")))
             .collect();
-        let loaded = ebpf::load(&resolved.offsets, &config, &hooks, args.ring_buffer_size)?;
+        let mut loaded = ebpf::load(&resolved.offsets, &config, &hooks, args.ring_buffer_size)?;
+        drops.mark(&mut loaded.hooks);
         if !loaded.hooks.iter().any(|h| h.hook.essential && h.attached.is_ok()) {
             let reasons: Vec<_> = loaded.hooks.iter().filter_map(|h| h.attached.as_ref().err().cloned()).collect();
             bail!("nothing to watch: {}", reasons.join("; "));
@@ -119,9 +120,6 @@ pub fn run(args: WatchArgs) -> Result<()> {
         let clock = Clock::new();
         let mut output = Output::new(args.format, file, clock, preflight::node_name());
         banner(&args, &scope, &loaded.hooks, tracefs, &resolved.missing);
-        if let Some(how) = &drops.degraded {
-            eprintln!("  packet drops: {how}");
-        }
         if !lacking.is_empty() {
             eprintln!("  drop reasons this kernel does not have (not watched): {}", lacking.join(", "));
         }
@@ -350,8 +348,8 @@ fn banner(
         );
     }
     for h in hooks {
-        match &h.attached {
-            Ok(attach) => eprintln!("  hook {:<12} {}", h.hook.name, attach.describe()),
+        match h.describe() {
+            Ok(how) => eprintln!("  hook {:<12} {how}", h.hook.name),
             Err(e) => eprintln!(
                 "  hook {:<12} OFF ({}): {e}",
                 h.hook.name, h.hook.without_it
@@ -382,6 +380,12 @@ struct HookJson {
     attached: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// When a fallback attached: why each better way was not used.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    fallback_because: Vec<String>,
+    /// What the hook cannot tell on this kernel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    degraded: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -409,6 +413,8 @@ impl StartRecord {
                     name: h.hook.name,
                     attached: h.attached.as_ref().ok().map(|a| a.describe()),
                     error: h.attached.as_ref().err().cloned(),
+                    fallback_because: h.passed_over.clone(),
+                    degraded: h.degraded.clone(),
                 })
                 .collect(),
         }

@@ -115,6 +115,13 @@ impl DropSetup {
         }
     }
 
+    /// Notes on the packet-drop hook what it cannot tell on this kernel.
+    pub fn mark(&self, hooks: &mut [crate::ebpf::HookStatus]) {
+        for status in hooks.iter_mut().filter(|h| h.hook.name == "packet_drop") {
+            status.degraded.clone_from(&self.degraded);
+        }
+    }
+
     /// The in-kernel filter for the watched reasons.
     pub fn configure(&self, config: &mut tracer_common::Config) {
         config.drop_reasons = self.reasons.mask(WATCHED);
