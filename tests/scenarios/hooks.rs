@@ -22,7 +22,25 @@ fn every_candidate_program_passes_the_verifier() {
     let in_guest = std::env::var("TRACER_DISPOSABLE_GUEST").as_deref() == Ok("1");
     let mut failures = Vec::new();
     for hook in ebpf::HOOKS {
-        for candidate in hook.candidates {
+        let suited: Vec<&ebpf::Attach> = hook
+            .candidates
+            .iter()
+            .filter(
+                |candidate| match ebpf::unsuited(candidate, &resolved.offsets) {
+                    // A variant for other kernels' tracepoint arguments: it
+                    // would attach and read the wrong ones.
+                    Some(why) => {
+                        eprintln!("hooks: {} not for this kernel: {why}", hook.name);
+                        false
+                    }
+                    None => true,
+                },
+            )
+            .collect();
+        if suited.is_empty() {
+            failures.push(format!("{}: no candidate suits this kernel", hook.name));
+        }
+        for candidate in suited {
             let alone = ebpf::Hook {
                 candidates: std::slice::from_ref(candidate),
                 ..hook

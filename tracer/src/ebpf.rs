@@ -169,11 +169,21 @@ pub const HOOKS: [Hook; 16] = [
     },
     Hook {
         name: "page_alloc",
-        candidates: &[Attach::RawTracepoint {
-            program: "mm_page_alloc",
-            group: "kmem",
-            tracepoint: "mm_page_alloc",
-        }],
+        // The failure path itself where kprobes are allowed: nothing per
+        // page allocated. mm_page_alloc also sees the failures of
+        // __GFP_ACCOUNT allocations whose memory cgroup refused the charge
+        // (they never reach the slow path), at one dispatch per page.
+        candidates: &[
+            Attach::KProbe {
+                program: "warn_alloc",
+                function: "warn_alloc",
+            },
+            Attach::RawTracepoint {
+                program: "mm_page_alloc",
+                group: "kmem",
+                tracepoint: "mm_page_alloc",
+            },
+        ],
         without_it: "no page-allocation failure events",
         essential: false,
     },
@@ -350,7 +360,7 @@ impl HookStatus {
 
 /// Why a candidate, which might well attach, would read the wrong
 /// arguments on this kernel: raw tracepoints whose arguments changed.
-fn unsuited(candidate: &Attach, offsets: &KernelOffsets) -> Option<String> {
+pub fn unsuited(candidate: &Attach, offsets: &KernelOffsets) -> Option<String> {
     let Attach::RawTracepoint { program, .. } = *candidate else {
         return None;
     };
@@ -546,6 +556,12 @@ fn attach(ebpf: &mut Ebpf, candidate: &Attach, btf: &mut LazyBtf) -> Result<(), 
             prog.attach().map(drop).map_err(|e| failed(&e))
         }
         Attach::KProbe { function, .. } => {
+            // aya names only the file it could not read.
+            if !std::path::Path::new(KPROBE_PMU).exists() {
+                return Err(format!(
+                    "{what}: this kernel has no kprobes ({KPROBE_PMU} is missing: CONFIG_KPROBES unset)"
+                ));
+            }
             let prog: &mut KProbe = prog.try_into().map_err(|e| wrong(&e))?;
             if prog.fd().is_err() {
                 prog.load().map_err(|e| refused(&e))?;
@@ -563,6 +579,9 @@ fn attach(ebpf: &mut Ebpf, candidate: &Attach, btf: &mut LazyBtf) -> Result<(), 
         }
     }
 }
+
+/// The kprobe event source: present where the kernel has kprobes.
+const KPROBE_PMU: &str = "/sys/bus/event_source/devices/kprobe/type";
 
 /// Sum over CPUs of the records each kind could not fit into the ring buffer.
 pub fn lost_counts(lost: &PerCpuArray<MapData, u64>) -> [u64; LOST_SLOTS as usize] {
