@@ -25,6 +25,14 @@ pub struct Config {
     /// 1: record the kernel stack of each IO stall and hung task.
     pub iowait_stacks: u32,
     pub _pad_iowait: u32,
+    /// On kernels whose `kfree_skb` passes no drop reason: a drop whose
+    /// caller's address is in `[start, end)` (netfilter's `nf_hook_slow`,
+    /// from `/proc/kallsyms`) is taken for the reason `drop_caller_reason`;
+    /// other drops return at once. Both 0 where unused.
+    pub drop_caller_start: u64,
+    pub drop_caller_end: u64,
+    pub drop_caller_reason: u32,
+    pub _pad_drop_caller: u32,
 }
 
 impl Config {
@@ -40,6 +48,10 @@ impl Config {
         iowait_threshold_ns: u64::MAX,
         iowait_stacks: 0,
         _pad_iowait: 0,
+        drop_caller_start: 0,
+        drop_caller_end: 0,
+        drop_caller_reason: 0,
+        _pad_drop_caller: 0,
     };
 }
 

@@ -68,7 +68,8 @@ pub struct KernelOffsets {
     pub ct_original_tuple: u32,
     pub ct_reply_tuple: u32,
     pub ct_status: u32,
-    /// `task_struct.__state` (TASK_UNINTERRUPTIBLE is a task in D state).
+    /// `task_struct.__state`, `state` before 5.14 (TASK_UNINTERRUPTIBLE is
+    /// a task in D state; the older `long` is read by its low 32 bits).
     pub task_state: u32,
     /// `task_struct.in_iowait` is a one-bit bitfield: the byte it is in and
     /// its mask there (0 when unknown: no wait is then taken for IO wait).
@@ -111,6 +112,23 @@ pub struct KernelOffsets {
     pub task_se_cfs_rq: u32,
     pub cfs_rq_rq: u32,
     pub rq_clock: u32,
+    /// `request.rq_disk` (before 5.17: the disk without the queue's).
+    pub rq_disk: u32,
+    /// The `dev_t` of what `request.part` points to: `block_device.bd_dev`,
+    /// or before 5.11 `hd_struct.__dev.devt`.
+    pub part_dev: u32,
+    /// `bio.bi_disk` and `bio.bi_partno` (before 5.12, no `bi_bdev`).
+    pub bio_disk: u32,
+    pub bio_partno: u32,
+    /// 1 when the raw `kfree_skb` tracepoint passes a drop reason as its
+    /// third argument (5.17 and later). Before, only the caller's address
+    /// (second argument) tells why: [`crate::Config::drop_caller_start`].
+    pub kfree_skb_reason_arg: u32,
+    /// The raw tracepoint argument holding the request of `block_rq_issue`
+    /// and the bio of `block_bio_queue`: 1 before 5.11, where the request
+    /// queue came first; 0 after.
+    pub block_rq_issue_rq_arg: u32,
+    pub block_bio_queue_bio_arg: u32,
 }
 
 pub const OFFSET_UNKNOWN: u32 = u32::MAX;
@@ -180,6 +198,13 @@ impl KernelOffsets {
         task_se_cfs_rq: OFFSET_UNKNOWN,
         cfs_rq_rq: OFFSET_UNKNOWN,
         rq_clock: OFFSET_UNKNOWN,
+        rq_disk: OFFSET_UNKNOWN,
+        part_dev: OFFSET_UNKNOWN,
+        bio_disk: OFFSET_UNKNOWN,
+        bio_partno: OFFSET_UNKNOWN,
+        kfree_skb_reason_arg: 1,
+        block_rq_issue_rq_arg: 0,
+        block_bio_queue_bio_arg: 0,
     };
 }
 

@@ -313,9 +313,28 @@ fn report(
 /// so it tells which device each thread last did IO to.
 #[raw_tracepoint(tracepoint = "block_bio_queue")]
 pub fn block_bio_queue(ctx: RawTracePointContext) -> i32 {
+    bio_queued(ctx.arg(0))
+}
+
+/// `block_bio_queue(q, bio)` before 5.11. A program of its own: one program
+/// choosing its argument by a constant is compiled to a read at a computed
+/// context offset, which the verifier refuses.
+#[raw_tracepoint(tracepoint = "block_bio_queue")]
+pub fn block_bio_queue_q_first(ctx: RawTracePointContext) -> i32 {
+    bio_queued(ctx.arg(1))
+}
+
+#[inline(always)]
+fn bio_queued(bio: KPtr) -> i32 {
     let o = kernel::offsets();
-    let bio: KPtr = ctx.arg(0);
-    let dev = read_or_zero::<u32>(read_or_zero::<KPtr>(bio, o.bio_bdev), o.bdev_dev);
+    let dev = if o.bio_bdev != OFFSET_UNKNOWN {
+        read_or_zero::<u32>(read_or_zero::<KPtr>(bio, o.bio_bdev), o.bdev_dev)
+    } else {
+        // Before 5.12: the disk and the partition's number.
+        let disk = read_or_zero::<KPtr>(bio, o.bio_disk);
+        let partno = read_or_zero::<u8>(bio, o.bio_partno) as u32;
+        disk_dev(disk, partno, &o)
+    };
     if dev == 0 {
         return 0;
     }
@@ -338,13 +357,25 @@ pub fn block_bio_queue(ctx: RawTracePointContext) -> i32 {
 /// The request's device: its partition, else its disk.
 #[inline(always)]
 fn request_dev(rq: KPtr, o: &KernelOffsets) -> u32 {
-    let dev = read_or_zero::<u32>(read_or_zero::<KPtr>(rq, o.rq_part), o.bdev_dev);
+    let dev = read_or_zero::<u32>(read_or_zero::<KPtr>(rq, o.rq_part), o.part_dev);
     if dev != 0 {
         return dev;
     }
-    let disk = read_or_zero::<KPtr>(read_or_zero::<KPtr>(rq, o.rq_q), o.queue_disk);
+    // The request's own disk before 5.17, its queue's after.
+    let disk = if o.rq_disk != OFFSET_UNKNOWN {
+        read_or_zero::<KPtr>(rq, o.rq_disk)
+    } else {
+        read_or_zero::<KPtr>(read_or_zero::<KPtr>(rq, o.rq_q), o.queue_disk)
+    };
+    disk_dev(disk, 0, o)
+}
+
+/// The kernel's `dev_t` of partition `partno` of `disk` (MKDEV: major in
+/// the top 12 bits, minor in the low 20).
+#[inline(always)]
+fn disk_dev(disk: KPtr, partno: u32, o: &KernelOffsets) -> u32 {
     let major = read_or_zero::<u32>(disk, o.gendisk_major);
-    let minor = read_or_zero::<u32>(disk, o.gendisk_first_minor);
+    let minor = read_or_zero::<u32>(disk, o.gendisk_first_minor) + partno;
     (major << 20) | (minor & 0xfffff)
 }
 
@@ -364,8 +395,18 @@ fn direction(rq: KPtr, o: &KernelOffsets) -> Option<usize> {
 /// pages, not the flusher thread).
 #[raw_tracepoint(tracepoint = "block_rq_issue")]
 pub fn block_rq_issue(ctx: RawTracePointContext) -> i32 {
+    rq_issued(ctx.arg(0))
+}
+
+/// `block_rq_issue(q, rq)` before 5.11 (see `block_bio_queue_q_first`).
+#[raw_tracepoint(tracepoint = "block_rq_issue")]
+pub fn block_rq_issue_q_first(ctx: RawTracePointContext) -> i32 {
+    rq_issued(ctx.arg(1))
+}
+
+#[inline(always)]
+fn rq_issued(rq: KPtr) -> i32 {
     let o = kernel::offsets();
-    let rq: KPtr = ctx.arg(0);
     let Some(dir) = direction(rq, &o) else {
         return 0;
     };

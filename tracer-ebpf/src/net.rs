@@ -30,26 +30,40 @@ const NFCT_PTRMASK: u64 = !7;
 
 #[raw_tracepoint(tracepoint = "kfree_skb")]
 pub fn kfree_skb(ctx: RawTracePointContext) -> i32 {
-    // kfree_skb(skb, location, reason[, rx_sk]): the first three are the
-    // same on every kernel that has drop reasons.
-    let reason = ctx.arg::<u64>(2) as u32;
+    // kfree_skb(skb, location[, reason[, rx_sk]]): the reason came in 5.17.
+    // Before, the caller's address says who dropped the packet: netfilter's
+    // verdicts are dropped from `nf_hook_slow`. The offset is a constant to
+    // the verifier, which then never sees the third argument read on a
+    // kernel whose tracepoint has two (it would refuse the attach).
+    let location = ctx.arg::<u64>(1);
+    let reason = if kernel::offset_of(|o| core::ptr::addr_of!(o.kfree_skb_reason_arg)) != 0 {
+        ctx.arg::<u64>(2) as u32
+    } else {
+        let config = kernel::config();
+        if location < config.drop_caller_start || location >= config.drop_caller_end {
+            return 0;
+        }
+        config.drop_caller_reason
+    };
+    // One branch per word, not an index: compiled to an index into the
+    // stack copy, the bound test and the index can land on different
+    // registers, and the verifier then refuses a read it cannot bound.
     let mask = kernel::config().drop_reasons;
-    let word = (reason / 64) as usize;
-    if word >= mask.len() || mask[word] & (1u64 << (reason % 64)) == 0 {
+    let word = match reason >> 6 {
+        0 => mask[0],
+        1 => mask[1],
+        2 => mask[2],
+        3 => mask[3],
+        _ => return 0,
+    };
+    if word & (1u64 << (reason & 63)) == 0 {
         return 0;
     }
     let skb = ctx.arg::<KPtr>(0);
     let o = kernel::offsets();
     let start = read_or_zero::<KPtr>(skb, o.skb_head)
         + read_or_zero::<u16>(skb, o.skb_network_header) as u64;
-    emit(
-        &o,
-        skb,
-        start,
-        packet_event::DROP,
-        reason,
-        ctx.arg::<u64>(1),
-    );
+    emit(&o, skb, start, packet_event::DROP, reason, location);
     0
 }
 

@@ -65,7 +65,8 @@ pub fn run(args: DoctorArgs) -> Result<()> {
     if let Some(kernel) = offsets {
         // Everything switched on: settings are constants to the verifier,
         // which skips the code they turn off.
-        let config = Settings::everything(&kernel).config();
+        let settings = Settings::everything(&kernel, &args.host.procfs);
+        let config = settings.config();
         let hooks: Vec<ebpf::Hook> = family::all_hooks().copied().collect();
         match ebpf::load(
             &kernel.offsets,
@@ -73,11 +74,12 @@ pub fn run(args: DoctorArgs) -> Result<()> {
             &hooks,
             ebpf::DEFAULT_RING_BUFFER_SIZE,
         ) {
-            Ok(loaded) => {
+            Ok(mut loaded) => {
+                settings.drops.mark(&mut loaded.hooks);
                 for h in &loaded.hooks {
                     let label = format!("hook {}", h.hook.name);
-                    match &h.attached {
-                        Ok(attach) => println!("{label:<30} ok: {}", attach.describe()),
+                    match h.describe() {
+                        Ok(how) => println!("{label:<30} ok: {how}"),
                         Err(e) => {
                             ok &= !h.hook.essential;
                             println!("{label:<30} OFF ({}): {e}", h.hook.without_it);

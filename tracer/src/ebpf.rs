@@ -58,6 +58,13 @@ impl Attach {
     /// "raw tracepoint signal_generate", "fentry out_of_memory".
     pub fn describe(&self) -> String {
         match self {
+            Self::RawTracepoint {
+                tracepoint,
+                program,
+                ..
+            } if program != tracepoint => {
+                format!("raw tracepoint {tracepoint} (program {program})")
+            }
             Self::RawTracepoint { tracepoint, .. } => format!("raw tracepoint {tracepoint}"),
             Self::Tracepoint { group, name, .. } => format!("tracepoint {group}:{name}"),
             Self::FEntry { function, .. } => format!("fentry {function}"),
@@ -111,6 +118,55 @@ pub struct HookStatus {
     pub hook: Hook,
     /// The way it attached, or why none did (one line per candidate tried).
     pub attached: Result<Attach, String>,
+    /// When a fallback attached: why each better candidate was not used.
+    pub passed_over: Vec<String>,
+    /// What the attached program cannot do on this kernel, if anything.
+    pub degraded: Option<String>,
+}
+
+impl HookStatus {
+    /// "raw tracepoint kfree_skb", with why a fallback and what is degraded.
+    pub fn describe(&self) -> Result<String, String> {
+        let attach = self.attached.as_ref().map_err(Clone::clone)?;
+        let mut text = attach.describe();
+        if !self.passed_over.is_empty() {
+            text.push_str(&format!(" (fallback: {})", self.passed_over.join("; ")));
+        }
+        if let Some(degraded) = &self.degraded {
+            text.push_str(&format!(" [degraded: {degraded}]"));
+        }
+        Ok(text)
+    }
+}
+
+/// Why a candidate, which might well attach, would read the wrong
+/// arguments on this kernel: raw tracepoints whose arguments changed.
+pub fn unsuited(candidate: &Attach, offsets: &KernelOffsets) -> Option<String> {
+    let Attach::RawTracepoint { program, .. } = *candidate else {
+        return None;
+    };
+    let queue_first = |arg: u32| arg == 1;
+    let (q_first, tracepoint) = match program {
+        "block_bio_queue" | "block_bio_queue_q_first" => (
+            queue_first(offsets.block_bio_queue_bio_arg),
+            "block_bio_queue",
+        ),
+        "block_rq_issue" | "block_rq_issue_q_first" => {
+            (queue_first(offsets.block_rq_issue_rq_arg), "block_rq_issue")
+        }
+        _ => return None,
+    };
+    match (program.ends_with("_q_first"), q_first) {
+        (false, true) => Some(format!(
+            "{}: this kernel's {tracepoint} passes the request queue first (before 5.11)",
+            candidate.describe()
+        )),
+        (true, false) => Some(format!(
+            "{}: this kernel's {tracepoint} passes no request queue (5.11 and later)",
+            candidate.describe()
+        )),
+        _ => None,
+    }
 }
 
 pub struct Loaded {
@@ -144,9 +200,14 @@ pub fn load(
     let mut btf = LazyBtf::default();
     let hooks = hooks
         .iter()
-        .map(|hook| HookStatus {
-            hook: *hook,
-            attached: attach_first(&mut ebpf, hook, &mut btf),
+        .map(|hook| {
+            let (attached, passed_over) = attach_first(&mut ebpf, hook, offsets, &mut btf);
+            HookStatus {
+                hook: *hook,
+                attached,
+                passed_over,
+                degraded: None,
+            }
         })
         .collect();
     let events = RingBuf::try_from(ebpf.take_map(names::EVENTS).context("map EVENTS missing")?)
@@ -205,16 +266,26 @@ pub fn prefetch_kernel_btf() {
     }
 }
 
-/// Tries the hook's candidates in order; the first that attaches wins.
-fn attach_first(ebpf: &mut Ebpf, hook: &Hook, btf: &mut LazyBtf) -> Result<Attach, String> {
+/// Tries the hook's candidates in order; the first that suits the kernel
+/// and attaches wins. Also returns why the ones before it were not used.
+fn attach_first(
+    ebpf: &mut Ebpf,
+    hook: &Hook,
+    offsets: &KernelOffsets,
+    btf: &mut LazyBtf,
+) -> (Result<Attach, String>, Vec<String>) {
     let mut reasons = Vec::new();
     for candidate in hook.candidates {
+        if let Some(why) = unsuited(candidate, offsets) {
+            reasons.push(why);
+            continue;
+        }
         match attach(ebpf, candidate, btf) {
-            Ok(()) => return Ok(*candidate),
+            Ok(()) => return (Ok(*candidate), reasons),
             Err(e) => reasons.push(e),
         }
     }
-    Err(reasons.join("; "))
+    (Err(reasons.join("; ")), Vec::new())
 }
 
 /// Loads the candidate's program and attaches it. Errors are flattened to
@@ -289,6 +360,12 @@ fn attach(ebpf: &mut Ebpf, candidate: &Attach, btf: &mut LazyBtf) -> Result<(), 
             prog.attach().map(drop).map_err(|e| failed(&e))
         }
         Attach::KProbe { function, .. } => {
+            // aya names only the file it could not read.
+            if !std::path::Path::new(KPROBE_PMU).exists() {
+                return Err(format!(
+                    "{what}: this kernel has no kprobes ({KPROBE_PMU} is missing: CONFIG_KPROBES unset)"
+                ));
+            }
             let prog: &mut KProbe = prog.try_into().map_err(|e| wrong(&e))?;
             if prog.fd().is_err() {
                 prog.load().map_err(|e| refused(&e))?;
@@ -306,6 +383,9 @@ fn attach(ebpf: &mut Ebpf, candidate: &Attach, btf: &mut LazyBtf) -> Result<(), 
         }
     }
 }
+
+/// The kprobe event source: present where the kernel has kprobes.
+const KPROBE_PMU: &str = "/sys/bus/event_source/devices/kprobe/type";
 
 /// Sum over CPUs of the records each kind could not fit into the ring buffer.
 pub fn lost_counts(lost: &PerCpuArray<MapData, u64>) -> [u64; LOST_SLOTS as usize] {
@@ -436,7 +516,8 @@ mod tests {
             group: "sched",
             tracepoint: "no_such_tracepoint",
         }];
-        let config = crate::family::Settings::everything(&kernel).config();
+        let config =
+            crate::family::Settings::everything(&kernel, std::path::Path::new("/proc")).config();
         let loaded = load(&kernel.offsets, &config, &hooks, 4096).expect("load");
         let error = loaded.hooks[1]
             .attached
@@ -464,7 +545,8 @@ mod tests {
     #[test]
     fn packet_programs_load_with_dns_and_every_drop_reason_on() {
         let kernel = this_kernel();
-        let mut config = crate::family::Settings::everything(&kernel).config();
+        let mut config =
+            crate::family::Settings::everything(&kernel, std::path::Path::new("/proc")).config();
         config.drop_reasons = [u64::MAX; tracer_common::DROP_REASON_WORDS];
         let hooks: Vec<Hook> = crate::family::all_hooks().copied().collect();
         let loaded = load(&kernel.offsets, &config, &hooks, 4096).expect("load");

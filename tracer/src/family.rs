@@ -22,7 +22,7 @@ use crate::{
     ebpf::{Hook, HookStatus},
     kernel_btf::ResolvedOffsets,
     kmsg::KernelLog,
-    net::drops::DropReasons,
+    net::drops::DropSetup,
     output::{Event, Output},
     process::{Comm, ProcessRef, ProcessTable},
     records::Record,
@@ -93,8 +93,9 @@ pub struct Settings {
     pub iowait_threshold_ns: u64,
     /// The `oom:mark_victim` trace record's layout on this kernel.
     pub oom_format: Option<Format>,
-    /// This kernel's `enum skb_drop_reason`.
-    pub drop_reasons: DropReasons,
+    /// The drops watched, by this kernel's `enum skb_drop_reason` or, before
+    /// 5.17, by their caller.
+    pub drops: DropSetup,
 }
 
 impl Settings {
@@ -105,14 +106,14 @@ impl Settings {
             dns: !args.no_dns,
             iowait_threshold_ns: args.iowait_threshold,
             oom_format: oom_format(),
-            drop_reasons: DropReasons::new(&kernel.drop_reasons),
+            drops: DropSetup::for_kernel(kernel, &args.host.procfs),
         }
     }
 
     /// Everything switched on, as `tracer doctor` and the hook checks load
     /// the programs: settings are constants to the verifier, which skips the
     /// code they turn off.
-    pub fn everything(kernel: &ResolvedOffsets) -> Self {
+    pub fn everything(kernel: &ResolvedOffsets, procfs: &std::path::Path) -> Self {
         Self {
             signals: SignalSet::all(),
             stacks: true,
@@ -120,7 +121,7 @@ impl Settings {
             // `--iowait-threshold`'s default.
             iowait_threshold_ns: 100_000_000,
             oom_format: oom_format(),
-            drop_reasons: DropReasons::new(&kernel.drop_reasons),
+            drops: DropSetup::for_kernel(kernel, procfs),
         }
     }
 
@@ -132,7 +133,7 @@ impl Settings {
             dns: false,
             iowait_threshold_ns: u64::MAX,
             oom_format: None,
-            drop_reasons: DropReasons::default(),
+            drops: DropSetup::none(),
         }
     }
 

@@ -116,7 +116,11 @@ pub fn resolve(btf: &Btf) -> Result<ResolvedOffsets> {
         ct_original_tuple: OFFSET_UNKNOWN,
         ct_reply_tuple: OFFSET_UNKNOWN,
         ct_status: OFFSET_UNKNOWN,
-        task_state: r.optional("task_struct", "__state", IOWAIT_EFFECT)?,
+        // `__state` since 5.14, `state` before.
+        task_state: match member_offset(btf, "task_struct", "__state")? {
+            Some(offset) => offset,
+            None => r.optional("task_struct", "state", IOWAIT_EFFECT)?,
+        },
         task_in_iowait_byte: OFFSET_UNKNOWN,
         task_in_iowait_mask: 0,
         css_set_io_css: r.subsys_css(
@@ -128,16 +132,27 @@ pub fn resolve(btf: &Btf) -> Result<ResolvedOffsets> {
         rq_data_len: r.optional("request", "__data_len", BLOCK_BYTES_EFFECT)?,
         rq_cmd_flags: r.optional("request", "cmd_flags", BLOCK_BYTES_EFFECT)?,
         rq_bio: r.optional("request", "bio", BLOCK_CGROUP_EFFECT)?,
-        queue_disk: r.optional("request_queue", "disk", BLOCK_DEV_EFFECT)?,
+        // The disk is the request's own before 5.17, its queue's after.
+        queue_disk: OFFSET_UNKNOWN,
+        rq_disk: OFFSET_UNKNOWN,
         gendisk_major: r.optional("gendisk", "major", BLOCK_DEV_EFFECT)?,
         gendisk_first_minor: r.optional("gendisk", "first_minor", BLOCK_DEV_EFFECT)?,
         bdev_dev: r.optional("block_device", "bd_dev", BLOCK_DEV_EFFECT)?,
-        bio_bdev: r.optional("bio", "bi_bdev", STALL_DEV_EFFECT)?,
+        bio_bdev: OFFSET_UNKNOWN,
+        bio_disk: OFFSET_UNKNOWN,
+        bio_partno: OFFSET_UNKNOWN,
+        part_dev: OFFSET_UNKNOWN,
         bio_blkg: r.optional("bio", "bi_blkg", BLOCK_CGROUP_EFFECT)?,
         blkg_blkcg: r.optional("blkcg_gq", "blkcg", BLOCK_CGROUP_EFFECT)?,
         blkcg_css: r.optional("blkcg", "css", BLOCK_CGROUP_EFFECT)?,
         sched_switch_prev_state_arg: tracepoint_arity(btf, "sched_switch")
             .is_some_and(|args| args >= 4) as u32,
+        // kfree_skb(skb, location, reason...) from 5.17; (skb, location) before.
+        kfree_skb_reason_arg: tracepoint_arity(btf, "kfree_skb").is_none_or(|args| args >= 3)
+            as u32,
+        // block_rq_issue(q, rq) and block_bio_queue(q, bio) before 5.11.
+        block_rq_issue_rq_arg: (tracepoint_arity(btf, "block_rq_issue") == Some(2)) as u32,
+        block_bio_queue_bio_arg: (tracepoint_arity(btf, "block_bio_queue") == Some(2)) as u32,
         task_contributes_to_load_byte: 0,
         task_contributes_to_load_mask: 0,
         task_last_queued: r.nested(
@@ -159,6 +174,7 @@ pub fn resolve(btf: &Btf) -> Result<ResolvedOffsets> {
     };
     let mut offsets = offsets;
     r.conntrack(&mut offsets)?;
+    r.block_devices(&mut offsets)?;
     // Only a filter for switches: without it every switch looks its next task up.
     if let Some(bits) = member_bit_offset(btf, "task_struct", "sched_contributes_to_load")? {
         offsets.task_contributes_to_load_byte = bits / 8;
@@ -304,6 +320,38 @@ impl Resolver<'_> {
                 offsets.ct_status = status;
             }
             _ => self.missing.push(("nf_conn.tuplehash", CONNTRACK_EFFECT)),
+        }
+        Ok(())
+    }
+
+    /// Where the block hooks find a device number, which moved twice:
+    /// - `request.part` points to a `block_device` (`bd_dev`) since 5.11,
+    ///   to an `hd_struct` (`__dev.devt`) before;
+    /// - a bio names its `bi_bdev` since 5.12, its `bi_disk` and
+    ///   `bi_partno` before;
+    /// - a request's disk is its queue's (`request_queue.disk`) since 5.17,
+    ///   its own `rq_disk` before.
+    fn block_devices(&mut self, offsets: &mut KernelOffsets) -> Result<()> {
+        let btf = self.btf;
+        offsets.part_dev = match member_offset(btf, "hd_struct", "__dev")? {
+            Some(dev) => match member_offset(btf, "device", "devt")? {
+                Some(devt) => dev + devt,
+                None => self.or_missing(None, "device.devt", BLOCK_DEV_EFFECT),
+            },
+            None => offsets.bdev_dev,
+        };
+        match member_offset(btf, "bio", "bi_bdev")? {
+            Some(bdev) => offsets.bio_bdev = bdev,
+            None => {
+                offsets.bio_disk = self.optional("bio", "bi_disk", STALL_DEV_EFFECT)?;
+                offsets.bio_partno = self.optional("bio", "bi_partno", STALL_DEV_EFFECT)?;
+            }
+        }
+        match member_offset(btf, "request", "rq_disk")? {
+            Some(disk) => offsets.rq_disk = disk,
+            None => {
+                offsets.queue_disk = self.optional("request_queue", "disk", BLOCK_DEV_EFFECT)?
+            }
         }
         Ok(())
     }

@@ -147,6 +147,7 @@ fn set_up(args: &WatchArgs, checked: Checked) -> Result<Watch> {
         &settings.hooks(),
         args.ring_buffer_size,
     )?;
+    settings.drops.mark(&mut loaded.hooks);
     if !loaded
         .hooks
         .iter()
@@ -504,8 +505,8 @@ fn banner(
         );
     }
     for h in hooks {
-        match &h.attached {
-            Ok(attach) => crate::stderr_line!("  hook {:<12} {}", h.hook.name, attach.describe()),
+        match h.describe() {
+            Ok(how) => crate::stderr_line!("  hook {:<12} {how}", h.hook.name),
             Err(e) => crate::stderr_line!(
                 "  hook {:<12} OFF ({}): {e}",
                 h.hook.name,
@@ -537,6 +538,12 @@ struct HookJson {
     attached: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// When a fallback attached: why each better way was not used.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    fallback_because: Vec<String>,
+    /// What the hook cannot tell on this kernel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    degraded: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -564,6 +571,8 @@ impl StartRecord {
                     name: h.hook.name,
                     attached: h.attached.as_ref().ok().map(|a| a.describe()),
                     error: h.attached.as_ref().err().cloned(),
+                    fallback_because: h.passed_over.clone(),
+                    degraded: h.degraded.clone(),
                 })
                 .collect(),
         }

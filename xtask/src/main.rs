@@ -105,7 +105,7 @@ enum Task {
             (without tracer-ebpf, which only builds for BPF), `cargo test --workspace` \
             (without the scenarios named guest_only_*, which exhaust the machine), \
             `cargo xtask deploy-test` (the release binary and the DaemonSet, for real) and \
-            `cargo xtask vm-test` (every scenario on Debian's 6.1 and 6.12 kernels), stopping at \
+            `cargo xtask vm-test` (every scenario on Debian's 5.10, 6.1, 6.12 and newest kernels), stopping at \
             the first step that fails.\n\n\
             The scenario tests load BPF programs and start workloads: they need root and a \
             kernel with BPF. As another user they run anyway, and fail.",
@@ -119,13 +119,15 @@ enum Task {
         #[arg(last = true, value_name = "CARGO_TEST_ARGS")]
         args: Vec<OsString>,
     },
-    /// Run the scenario tests inside qemu guests on Debian's 6.1 and 6.12 kernels
+    /// Run the scenario tests inside qemu guests on Debian's 5.10, 6.1, 6.12 and newest kernels
     #[command(
         long_about = "Run the scenario tests (tests/scenarios) inside qemu guests booted on \
-            Debian's cloud kernels: 6.1 from bookworm and 6.12 from bookworm-backports, with pure \
+            Debian's cloud kernels: 5.10 from bullseye, 6.1 from bookworm, 6.12 from \
+            bookworm-backports and the newest line of trixie-backports, with pure \
             cgroup v2 (memory and io controllers enabled).\n\n\
-            Runs setup, fetches the kernels with apt-get download (cached under \
-            ${TRACER_TOOLCHAIN_DIR:-$HOME/.cache/tracer-toolchain}/vm), builds tracer and the \
+            Runs setup, fetches the kernels with apt-get download through an apt configuration \
+            of their own that only lists their suites (the machine's apt never sees them), \
+            cached under ${TRACER_TOOLCHAIN_DIR:-$HOME/.cache/tracer-toolchain}/vm, builds tracer and the \
             scenario binary in release mode (emulation is slow), packs them with what they run \
             into an initramfs, and boots each kernel with qemu-system-x86_64 -accel tcg. The \
             guest runs the scenarios two at a time, then the guest_only_* ones (which exhaust \
@@ -134,7 +136,7 @@ enum Task {
             are in target/vm/KERNEL/. Fails if any scenario on any kernel did not pass, and \
             if a guest cannot run at all (no qemu, no kernel): it never skips.",
         after_help = "Examples:\n  \
-            cargo xtask vm-test                        every scenario on both kernels\n  \
+            cargo xtask vm-test                        every scenario on every kernel\n  \
             cargo xtask vm-test --kernel 6.12 signals  the signal scenarios on 6.12"
     )]
     VmTest {

@@ -1,5 +1,6 @@
 //! `cargo xtask vm-test`: the scenario suite inside qemu guests booted on
-//! Debian's cloud kernels (6.1 and 6.12), with pure cgroup v2.
+//! Debian's cloud kernels (5.10, 6.1, 6.12 and trixie-backports' newest),
+//! with pure cgroup v2.
 //!
 //! The host builds everything (tracer, the scenario binary, the workload
 //! helper) and packs it with the programs the scenarios run into an
@@ -33,10 +34,14 @@ pub const GUEST_ONLY: &str = "guest_only_";
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum KernelChoice {
+    #[value(name = "5.10")]
+    V5_10,
     #[value(name = "6.1")]
     V6_1,
     #[value(name = "6.12")]
     V6_12,
+    /// trixie-backports' current line.
+    Newest,
     All,
 }
 
@@ -54,8 +59,10 @@ pub fn vm_test(env: &BuildEnv, options: &Options) -> Result<()> {
     let specs: Vec<&kernels::Spec> = kernels::KERNELS
         .iter()
         .filter(|spec| match options.kernel {
+            KernelChoice::V5_10 => spec.name == "5.10",
             KernelChoice::V6_1 => spec.name == "6.1",
             KernelChoice::V6_12 => spec.name == "6.12",
+            KernelChoice::Newest => spec.name == "newest",
             KernelChoice::All => true,
         })
         .collect();
@@ -149,8 +156,8 @@ fn run_kernel(
     timeout: Duration,
 ) -> Result<report::Judgement> {
     println!(
-        "==> vm-test {}: booting {} {}",
-        kernel.name, kernel.package, kernel.version
+        "==> vm-test {}: booting {} {} (uname -r {})",
+        kernel.name, kernel.package, kernel.version, kernel.release
     );
     let mut tally = Tally::default();
     let logs = work.join(kernel.name);

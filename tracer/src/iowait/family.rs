@@ -49,21 +49,35 @@ pub const HOOKS: &[Hook] = &[
     },
     Hook {
         name: "io_submit",
-        candidates: &[Attach::RawTracepoint {
-            program: "block_bio_queue",
-            group: "block",
-            tracepoint: "block_bio_queue",
-        }],
+        candidates: &[
+            Attach::RawTracepoint {
+                program: "block_bio_queue",
+                group: "block",
+                tracepoint: "block_bio_queue",
+            },
+            Attach::RawTracepoint {
+                program: "block_bio_queue_q_first",
+                group: "block",
+                tracepoint: "block_bio_queue",
+            },
+        ],
         without_it: "IO stalls name their device only through their cgroup's IO",
         essential: false,
     },
     Hook {
         name: "io_issue",
-        candidates: &[Attach::RawTracepoint {
-            program: "block_rq_issue",
-            group: "block",
-            tracepoint: "block_rq_issue",
-        }],
+        candidates: &[
+            Attach::RawTracepoint {
+                program: "block_rq_issue",
+                group: "block",
+                tracepoint: "block_rq_issue",
+            },
+            Attach::RawTracepoint {
+                program: "block_rq_issue_q_first",
+                group: "block",
+                tracepoint: "block_rq_issue",
+            },
+        ],
         without_it: "no block IO bytes per cgroup and no IO latency per device",
         essential: false,
     },

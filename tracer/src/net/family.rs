@@ -72,7 +72,7 @@ pub const HOOKS: &[Hook] = &[
 
 fn configure(settings: &Settings, config: &mut Config) {
     config.dns = settings.dns as u32;
-    config.drop_reasons = settings.drop_reasons.mask(drops::WATCHED);
+    settings.drops.configure(config);
 }
 
 /// `--no-dns` leaves out the two programs that see every packet.
@@ -83,7 +83,7 @@ fn wanted(settings: &Settings, hook: &Hook) -> bool {
 /// Every namespace's counters are read here, before tracer says it is
 /// watching: what they count from the start record on is reported.
 fn start(start: &mut Start<'_>) -> Option<Box<dyn Family>> {
-    let reasons = start.settings.drop_reasons.clone();
+    let reasons = start.settings.drops.reasons.clone();
     let lacking = reasons.missing(drops::WATCHED);
     if !lacking.is_empty() {
         start.notes.push(format!(

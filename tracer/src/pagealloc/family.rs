@@ -25,11 +25,21 @@ pub const REGISTRATION: Registration = Registration {
 
 pub const HOOKS: &[Hook] = &[Hook {
     name: "page_alloc",
-    candidates: &[Attach::RawTracepoint {
-        program: "mm_page_alloc",
-        group: "kmem",
-        tracepoint: "mm_page_alloc",
-    }],
+    // The failure path itself where kprobes are allowed: nothing per
+    // page allocated. mm_page_alloc also sees the failures of
+    // __GFP_ACCOUNT allocations whose memory cgroup refused the charge
+    // (they never reach the slow path), at one dispatch per page.
+    candidates: &[
+        Attach::KProbe {
+            program: "warn_alloc",
+            function: "warn_alloc",
+        },
+        Attach::RawTracepoint {
+            program: "mm_page_alloc",
+            group: "kmem",
+            tracepoint: "mm_page_alloc",
+        },
+    ],
     without_it: "no page-allocation failure events",
     essential: false,
 }];

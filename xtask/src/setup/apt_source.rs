@@ -1,6 +1,7 @@
-//! The apt source for bookworm-backports, where the suite's qemu and the 6.12
-//! guest kernel come from. Set-up adds it when missing, on the mirror the machine already uses
-//! for bookworm.
+//! Apt sources on the machine's Debian mirror. Set-up adds bookworm-backports,
+//! where the suite's qemu comes from, to the machine's sources when missing;
+//! other suites (the guest kernels' bullseye, trixie-backports, ...) are
+//! derived the same way but only handed to apt commands of their own.
 
 use std::{fs, path::PathBuf};
 
@@ -23,8 +24,8 @@ pub struct AptSources {
     pub added: bool,
 }
 
-/// Adds bookworm-backports to apt's sources if missing (the suite's qemu and
-/// vm-test's 6.12 kernel come from there).
+/// Adds bookworm-backports to apt's sources if missing (the suite's qemu
+/// comes from there).
 pub fn ensure_backports() -> Result<AptSources> {
     let unchanged = |backports| AptSources {
         backports,
@@ -87,15 +88,13 @@ fn backports() -> Result<Backports> {
     if sources.iter().any(|source| source.suite == BACKPORTS) {
         return Ok(Backports::Present);
     }
-    let Some(base) = sources.iter().find(|source| source.suite == RELEASE) else {
-        bail!("no apt source serves `{RELEASE}`, so none can be derived for `{BACKPORTS}`: add one to {SOURCES_DIR}");
-    };
+    let suite = suite_on_mirror(&sources, BACKPORTS)?;
     let mut text = format!(
-        "# Added by tracer's `cargo xtask setup`: its VM tests boot {BACKPORTS}' cloud kernel.\n\
+        "# Added by tracer's `cargo xtask setup`: the suite's qemu comes from {BACKPORTS}.\n\
          Types: deb\nURIs: {}\nSuites: {BACKPORTS}\nComponents: main\n",
-        base.uri
+        suite.uri
     );
-    if let Some(keyring) = &base.signed_by {
+    if let Some(keyring) = &suite.signed_by {
         text.push_str(&format!("Signed-By: {keyring}\n"));
     }
     Ok(Backports::Missing {
@@ -106,10 +105,59 @@ fn backports() -> Result<Backports> {
 
 /// One binary-package (`deb`) source: a mirror and one of its suites.
 #[derive(Debug, PartialEq)]
-struct Source {
+pub struct Source {
     uri: String,
     suite: String,
     signed_by: Option<String>,
+}
+
+impl Source {
+    /// The source as a `sources.list` line (main only).
+    pub fn line(&self) -> String {
+        match &self.signed_by {
+            Some(keyring) => format!("deb [signed-by={keyring}] {} {} main", self.uri, self.suite),
+            None => format!("deb {} {} main", self.uri, self.suite),
+        }
+    }
+}
+
+/// Debian's archive keyring: it holds the signing keys of every supported
+/// release (bullseye's, bookworm's and trixie's among them).
+const ARCHIVE_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+
+/// A source for any Debian `suite` (`bullseye`, `trixie-backports`,
+/// `bullseye-security`, ...) on the mirror this machine's apt already uses for
+/// its own release, signed by the same keyring. It is not added to the
+/// machine's sources: callers give it to apt commands of their own (the
+/// guest kernels are fetched so), so the host never installs from it.
+pub fn mirror_source(suite: &str) -> Result<Source> {
+    suite_on_mirror(&read_sources()?, suite)
+}
+
+/// `suite` on the mirror of the machine's own release: security suites on
+/// the mirror its security updates come from, the others on its main mirror.
+fn suite_on_mirror(sources: &[Source], suite: &str) -> Result<Source> {
+    let model = if suite.ends_with("-security") {
+        format!("{RELEASE}-security")
+    } else {
+        RELEASE.to_owned()
+    };
+    let Some(base) = sources.iter().find(|source| source.suite == model) else {
+        bail!("no apt source serves `{model}`, so none can be derived for `{suite}`: add one to {SOURCES_DIR}");
+    };
+    // A source without Signed-By trusts apt's global keys; the archive
+    // keyring is named so that the derived source checks the same keys
+    // wherever it is used.
+    let signed_by = base.signed_by.clone().or_else(|| {
+        std::path::Path::new(ARCHIVE_KEYRING)
+            .is_file()
+            .then(|| ARCHIVE_KEYRING.to_owned())
+    });
+    Ok(Source {
+        uri: base.uri.clone(),
+        suite: suite.to_owned(),
+        signed_by,
+    })
 }
 
 fn read_sources() -> Result<Vec<Source>> {
@@ -264,5 +312,28 @@ mod tests {
                 source("http://third.example/debian", "bookworm-backports", None),
             ]
         );
+    }
+
+    #[test]
+    fn other_suites_on_the_machines_mirrors() {
+        let keyring = Some("/k.gpg");
+        let sources = [
+            source("http://mirror.example/debian", "bookworm", keyring),
+            source(
+                "http://security.example/debian-security",
+                "bookworm-security",
+                keyring,
+            ),
+        ];
+        let line = |suite| suite_on_mirror(&sources, suite).unwrap().line();
+        assert_eq!(
+            line("trixie-backports"),
+            "deb [signed-by=/k.gpg] http://mirror.example/debian trixie-backports main"
+        );
+        assert_eq!(
+            line("bullseye-security"),
+            "deb [signed-by=/k.gpg] http://security.example/debian-security bullseye-security main"
+        );
+        assert!(suite_on_mirror(&sources[..1], "bullseye-security").is_err());
     }
 }

@@ -22,7 +22,7 @@ use std::{os::unix::fs::MetadataExt as _, path::Path, process::Command};
 
 use anyhow::{ensure, Result};
 
-pub use apt_source::BACKPORTS;
+pub use apt_source::{mirror_source, BACKPORTS};
 pub use toolchain::{toolchain_dir, BuildEnv};
 
 use crate::cmd::{on_path, probe};

@@ -163,6 +163,7 @@ fn init_script(contents: &Contents) -> String {
         })
         .collect();
     let helper = shell_quote(&contents.helper.to_string_lossy());
+    let tracer = shell_quote(&contents.tracer.to_string_lossy());
     let modules_dir = format!("/{GUEST_MODULES}");
     format!(
         r#"#!{BUSYBOX} sh
@@ -223,6 +224,9 @@ export TRACER_SCENARIO_HELPER={helper}
 # The scenarios that exhaust the machine or need pure cgroup v2 run only here.
 export TRACER_DISPOSABLE_GUEST=1
 echo "tracer-vm: kernel $($bb uname -r), cgroup2 controllers:$enabled, $($bb nproc) CPUs"
+# Which hook each family uses on this kernel, and why a fallback: on the
+# console, for the per-kernel record.
+{tracer} doctor 2>&1 | while read -r line; do echo "tracer-vm: doctor: $line"; done
 cd /tmp
 status=0
 run() {{
