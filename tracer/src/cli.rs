@@ -21,6 +21,9 @@ with hostPID and the host mounted, see --host-root)."
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    #[command(flatten)]
+    pub log: crate::logging::LogArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,6 +113,9 @@ pub struct WatchArgs {
     /// happens.
     #[arg(long, value_name = "SIZE", default_value = "4MiB", value_parser = crate::ebpf::parse_ring_buffer_size)]
     pub ring_buffer_size: u32,
+
+    #[command(flatten)]
+    pub export: crate::export::ExportArgs,
 
     #[command(flatten)]
     pub host: HostArgs,

@@ -70,6 +70,13 @@ pub fn run(args: WatchArgs) -> Result<()> {
     let mut processes = ProcessTable::new(&args.host.procfs);
     let scope = resolve_scope(&args, &mut attributor)?;
 
+    // The metrics port is claimed now: an address in use fails before attaching.
+    let mut exporters = crate::export::Exporters::start(
+        &args.export,
+        &preflight::node_name(),
+        &args.host.host_root,
+    )?;
+
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -78,6 +85,10 @@ pub fn run(args: WatchArgs) -> Result<()> {
         // Handlers first: a SIGTERM during start-up still ends in a clean stop.
         let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
         let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+
+        if let Some(exporters) = &mut exporters {
+            exporters.serve()?;
+        }
 
         let oom_format = Format::read(Path::new(preflight::TRACEFS), "oom", "mark_victim");
         let reasons = crate::net::drops::DropReasons::new(&resolved.drop_reasons);
@@ -113,6 +124,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
 
         let clock = Clock::new();
         let mut output = Output::new(args.format, file, clock, preflight::node_name());
+        output.set_exporters(exporters);
         banner(&args, &scope, &loaded.hooks, tracefs, &resolved.missing);
         if !lacking.is_empty() {
             eprintln!("  drop reasons this kernel does not have (not watched): {}", lacking.join(", "));
@@ -189,6 +201,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
             output.record("dns_summary", Clock::now_mono_ns(), dns)?;
         }
         let lost_total: u64 = state.lost.iter().sum();
+        let export_drops = output.exporters_mut().map(|e| e.drops());
         output.record(
             "stop",
             Clock::now_mono_ns(),
@@ -200,9 +213,13 @@ pub fn run(args: WatchArgs) -> Result<()> {
                 lost_by_kind: LostByKind::new(&state.lost),
                 malformed: state.malformed,
                 file_errors: output.file_errors,
+                export_drops,
             },
         )?;
         output.sync()?;
+        if let Some(exporters) = output.exporters_mut() {
+            exporters.shutdown(Duration::from_secs(2));
+        }
         eprintln!(
             "tracer: stopped on {stop_reason}: {} events reported from {} kernel records; {} records lost, {} malformed",
             output.events_written, state.records, lost_total, state.malformed
@@ -440,4 +457,7 @@ struct StopRecord {
     malformed: u64,
     /// Lines that could not be written to --output (still shown on the console).
     file_errors: u64,
+    /// What --metrics-address and --otlp-endpoint dropped (when either is on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    export_drops: Option<crate::export::ExportDrops>,
 }

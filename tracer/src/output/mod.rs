@@ -33,6 +33,8 @@ pub struct Output {
     /// still gets them; the count goes into the `stop` record.
     pub file_errors: u64,
     file_recovered: bool,
+    /// Metrics and OTLP logs (`crate::export`), fed every record the file gets.
+    exporters: Option<crate::export::Exporters>,
 }
 
 impl Output {
@@ -52,7 +54,31 @@ impl Output {
             events_written: 0,
             file_errors: 0,
             file_recovered: false,
+            exporters: None,
         }
+    }
+
+    pub fn set_exporters(&mut self, exporters: Option<crate::export::Exporters>) {
+        self.exporters = exporters;
+    }
+
+    pub fn exporters_mut(&mut self) -> Option<&mut crate::export::Exporters> {
+        self.exporters.as_mut()
+    }
+
+    /// Hands the event just written to the exporters, with its console line
+    /// (already in `self.text` in text mode) when they want it.
+    fn export_event(&mut self, event: &Event) {
+        let Some(exporters) = &mut self.exporters else {
+            return;
+        };
+        let line = exporters.wants_console_line().then(|| {
+            if self.format != Format::Text {
+                text::write_event(&mut self.text, event);
+            }
+            self.text.as_str()
+        });
+        exporters.record(&self.json, line);
     }
 
     pub fn event(&mut self, event: &Event) -> Result<()> {
@@ -71,6 +97,7 @@ impl Output {
             }
         }
         stdout.flush()?;
+        self.export_event(event);
         self.events_written += 1;
         Ok(())
     }
@@ -86,6 +113,9 @@ impl Output {
         json::write_record(&mut self.json, kind, mono_ns, &self.clock, &self.node, body)
             .context("encoding a record")?;
         self.write_file();
+        if let Some(exporters) = &mut self.exporters {
+            exporters.record(&self.json, None);
+        }
         if self.format == Format::Json {
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(&self.json)?;
