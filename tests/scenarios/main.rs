@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod dns;
+mod export;
 mod harness;
 mod hooks;
 mod iowait;

@@ -162,7 +162,7 @@ pub const COUNTERS: &[CounterSpec] = &[
     CounterSpec {
         kind: "packet_drop",
         name: "packet_drops",
-        help: "Packets dropped, by the kernel's drop reason, the netfilter cause, and the pod of the socket or network namespace",
+        help: "Packets dropped, by the kernel's drop reason, the netfilter cause, and the pod of the socket, of the DNS query, or of the network namespace",
         unit: None,
         amount: Amount::One,
         only_if: None,
@@ -173,6 +173,7 @@ pub const COUNTERS: &[CounterSpec] = &[
                 "namespace",
                 [
                     Source::Field("/source/pod/namespace"),
+                    Source::Field("/dns/process/pod/namespace"),
                     Source::Field("/netns/owner/pod/namespace"),
                 ]
             ),
@@ -180,11 +181,16 @@ pub const COUNTERS: &[CounterSpec] = &[
                 "pod",
                 [
                     Source::Field("/source/pod/name"),
+                    Source::Field("/dns/process/pod/name"),
                     Source::Field("/netns/owner/pod/name"),
                 ]
             ),
         ],
-        pods: &[&["/source/pod/uid", "/netns/owner/pod/uid"]],
+        pods: &[&[
+            "/source/pod/uid",
+            "/dns/process/pod/uid",
+            "/netns/owner/pod/uid",
+        ]],
     },
     CounterSpec {
         kind: "dns",

@@ -48,15 +48,17 @@ const MAX_BACKOFF: Duration = Duration::from_secs(4);
 /// The JSON fields of the envelope that the log record carries natively.
 const ENVELOPE: [&str; 4] = ["schema", "time", "mono_ns", "node"];
 
-/// The record's subject process (or attribution), by kind.
-fn subject(kind: &str) -> Option<&'static str> {
-    Some(match kind {
-        "signal" => "/target",
-        "oom" => "/victims/0/process",
-        "packet_drop" => "/source",
-        "exit" | "page_alloc_failure" | "io_stall" | "hung_task" | "dns" => "/process",
-        _ => return None,
-    })
+/// Where the record's subject process (or attribution) is, by kind: the
+/// first of these pointers present.
+fn subject(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "signal" => &["/target"],
+        "oom" => &["/victims/0/process"],
+        // The socket's owner, else the process whose DNS query it was.
+        "packet_drop" => &["/source", "/dns/process"],
+        "exit" | "page_alloc_failure" | "io_stall" | "hung_task" | "dns" => &["/process"],
+        _ => &[],
+    }
 }
 
 /// Semantic-convention attributes: (key, pointer below the subject).
@@ -100,12 +102,10 @@ fn severity(kind: &str) -> (i32, &'static str) {
 /// Turns one record into a log record.
 pub fn log_record(kind: &str, record: &Value, console: Option<&str>) -> LogRecord {
     let mut attributes = Vec::with_capacity(32);
-    if let Some(base) = subject(kind) {
-        if let Some(process) = record.pointer(base) {
-            for (key, pointer) in SEMANTIC {
-                if let Some(value) = process.pointer(pointer).and_then(scalar) {
-                    attributes.push(key_value(key.to_owned(), value));
-                }
+    if let Some(process) = subject(kind).iter().find_map(|p| record.pointer(p)) {
+        for (key, pointer) in SEMANTIC {
+            if let Some(value) = process.pointer(pointer).and_then(scalar) {
+                attributes.push(key_value(key.to_owned(), value));
             }
         }
     }
