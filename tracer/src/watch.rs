@@ -86,10 +86,6 @@ pub fn run(args: WatchArgs) -> Result<()> {
         let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
         let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
 
-        if let Some(exporters) = &mut exporters {
-            exporters.serve()?;
-        }
-
         let oom_format = Format::read(Path::new(preflight::TRACEFS), "oom", "mark_victim");
         let reasons = crate::net::drops::DropReasons::new(&resolved.drop_reasons);
         let lacking = reasons.missing(crate::net::drops::WATCHED);

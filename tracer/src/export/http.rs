@@ -1,4 +1,9 @@
-//! The /metrics endpoint, on tracer's own tokio event loop.
+//! The /metrics endpoint, on a thread of its own with a small tokio runtime.
+//!
+//! Not on the watch loop's runtime: a burst of kernel records keeps that
+//! loop busy draining the ring buffer for as long as it lasts, and a scrape
+//! must still be answered within 100 ms. The series-sweeping timer runs
+//! here too.
 //!
 //! Its only clients are scrapers (Prometheus, an agent, curl): one route,
 //! GET, one response per connection (`Connection: close`, which every
@@ -28,9 +33,36 @@ const MAX_HEAD: usize = 8 * 1024;
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_CONNECTIONS: usize = 16;
 
-/// Serves `metrics` on `listener` (already bound: a port in use failed at
-/// start-up) until the process ends.
-pub fn serve(listener: std::net::TcpListener, metrics: Arc<Metrics>) -> Result<()> {
+/// Starts the metrics thread: it serves `metrics` on `listener` (already
+/// bound: a port in use failed at start-up) and runs `background` (the
+/// sweeper) until the process ends.
+pub fn start(
+    listener: std::net::TcpListener,
+    metrics: Arc<Metrics>,
+    background: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the metrics server's event loop")?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                tokio::spawn(background);
+                if let Err(e) = serve(listener, metrics) {
+                    tracing::error!("cannot serve metrics: {e:#}");
+                    return;
+                }
+                std::future::pending::<()>().await
+            })
+        })
+        .context("starting the metrics thread")?;
+    Ok(())
+}
+
+/// Serves `metrics` on `listener`, as a task of the current runtime.
+fn serve(listener: std::net::TcpListener, metrics: Arc<Metrics>) -> Result<()> {
     listener
         .set_nonblocking(true)
         .context("configuring the metrics socket")?;

@@ -395,19 +395,17 @@ pub fn pods_present(host_root: &Path) -> Option<HashSet<String>> {
     )
 }
 
-/// Sweeps deleted pods' series on tracer's event loop, a few times per
-/// grace period (at least every 10 s).
-pub fn spawn_sweeper(metrics: Arc<Metrics>, host_root: PathBuf, grace: Duration) {
+/// Sweeps deleted pods' series a few times per grace period (at least
+/// every 10 s), for ever.
+pub async fn sweep_forever(metrics: Arc<Metrics>, host_root: PathBuf, grace: Duration) {
     let every = (grace / 4).clamp(Duration::from_millis(100), Duration::from_secs(10));
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        loop {
-            tick.tick().await;
-            if let Some(present) = pods_present(&host_root) {
-                metrics.sweep(&present, Instant::now(), grace);
-            }
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        if let Some(present) = pods_present(&host_root) {
+            metrics.sweep(&present, Instant::now(), grace);
         }
-    });
+    }
 }
 
 #[cfg(test)]

@@ -99,7 +99,7 @@ pub struct Exporters {
 impl Exporters {
     /// Checks and claims what the flags ask for, before anything is attached:
     /// the metrics port is bound here (an address in use fails now), the
-    /// OTLP sender thread started.
+    /// metrics and OTLP sender threads started.
     pub fn start(
         args: &ExportArgs,
         node: &str,
@@ -127,24 +127,25 @@ impl Exporters {
             )?),
             None => None,
         };
-        Ok(Some(Self {
+        let mut exporters = Self {
             metrics,
             listener,
             otlp,
             host_root: host_root.to_path_buf(),
             grace: args.metrics_pod_grace,
-        }))
+        };
+        exporters.serve()?;
+        Ok(Some(exporters))
     }
 
-    /// Starts serving /metrics and sweeping deleted pods' series, as tasks of
-    /// the running tokio runtime (tracer's event loop).
-    pub fn serve(&mut self) -> Result<()> {
+    /// Starts serving /metrics and sweeping deleted pods' series, on the
+    /// metrics thread.
+    fn serve(&mut self) -> Result<()> {
         let (Some(metrics), Some(listener)) = (&self.metrics, self.listener.take()) else {
             return Ok(());
         };
-        http::serve(listener, metrics.clone())?;
-        metrics::spawn_sweeper(metrics.clone(), self.host_root.clone(), self.grace);
-        Ok(())
+        let sweeper = metrics::sweep_forever(metrics.clone(), self.host_root.clone(), self.grace);
+        http::start(listener, metrics.clone(), sweeper)
     }
 
     /// Whether the console line of each event is wanted (the OTLP body).
