@@ -71,7 +71,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
     let scope = resolve_scope(&args, &mut attributor)?;
 
     // The metrics port is claimed now: an address in use fails before attaching.
-    let mut exporters = crate::export::Exporters::start(
+    let exporters = crate::export::Exporters::start(
         &args.export,
         &preflight::node_name(),
         &args.host.host_root,
