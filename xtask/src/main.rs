@@ -155,7 +155,8 @@ enum Task {
         /// Rounds per workload (each round runs it once without and once with tracer)
         #[arg(long, default_value_t = 15)]
         rounds: usize,
-        /// Only the workloads whose name contains FILTER (page-alloc, udp-loopback, ping-pong)
+        /// Only the workloads whose name contains FILTER (page-alloc, udp-loopback, ping-pong,
+        /// export-storm)
         filter: Option<String>,
     },
 }
