@@ -847,3 +847,34 @@ fn the_series_cap_is_counted_and_a_deleted_pods_series_go_after_the_grace_time()
     );
     drop(pod);
 }
+
+/// Bad export flags: one line and a non-zero exit before anything is
+/// attached (clap's own errors start with "error:", tracer's with
+/// "tracer: error:").
+#[test]
+fn bad_export_flags_fail_before_attaching() {
+    require_root();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let in_use = taken.local_addr().unwrap().to_string();
+    let cases: [(&[&str], &str); 5] = [
+        (&["watch", "--metrics-address", &in_use], "Address already in use"),
+        (&["watch", "--metrics-address", "localhost"], "invalid socket address"),
+        (&["watch", "--otlp-endpoint", "https://collector:4318/v1/logs"], "plain HTTP"),
+        (&["watch", "--otlp-endpoint", "collector:4318"], "http://"),
+        (&["watch", "--metrics-max-series", "5", "--metrics-address", "127.0.0.1:0"], "10..=1000000"),
+    ];
+    for (args, needle) in cases {
+        let (status, stderr) = crate::harness::run_tracer(args, None);
+        assert!(!status.success(), "tracer {args:?} should fail");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(
+            lines.first().is_some_and(|l| l.contains(needle) && l.contains("error:")),
+            "tracer {args:?}: expected one error line with '{needle}':\n{stderr}"
+        );
+        assert!(
+            !stderr.contains("hook "),
+            "tracer {args:?} attached before failing:\n{stderr}"
+        );
+    }
+    drop(taken);
+}

@@ -539,6 +539,22 @@ mod tests {
         assert!(!classic.contains("# EOF") && !classic.contains("# UNIT"));
     }
 
+    /// Pod names come from the node's directories: a quote, a backslash or
+    /// a newline in one stays inside its label value.
+    #[test]
+    fn hostile_label_values_stay_in_their_sample() {
+        let m = Metrics::new(10);
+        m.observe("signal", &signal("u1", "a\"b\\c\nd} 1\nfake_metric 9"));
+        let text = exposition(&m);
+        assert!(!text.contains("\nfake_metric"), "{text}");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("tracer_signals_total{"))
+            .unwrap();
+        assert!(line.contains(r#"pod="a\"b\\c\nd} 1\nfake_metric 9""#), "{line}");
+        assert!(line.ends_with(" 1"));
+    }
+
     #[test]
     fn pods_present_reads_kubelet_directories() {
         let dir = tempfile::tempdir().unwrap();
