@@ -857,18 +857,38 @@ fn bad_export_flags_fail_before_attaching() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let in_use = taken.local_addr().unwrap().to_string();
     let cases: [(&[&str], &str); 5] = [
-        (&["watch", "--metrics-address", &in_use], "Address already in use"),
-        (&["watch", "--metrics-address", "localhost"], "invalid socket address"),
-        (&["watch", "--otlp-endpoint", "https://collector:4318/v1/logs"], "plain HTTP"),
+        (
+            &["watch", "--metrics-address", &in_use],
+            "Address already in use",
+        ),
+        (
+            &["watch", "--metrics-address", "localhost"],
+            "invalid socket address",
+        ),
+        (
+            &["watch", "--otlp-endpoint", "https://collector:4318/v1/logs"],
+            "plain HTTP",
+        ),
         (&["watch", "--otlp-endpoint", "collector:4318"], "http://"),
-        (&["watch", "--metrics-max-series", "5", "--metrics-address", "127.0.0.1:0"], "10..=1000000"),
+        (
+            &[
+                "watch",
+                "--metrics-max-series",
+                "5",
+                "--metrics-address",
+                "127.0.0.1:0",
+            ],
+            "10..=1000000",
+        ),
     ];
     for (args, needle) in cases {
         let (status, stderr) = crate::harness::run_tracer(args, None);
         assert!(!status.success(), "tracer {args:?} should fail");
         let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
         assert!(
-            lines.first().is_some_and(|l| l.contains(needle) && l.contains("error:")),
+            lines
+                .first()
+                .is_some_and(|l| l.contains(needle) && l.contains("error:")),
             "tracer {args:?}: expected one error line with '{needle}':\n{stderr}"
         );
         assert!(

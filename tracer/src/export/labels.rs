@@ -246,12 +246,27 @@ pub const COUNTERS: &[CounterSpec] = &[
     },
 ];
 
+/// The value at a JSON pointer of the table. serde_json's own
+/// `Value::pointer` allocates for every token (to undo `~0`/`~1` escapes,
+/// which the table never uses); this one does not, and runs for every label
+/// of every event.
+pub fn lookup<'a>(record: &'a Value, pointer: &str) -> Option<&'a Value> {
+    pointer
+        .split('/')
+        .skip(1)
+        .try_fold(record, |value, token| match value {
+            Value::Object(fields) => fields.get(token),
+            Value::Array(items) => token.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => None,
+        })
+}
+
 /// The text of `label` for `record`.
 pub fn value_of(label: &Label, record: &Value, out: &mut String) {
     out.clear();
     for source in label.from {
         match *source {
-            Source::Field(pointer) => match record.pointer(pointer) {
+            Source::Field(pointer) => match lookup(record, pointer) {
                 None | Some(Value::Null) => continue,
                 Some(value) => {
                     write_scalar(value, out);
@@ -259,7 +274,7 @@ pub fn value_of(label: &Label, record: &Value, out: &mut String) {
                 }
             },
             Source::IfTrue(pointer, text) => {
-                if record.pointer(pointer).and_then(Value::as_bool) == Some(true) {
+                if lookup(record, pointer).and_then(Value::as_bool) == Some(true) {
                     out.push_str(text);
                     return;
                 }
@@ -276,20 +291,19 @@ pub fn value_of(label: &Label, record: &Value, out: &mut String) {
 pub fn pod_uid<'a>(alternatives: &[&str], record: &'a Value) -> Option<&'a str> {
     alternatives
         .iter()
-        .find_map(|p| record.pointer(p).and_then(Value::as_str))
+        .find_map(|p| lookup(record, p).and_then(Value::as_str))
 }
 
 /// How much `spec` adds for `record`; None when it does not count it.
 pub fn amount(spec: &CounterSpec, record: &Value) -> Option<f64> {
     if let Some(pointer) = spec.only_if {
-        if record.pointer(pointer).and_then(Value::as_bool) != Some(true) {
+        if lookup(record, pointer).and_then(Value::as_bool) != Some(true) {
             return None;
         }
     }
     match spec.amount {
         Amount::One => Some(1.0),
-        Amount::Scaled(pointer, factor) => record
-            .pointer(pointer)
+        Amount::Scaled(pointer, factor) => lookup(record, pointer)
             .and_then(Value::as_f64)
             .map(|v| v * factor),
     }
@@ -393,6 +407,20 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn lookup_is_a_json_pointer() {
+        let record = json!({"a": {"b": [{"c": 1}, {"c": "two"}]}, "": 3});
+        for pointer in [
+            "", "/a", "/a/b", "/a/b/0/c", "/a/b/1/c", "/a/b/2", "/a/x", "/a/b/x",
+        ] {
+            assert_eq!(
+                lookup(&record, pointer),
+                record.pointer(pointer),
+                "{pointer}"
+            );
+        }
     }
 
     #[test]

@@ -205,18 +205,18 @@ impl Metrics {
                     (l.name, scratch.clone())
                 })
                 .collect();
-            if self.admit(index, spec, &labels, record) {
-                self.counters[index].add(&labels, amount);
+            let key = (index, labels);
+            if self.admit(&key, spec, record) {
+                self.counters[index].add(&key.1, amount);
             }
         }
     }
 
     /// Whether the series may be counted: it exists, or there is room for it
     /// (then it is remembered, with its pods).
-    fn admit(&self, index: usize, spec: &CounterSpec, labels: &Labels, record: &Value) -> bool {
+    fn admit(&self, key: &(usize, Labels), spec: &CounterSpec, record: &Value) -> bool {
         let mut series = self.lock();
-        let key = (index, labels.clone());
-        if series.known.contains(&key) {
+        if series.known.contains(key) {
             return true;
         }
         if series.known.len() >= self.max_series {
@@ -229,14 +229,13 @@ impl Metrics {
                 pod.series.push(key.clone());
             }
         }
-        series.known.insert(key);
+        series.known.insert(key.clone());
         true
     }
 
     fn observe_start(&self, record: &Value) {
         let text = |p: &str| {
-            record
-                .pointer(p)
+            labels::lookup(record, p)
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_owned()
@@ -248,7 +247,7 @@ impl Metrics {
             ])
             .set(1);
         for hook in record
-            .pointer("/hooks")
+            .get("hooks")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
@@ -262,7 +261,7 @@ impl Metrics {
     }
 
     fn observe_lost(&self, record: &Value) {
-        let Some(by_kind) = record.pointer("/by_kind").and_then(Value::as_object) else {
+        let Some(by_kind) = record.get("by_kind").and_then(Value::as_object) else {
             return;
         };
         for (kind, count) in by_kind {
@@ -551,7 +550,10 @@ mod tests {
             .lines()
             .find(|l| l.starts_with("tracer_signals_total{"))
             .unwrap();
-        assert!(line.contains(r#"pod="a\"b\\c\nd} 1\nfake_metric 9""#), "{line}");
+        assert!(
+            line.contains(r#"pod="a\"b\\c\nd} 1\nfake_metric 9""#),
+            "{line}"
+        );
         assert!(line.ends_with(" 1"));
     }
 

@@ -1,9 +1,10 @@
 //! OTLP/HTTP logs: each record becomes an OpenTelemetry log record, sent in
 //! protobuf batches by a thread of its own.
 //!
-//! - The watch loop only converts the record and offers it to a bounded
-//!   queue (`try_send`): a receiver that is down, slow or failing never
-//!   blocks it. A full queue drops the new record and counts it.
+//! - The watch loop only offers the parsed record to a bounded queue
+//!   (`try_send`): a receiver that is down, slow or failing never blocks it.
+//!   A full queue drops the new record and counts it. The sender thread
+//!   turns records into log records, so that work is off the watch loop too.
 //! - The sender thread batches (up to 512 records, or what arrived within
 //!   1 s), POSTs with a 10 s timeout and retries what the OTLP specification
 //!   calls retryable (connection errors, 429, 502, 503, 504) with backoff
@@ -36,7 +37,10 @@ use opentelemetry_proto::tonic::{
 use prost::Message as _;
 use serde_json::Value;
 
-use super::metrics::{Metrics, OtlpCounters};
+use super::{
+    labels::lookup,
+    metrics::{Metrics, OtlpCounters},
+};
 
 const MAX_BATCH: usize = 512;
 const BATCH_WAIT: Duration = Duration::from_secs(1);
@@ -102,9 +106,9 @@ fn severity(kind: &str) -> (i32, &'static str) {
 /// Turns one record into a log record.
 pub fn log_record(kind: &str, record: &Value, console: Option<&str>) -> LogRecord {
     let mut attributes = Vec::with_capacity(32);
-    if let Some(process) = subject(kind).iter().find_map(|p| record.pointer(p)) {
+    if let Some(process) = subject(kind).iter().find_map(|p| lookup(record, p)) {
         for (key, pointer) in SEMANTIC {
-            if let Some(value) = process.pointer(pointer).and_then(scalar) {
+            if let Some(value) = lookup(process, pointer).and_then(scalar) {
                 attributes.push(key_value(key.to_owned(), value));
             }
         }
@@ -228,8 +232,16 @@ fn resource(node: &str) -> Resource {
     }
 }
 
+/// A record waiting to be sent: the `--output` line, parsed, and for an
+/// event its console line.
+struct Pending {
+    kind: String,
+    record: Value,
+    console: Option<String>,
+}
+
 pub struct OtlpSender {
-    queue: SyncSender<LogRecord>,
+    queue: SyncSender<Pending>,
     counters: OtlpCounters,
     thread: JoinHandle<()>,
     /// Nanoseconds after `epoch` by which the thread must give up (0: none).
@@ -274,9 +286,14 @@ impl OtlpSender {
         })
     }
 
-    /// Converts and queues one record; never waits.
-    pub fn push(&mut self, kind: &str, record: Value, console: Option<&str>) {
-        match self.queue.try_send(log_record(kind, &record, console)) {
+    /// Queues one record; never waits.
+    pub fn push(&mut self, kind: String, record: Value, console: Option<&str>) {
+        let pending = Pending {
+            kind,
+            record,
+            console: console.map(str::to_owned),
+        };
+        match self.queue.try_send(pending) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.counters.queue_full.inc();
@@ -338,19 +355,20 @@ enum Outcome {
 }
 
 impl Worker {
-    fn run(self, incoming: Receiver<LogRecord>) {
+    fn run(self, incoming: Receiver<Pending>) {
+        let convert = |p: Pending| log_record(&p.kind, &p.record, p.console.as_deref());
         let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut open = true;
         while open {
             match incoming.recv() {
-                Ok(first) => batch.push(first),
+                Ok(first) => batch.push(convert(first)),
                 Err(_) => break,
             }
             let until = Instant::now() + BATCH_WAIT;
             while batch.len() < MAX_BATCH {
                 let wait = until.saturating_duration_since(Instant::now());
                 match incoming.recv_timeout(wait) {
-                    Ok(record) => batch.push(record),
+                    Ok(record) => batch.push(convert(record)),
                     Err(RecvTimeoutError::Timeout) => break,
                     Err(RecvTimeoutError::Disconnected) => {
                         open = false;
@@ -362,7 +380,7 @@ impl Worker {
         }
         // Shutting down: the rest of the queue, batch by batch.
         while let Ok(record) = incoming.try_recv() {
-            batch.push(record);
+            batch.push(convert(record));
             if batch.len() == MAX_BATCH {
                 self.send(&mut batch);
             }
@@ -525,7 +543,7 @@ mod tests {
             OtlpSender::start(&format!("http://127.0.0.1:{port}/v1/logs"), "n", 8, None).unwrap();
         let started = Instant::now();
         for i in 0..1000 {
-            sender.push("exit", json!({"kind": "exit", "exit_code": i}), None);
+            sender.push("exit".into(), json!({"kind": "exit", "exit_code": i}), None);
         }
         assert!(
             started.elapsed() < Duration::from_millis(500),
