@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod dns;
+mod export;
 mod footprint;
 mod harness;
 mod hooks;

@@ -22,6 +22,9 @@ the NODE_NAME variable)."
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    #[command(flatten)]
+    pub log: crate::logging::LogArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +120,9 @@ pub struct WatchArgs {
     /// happens.
     #[arg(long, value_name = "SIZE", default_value = "4MiB", value_parser = crate::ebpf::parse_ring_buffer_size)]
     pub ring_buffer_size: u32,
+
+    #[command(flatten)]
+    pub export: crate::export::ExportArgs,
 
     #[command(flatten)]
     pub host: HostArgs,

@@ -7,6 +7,10 @@ use tracer::{cli, doctor, top, watch};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    if let Err(e) = tracer::logging::init(&cli.log) {
+        eprintln!("tracer: error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         cli::Command::Watch(args) => watch::run(args),
         cli::Command::Doctor(args) => doctor::run(args),

@@ -52,6 +52,7 @@ struct Checked {
     attributor: Attributor,
     processes: ProcessTable,
     scope: Scope,
+    exporters: Option<crate::export::Exporters>,
 }
 
 /// Everything that can be wrong with the input or the machine is checked
@@ -85,6 +86,12 @@ fn preflight(args: &WatchArgs) -> Result<Checked> {
     let mut attributor = Attributor::new(&args.host.procfs, &args.host.host_root);
     let processes = ProcessTable::new(&args.host.procfs);
     let scope = resolve_scope(args, &mut attributor)?;
+    // The metrics port is claimed now: an address in use fails before attaching.
+    let exporters = crate::export::Exporters::start(
+        &args.export,
+        &preflight::node_name(),
+        &args.host.host_root,
+    )?;
     Ok(Checked {
         resolved,
         tracefs,
@@ -92,6 +99,7 @@ fn preflight(args: &WatchArgs) -> Result<Checked> {
         attributor,
         processes,
         scope,
+        exporters,
     })
 }
 
@@ -139,6 +147,7 @@ fn set_up(args: &WatchArgs, checked: Checked) -> Result<Watch> {
         mut attributor,
         mut processes,
         scope,
+        exporters,
     } = checked;
     let settings = Settings::from_args(args, &resolved);
     let mut loaded = ebpf::load(
@@ -169,6 +178,7 @@ fn set_up(args: &WatchArgs, checked: Checked) -> Result<Watch> {
 
     let clock = Clock::new();
     let mut output = Output::new(args.format, file, clock, preflight::node_name());
+    output.set_exporters(exporters);
     banner(args, &scope, &loaded.hooks, tracefs, &resolved.missing);
     for note in &notes {
         crate::stderr_line!("  {note}");
@@ -313,6 +323,7 @@ impl Watch {
         let state = &self.state;
         let output = &mut self.output;
         let lost_total: u64 = state.lost.iter().sum();
+        let export_drops = output.exporters_mut().map(|e| e.drops());
         output.record(
             "stop",
             Clock::now_mono_ns(),
@@ -325,9 +336,14 @@ impl Watch {
                 malformed: state.malformed,
                 file_errors: output.file_errors,
                 console_errors: output.console_errors,
+                export_drops,
             },
         )?;
         output.sync()?;
+        if let Some(exporters) = output.exporters_mut() {
+            // Within the second a stop may take (the drain had its 250 ms).
+            exporters.shutdown(EXPORT_FLUSH);
+        }
         crate::stderr_line!(
             "tracer: stopped on {stop_reason}: {} events reported from {} kernel records; {} records lost, {} malformed",
             output.events_written, state.records, lost_total, state.malformed
@@ -368,6 +384,9 @@ const CLOCK_EVERY: usize = 64;
 
 /// How long the stop keeps reading what the kernel had already sent.
 const FINAL_DRAIN: Duration = Duration::from_millis(250);
+
+/// How long the OTLP records still queued at the stop get to leave.
+const EXPORT_FLUSH: Duration = Duration::from_millis(500);
 
 #[derive(Debug, PartialEq, Eq)]
 enum Drained {
@@ -615,4 +634,7 @@ struct StopRecord {
     /// Events and records the console did not take (a closed pipe or
     /// terminal); the file still has them.
     console_errors: u64,
+    /// What --metrics-address and --otlp-endpoint dropped (when either is on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    export_drops: Option<crate::export::ExportDrops>,
 }

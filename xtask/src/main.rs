@@ -175,7 +175,8 @@ enum Task {
         /// Rounds per workload (each round runs it once per arm)
         #[arg(long, default_value_t = 15)]
         rounds: usize,
-        /// Only the workloads whose name contains FILTER (page-alloc, udp-loopback, ping-pong)
+        /// Only the workloads whose name contains FILTER (page-alloc, udp-loopback, ping-pong,
+        /// export-storm)
         filter: Option<String>,
     },
     /// Build the release: a tracer for glibc 2.17 and newer, packed with SHA256SUMS

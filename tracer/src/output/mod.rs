@@ -70,6 +70,8 @@ pub struct Output {
     pub console_errors: u64,
     /// The console can never take a line again (EPIPE, EIO): not tried any more.
     console_gone: bool,
+    /// Metrics and OTLP logs (`crate::export`), fed every record the file gets.
+    exporters: Option<crate::export::Exporters>,
 }
 
 impl Output {
@@ -91,21 +93,50 @@ impl Output {
             file_recovered: false,
             console_errors: 0,
             console_gone: false,
+            exporters: None,
         }
+    }
+
+    pub fn set_exporters(&mut self, exporters: Option<crate::export::Exporters>) {
+        self.exporters = exporters;
+    }
+
+    pub fn exporters_mut(&mut self) -> Option<&mut crate::export::Exporters> {
+        self.exporters.as_mut()
+    }
+
+    /// Hands the event just written to the exporters, with its console line
+    /// (already in `self.text` in text mode, unescaped: OTLP carries it as a
+    /// string) when they want it.
+    fn export_event(&mut self, event: &dyn Event) {
+        let Some(exporters) = &mut self.exporters else {
+            return;
+        };
+        let line = exporters.wants_console_line().then(|| {
+            if self.format != Format::Text {
+                self.text.clear();
+                event.write_text(&mut self.text);
+            }
+            self.text.as_str()
+        });
+        exporters.record(&self.json, line);
     }
 
     pub fn event(&mut self, event: &dyn Event) -> Result<()> {
         json::write_event(&mut self.json, event, &self.clock, &self.node)
             .context("encoding an event")?;
         self.write_file();
+        if self.format == Format::Text {
+            self.text.clear();
+            event.write_text(&mut self.text);
+        }
+        self.export_event(event);
         match self.format {
             Format::Json => {
                 self.json.push(b'\n');
                 write_console(&self.json, &mut self.console_errors, &mut self.console_gone);
             }
             Format::Text => {
-                self.text.clear();
-                event.write_text(&mut self.text);
                 escape::escape_layout(&mut self.text);
                 write_console(
                     self.text.as_bytes(),
@@ -129,6 +160,9 @@ impl Output {
         json::write_record(&mut self.json, kind, mono_ns, &self.clock, &self.node, body)
             .context("encoding a record")?;
         self.write_file();
+        if let Some(exporters) = &mut self.exporters {
+            exporters.record(&self.json, None);
+        }
         if self.format == Format::Json {
             self.json.push(b'\n');
             write_console(&self.json, &mut self.console_errors, &mut self.console_gone);

@@ -182,7 +182,7 @@ impl Attached {
 
 /// Reads `stream` until a line contains `marker`, then keeps draining it in
 /// the background so that the process never blocks on a full pipe.
-fn wait_for_line(stream: impl Read + Send + 'static, marker: &str, what: &str) -> Result<()> {
+pub fn wait_for_line(stream: impl Read + Send + 'static, marker: &str, what: &str) -> Result<()> {
     let mut reader = BufReader::new(stream);
     let mut seen = String::new();
     loop {

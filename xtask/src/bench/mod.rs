@@ -9,6 +9,7 @@
 
 mod arms;
 mod empty_program;
+mod export_storm;
 mod workloads;
 
 use std::{path::Path, process::Command, thread, time::Duration};
@@ -36,7 +37,8 @@ pub fn run(tracer: &Path, rounds: usize, filter: Option<&str>) -> Result<()> {
         .iter()
         .filter(|w| filter.is_none_or(|f| w.name.contains(f)))
         .collect();
-    if chosen.is_empty() {
+    let export = filter.is_none_or(|f| export_storm::EXPORT_STORM.contains(f));
+    if chosen.is_empty() && !export {
         bail!("no workload matches `{}`", filter.unwrap_or_default());
     }
     // tracer mounts tracefs when it is missing; bpftrace, which may run first,
@@ -70,6 +72,9 @@ pub fn run(tracer: &Path, rounds: usize, filter: Option<&str>) -> Result<()> {
             }
         }
         report(workload, &arms, &results, rounds);
+    }
+    if export {
+        export_storm::export_storm(tracer, rounds)?;
     }
     Ok(())
 }

@@ -33,13 +33,24 @@ pub struct Needs {
     pub crates: &'static [(&'static str, &'static str)],
 }
 
-/// What `cargo xtask dist`, `image` and `deploy-test` need, by purpose, for
-/// `cargo xtask setup` to install.
-pub fn release_and_deployment() -> [&'static Needs; 3] {
+/// What the export scenarios run: a real Prometheus (and its promtool), and
+/// an OTLP receiver built on the protocol's own Python definitions.
+pub const EXPORT_TESTS: Needs = Needs {
+    purpose: "test the Prometheus and OTLP exports",
+    apt: &["prometheus"],
+    pip: &[("opentelemetry-proto", "1.45.2"), ("protobuf", "7.36.2")],
+    crates: &[],
+};
+
+/// What the suite needs beyond building tracer, by purpose (`cargo xtask
+/// dist`, `image`, `deploy-test` and the export scenarios), for `cargo xtask
+/// setup` to install.
+pub fn release_and_deployment() -> [&'static Needs; 4] {
     [
         &crate::dist::NEEDS,
         &crate::image::NEEDS,
         &crate::deploy_test::NEEDS,
+        &EXPORT_TESTS,
     ]
 }
 
