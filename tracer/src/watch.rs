@@ -154,6 +154,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
         // Often enough to release held events (an OOM's SIGKILL) promptly.
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         let mut ticks = 0u64;
+        let mut backlog = false;
         let stop_reason = loop {
             tokio::select! {
                 // Signals and the tick before records: under a storm records
@@ -165,8 +166,10 @@ pub fn run(args: WatchArgs) -> Result<()> {
                 Some(()) = async { sighup.as_mut()?.recv().await } => break "SIGHUP",
                 _ = tick.tick() => {
                     // Frequent records, and IO stalls (reported from the
-                    // scheduler's wake-up path), are submitted without a wake-up.
-                    drain(events.get_mut(), &mut explainer, &mut output, &mut state)?;
+                    // scheduler's wake-up path), are submitted without a
+                    // wake-up: the tick finds them, and what one turn leaves
+                    // is the backlog's.
+                    backlog = drain(events.get_mut(), &mut explainer, &mut output, &mut state)? == Drained::Some;
                     flush(&mut explainer, Clock::now_mono_ns(), &mut output, &mut state)?;
                     ticks += 1;
                     if ticks.is_multiple_of(10) {
@@ -175,16 +178,15 @@ pub fn run(args: WatchArgs) -> Result<()> {
                 }
                 guard = events.readable_mut() => {
                     let mut guard = guard.context("waiting for the ring buffer")?;
-                    let drained = drain(guard.get_inner_mut(), &mut explainer, &mut output, &mut state)?;
-                    // While the ring still has records the fd stays ready:
-                    // the next turn comes back here once the runtime has
-                    // looked at signals and timers (the yield lets it).
-                    if drained == Drained::All {
-                        guard.clear_ready();
-                    } else {
-                        drop(guard);
-                        tokio::task::yield_now().await;
-                    }
+                    guard.clear_ready();
+                    backlog = drain(guard.get_inner_mut(), &mut explainer, &mut output, &mut state)? == Drained::Some;
+                }
+                // The ring had more than one turn's worth: the next turn,
+                // once the runtime has looked at signals and timers (the
+                // yield lets it). The kernel wakes tracer only when it has
+                // caught up, so the backlog is followed here, not by waiting.
+                _ = tokio::task::yield_now(), if backlog => {
+                    backlog = drain(events.get_mut(), &mut explainer, &mut output, &mut state)? == Drained::Some;
                 }
             }
         };
@@ -291,6 +293,7 @@ fn drain(
             break;
         }
         let Some(item) = ring.next() else {
+            output.flush();
             return Ok(Drained::All);
         };
         state.records += 1;
@@ -309,6 +312,7 @@ fn drain(
             }
         }
     }
+    output.flush();
     Ok(Drained::Some)
 }
 
@@ -323,6 +327,7 @@ fn flush(
     for event in state.events.drain(..) {
         output.event(&event)?;
     }
+    output.flush();
     Ok(())
 }
 
