@@ -14,6 +14,7 @@ pub mod doctor;
 pub mod ebpf;
 pub mod event;
 pub mod explain;
+pub mod flood;
 pub mod gfp;
 pub mod host_paths;
 pub mod iowait;

@@ -258,6 +258,7 @@ struct LoopState {
     records: u64,
     malformed: u64,
     lost: [u64; LOST_SLOTS as usize],
+    floods: crate::flood::FloodGate,
 }
 
 /// Records handled per turn of the event loop at most, and the time they
@@ -301,7 +302,9 @@ fn drain(
             Ok(record) => {
                 explainer.handle(&record, &mut state.events);
                 for event in state.events.drain(..) {
-                    output.event(&event)?;
+                    if state.floods.admit(&event) {
+                        output.event(&event)?;
+                    }
                 }
             }
             Err(e) => {
@@ -325,10 +328,18 @@ fn flush(
 ) -> Result<()> {
     explainer.flush(now_ns, &mut state.events);
     for event in state.events.drain(..) {
-        output.event(&event)?;
+        if state.floods.admit(&event) {
+            output.event(&event)?;
+        }
     }
+    let mut result = Ok(());
+    state.floods.report(now_ns, |flood| {
+        if result.is_ok() {
+            result = output.flood(&flood);
+        }
+    });
     output.flush();
-    Ok(())
+    result
 }
 
 /// Losses are never silent: each increase is a `lost` record and a warning.

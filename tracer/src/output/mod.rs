@@ -139,6 +139,35 @@ impl Output {
         Ok(())
     }
 
+    /// A `signal_flood` record (see `flood`): to the file, and to the
+    /// console in either format, since it stands for events.
+    pub fn flood(&mut self, flood: &crate::flood::Flood) -> Result<()> {
+        let clock = self.clock;
+        json::write_record(
+            &mut self.json,
+            "signal_flood",
+            flood.window_end_ns,
+            &clock,
+            &self.node,
+            flood.json(&clock),
+        )
+        .context("encoding a record")?;
+        self.push_file();
+        match self.format {
+            Format::Json => {
+                self.console.extend_from_slice(&self.json);
+                self.console.push(b'\n');
+            }
+            Format::Text => {
+                text::write_flood(&mut self.text, flood);
+                escape::escape_layout(&mut self.text);
+                self.console.extend_from_slice(self.text.as_bytes());
+            }
+        }
+        self.console_items += 1;
+        Ok(())
+    }
+
     /// Writes the batches: the file's lines, then the console's.
     pub fn flush(&mut self) {
         self.flush_file();

@@ -25,6 +25,22 @@ pub fn write_event(out: &mut String, event: &Event) {
     }
 }
 
+/// `sigstorm(412) sent 1204331 SIGUSR1 to worker(77) in 1.0 s (10 shown)`.
+pub fn write_flood(out: &mut String, f: &crate::flood::Flood) {
+    out.clear();
+    process(out, &f.sender);
+    label(out, &f.sender.attribution);
+    let _ = write!(out, " sent {} {} to ", f.count, signal_name(f.sig));
+    process(out, &f.target);
+    label(out, &f.target.attribution);
+    let _ = writeln!(
+        out,
+        " in {:.1} s ({} shown)",
+        f.window_end_ns.saturating_sub(f.window_start_ns) as f64 / 1e9,
+        f.shown
+    );
+}
+
 fn label(out: &mut String, a: &Attribution) {
     let label = a.label();
     if !label.is_empty() {
