@@ -495,4 +495,32 @@ fn a_signal_storm_does_not_block_the_event_loop() {
     assert_eq!(stop["kind"], "stop", "{stop}");
     assert_eq!(stop["reason"], "SIGTERM", "{stop}");
     assert!(stop["lost"].as_u64().unwrap() > 0, "{stop}");
+
+    // The flood is summed up: a few whole events per sender and second,
+    // and `signal_flood` records that count the rest.
+    let target: u64 = target_pid.parse().unwrap();
+    let mut records = read_records(&work.path().join("storm.jsonl.1"));
+    records.extend(read_records(&output));
+    let floods: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["kind"] == "signal_flood" && r["target"]["pid"] == target)
+        .collect();
+    assert!(!floods.is_empty(), "no signal_flood record");
+    for flood in &floods {
+        assert_eq!(flood["sender"]["comm"], "sigstorm", "{flood}");
+        assert_eq!(flood["signal"]["name"], "SIGUSR1", "{flood}");
+        assert!(
+            flood["count"].as_u64().unwrap() > flood["shown"].as_u64().unwrap(),
+            "{flood}"
+        );
+    }
+    let whole = records
+        .iter()
+        .filter(|r| r["kind"] == "signal" && r["target"]["pid"] == target)
+        .count() as u64;
+    let counted: u64 = floods.iter().map(|f| f["count"].as_u64().unwrap()).sum();
+    assert!(
+        whole < counted,
+        "{whole} whole events for {counted} signals counted"
+    );
 }

@@ -258,6 +258,7 @@ impl Watch {
         // Often enough to release held events (an OOM's SIGKILL) promptly.
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         let mut ticks = 0u64;
+        let mut backlog = false;
         loop {
             tokio::select! {
                 // Signals and the tick before records: under a storm records
@@ -269,8 +270,10 @@ impl Watch {
                 Some(()) = async { stop.sighup.as_mut()?.recv().await } => return Ok("SIGHUP"),
                 _ = tick.tick() => {
                     // Frequent records, and IO stalls (reported from the
-                    // scheduler's wake-up path), are submitted without a wake-up.
-                    let _ = drain(self.events.get_mut(), &mut self.explainer, &mut self.output, &mut self.state)?;
+                    // scheduler's wake-up path), are submitted without a
+                    // wake-up: the tick finds them, and what one turn leaves
+                    // is the backlog's.
+                    backlog = drain(self.events.get_mut(), &mut self.explainer, &mut self.output, &mut self.state)? == Drained::Some;
                     flush(&mut self.explainer, Clock::now_mono_ns(), &mut self.output, &mut self.state)?;
                     ticks += 1;
                     if ticks.is_multiple_of(10) {
@@ -279,16 +282,15 @@ impl Watch {
                 }
                 guard = self.events.readable_mut() => {
                     let mut guard = guard.context("waiting for the ring buffer")?;
-                    let drained = drain(guard.get_inner_mut(), &mut self.explainer, &mut self.output, &mut self.state)?;
-                    // While the ring still has records the fd stays ready:
-                    // the next turn comes back here once the runtime has
-                    // looked at signals and timers (the yield lets it).
-                    if drained == Drained::All {
-                        guard.clear_ready();
-                    } else {
-                        drop(guard);
-                        tokio::task::yield_now().await;
-                    }
+                    guard.clear_ready();
+                    backlog = drain(guard.get_inner_mut(), &mut self.explainer, &mut self.output, &mut self.state)? == Drained::Some;
+                }
+                // The ring had more than one turn's worth: the next turn,
+                // once the runtime has looked at signals and timers (the
+                // yield lets it). The kernel wakes tracer only when it has
+                // caught up, so the backlog is followed here, not by waiting.
+                _ = tokio::task::yield_now(), if backlog => {
+                    backlog = drain(self.events.get_mut(), &mut self.explainer, &mut self.output, &mut self.state)? == Drained::Some;
                 }
             }
         }
@@ -409,6 +411,7 @@ fn drain(
             break;
         }
         let Some(item) = ring.next() else {
+            output.flush();
             return Ok(Drained::All);
         };
         state.records += 1;
@@ -427,6 +430,7 @@ fn drain(
             }
         }
     }
+    output.flush();
     Ok(Drained::Some)
 }
 
@@ -441,6 +445,7 @@ fn flush(
     for event in state.events.drain(..) {
         output.event(event.as_ref())?;
     }
+    output.flush();
     Ok(())
 }
 

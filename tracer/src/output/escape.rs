@@ -77,7 +77,11 @@ pub fn escape(s: &str) -> Cow<'_, str> {
 /// each tenant string already; this is the net under them, for a field a
 /// future renderer forgets.
 pub fn escape_layout(text: &mut String) {
-    if !text.chars().any(|c| c != '\n' && needs_escape(c)) {
+    // Bytes first, cheaply: every character `needs_escape` covers starts
+    // with a C0 byte, DEL, or 0xC2 (C1) or 0xE2 (the U+2000 block) in
+    // UTF-8; only then are characters looked at.
+    let suspect = |b: &u8| (*b < 0x20 && *b != b'\n') || matches!(*b, 0x7f | 0xc2 | 0xe2);
+    if !text.as_bytes().iter().any(suspect) || !text.chars().any(|c| c != '\n' && needs_escape(c)) {
         return;
     }
     let mut out = String::with_capacity(text.len() + 8);

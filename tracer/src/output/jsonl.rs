@@ -82,9 +82,12 @@ pub struct JsonlWriter {
     /// The end of a line a short write cut (a full disk): written before
     /// any other line, so the fragment in the file is finished, not left.
     unfinished: Vec<u8>,
-    /// How much of that line is in the file: cut off again at `sync` if it
-    /// cannot be finished by then.
+    /// Bytes after the last newline in the file: the beginning of a cut
+    /// line, cut off again at `sync` if it cannot be finished by then.
     fragment_bytes: u64,
+    /// Lines in `buf`.
+    batch_lines: u64,
+    dropped_lines: u64,
 }
 
 impl JsonlWriter {
@@ -137,75 +140,138 @@ impl JsonlWriter {
             torn,
             unfinished: Vec::new(),
             fragment_bytes: 0,
+            batch_lines: 0,
+            dropped_lines: 0,
         })
     }
 
     /// Appends `line` and a newline in one write(2) (repeated only for the
     /// rest of a short write), rotating first when the file is not empty and
     /// the line would take it past the size limit. A line longer than the
-    /// limit is still written whole, into a fresh file.
+    /// limit is still written whole, into a fresh file. `push_line` and
+    /// `flush`, for one line.
     ///
     /// `line` must not contain a newline: debug builds assert it; release
     /// builds write each newline as a space, so the file keeps one record
     /// per line (inside a JSON value a raw newline is invalid anyway).
     ///
     /// On error the line is not written, or only its beginning: then its
-    /// end goes first at the next call, and this line is not written at
-    /// all until it has. The writer stays usable: a failed rotation is
-    /// retried by the next call.
+    /// end goes first at the next write, and nothing else is written until
+    /// it has. The writer stays usable: a failed rotation is retried by the
+    /// next call.
     pub fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+        self.push_line(line)?;
+        self.flush()
+    }
+
+    /// Adds `line` to the batch that `flush` writes in one write(2): under
+    /// a flood of events, one system call for many lines, each whole. When
+    /// the line would take the file past the size limit, the batch so far
+    /// is written and the file rotated first. On error the line is dropped
+    /// (and counted in `dropped_lines`).
+    pub fn push_line(&mut self, line: &[u8]) -> io::Result<()> {
         debug_assert!(!line.contains(&b'\n'), "a JSON line contains a newline");
-        if !self.unfinished.is_empty() {
-            self.finish_line()?;
-        }
         let needed = (line.len() as u64).saturating_add(1);
-        if self.shifted
-            || (self.file_bytes > 0 && self.file_bytes.saturating_add(needed) > self.max_file_bytes)
-        {
-            self.rotate()?;
+        let size = self.file_bytes + self.buf.len() as u64;
+        if self.shifted || (size > 0 && size.saturating_add(needed) > self.max_file_bytes) {
+            let rotated = self.flush().and_then(|()| self.rotate());
+            if rotated.is_err() {
+                self.dropped_lines += 1;
+            }
+            rotated?;
         }
-        encode_line(&mut self.buf, line, self.torn && self.file_bytes > 0);
+        // After a fragment an earlier run left, the first line starts on a
+        // new line.
+        let after_fragment = self.buf.is_empty() && self.torn && self.file_bytes > 0;
+        encode_line(&mut self.buf, line, after_fragment);
+        self.batch_lines += 1;
+        Ok(())
+    }
+
+    /// Writes the batch of `push_line` in one write(2) (repeated only for
+    /// the rest of a short write). The end of a line a full disk cut goes
+    /// first: until it is written, the batch is dropped (and counted).
+    /// After a short write, what did not fit (the cut line's end and the
+    /// whole lines after it) is kept to go first next time.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if !self.unfinished.is_empty() {
+            if let Err(e) = self.finish_line() {
+                self.drop_batch();
+                return Err(e);
+            }
+        }
+        if self.buf.is_empty() {
+            return Ok(());
+        }
         let (written, result) = write_fully(&self.file, &self.buf);
-        self.file_bytes += written;
-        self.bytes_written += written;
+        self.advance(written as usize);
         match result {
             Ok(()) => self.torn = false,
             Err(_) if written > 0 => {
                 self.torn = false;
                 self.unfinished
                     .extend_from_slice(&self.buf[written as usize..]);
-                self.fragment_bytes = written;
             }
-            Err(_) => {}
+            Err(_) => self.dropped_lines += self.batch_lines,
         }
+        self.buf.clear();
+        self.batch_lines = 0;
         if self.buf.capacity() > MAX_KEPT_BUFFER {
             self.buf = Vec::with_capacity(INITIAL_BUFFER);
         }
         result
     }
 
+    /// Bytes waiting in the batch.
+    pub fn batched_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Lines not written over the writer's life: a batch the disk refused,
+    /// a failed rotation.
+    pub fn dropped_lines(&self) -> u64 {
+        self.dropped_lines
+    }
+
+    fn drop_batch(&mut self) {
+        self.dropped_lines += self.batch_lines;
+        self.batch_lines = 0;
+        self.buf.clear();
+    }
+
+    /// Counts `written` bytes of `buf` as in the file, and how many of them
+    /// follow its last newline.
+    fn advance(&mut self, written: usize) {
+        self.file_bytes += written as u64;
+        self.bytes_written += written as u64;
+        let chunk = &self.buf[..written];
+        self.fragment_bytes = match chunk.iter().rposition(|&b| b == b'\n') {
+            Some(end) => (written - end - 1) as u64,
+            None => self.fragment_bytes + written as u64,
+        };
+    }
+
     /// Flushes the file to stable storage (fsync), for shutdown. A line a
     /// full disk cut is finished if there is room now, else its beginning
     /// is cut off, so the file ends with a whole line.
     pub fn sync(&mut self) -> io::Result<()> {
+        // A batch the disk refuses is counted in `dropped_lines`.
+        let _ = self.flush();
         if !self.unfinished.is_empty() && self.finish_line().is_err() {
             self.cut_fragment()?;
         }
         self.file.sync_all()
     }
 
-    /// Writes the rest of the line a short write cut.
+    /// Writes the rest of the batch a short write cut.
     fn finish_line(&mut self) -> io::Result<()> {
         let (written, result) = write_fully(&self.file, &self.unfinished);
-        self.file_bytes += written;
-        self.bytes_written += written;
-        self.fragment_bytes += written;
+        std::mem::swap(&mut self.buf, &mut self.unfinished);
+        self.advance(written as usize);
+        std::mem::swap(&mut self.buf, &mut self.unfinished);
         self.unfinished.drain(..written as usize);
-        if result.is_ok() {
-            self.fragment_bytes = 0;
-            if self.unfinished.capacity() > MAX_KEPT_BUFFER {
-                self.unfinished = Vec::new();
-            }
+        if result.is_ok() && self.unfinished.capacity() > MAX_KEPT_BUFFER {
+            self.unfinished = Vec::new();
         }
         result
     }
@@ -219,6 +285,7 @@ impl JsonlWriter {
         self.file_bytes = self.file_bytes.saturating_sub(self.fragment_bytes);
         self.bytes_written = self.bytes_written.saturating_sub(self.fragment_bytes);
         self.fragment_bytes = 0;
+        self.dropped_lines += self.unfinished.iter().filter(|&&b| b == b'\n').count() as u64;
         self.unfinished.clear();
         Ok(())
     }
@@ -285,18 +352,21 @@ impl JsonlWriter {
     }
 }
 
-/// Fills `buf` with `line` and a newline, newlines inside `line` written as
+/// Appends `line` and a newline to `buf`, newlines inside `line` written as
 /// spaces, after a newline that ends a torn fragment when `after_fragment`.
 fn encode_line(buf: &mut Vec<u8>, line: &[u8], after_fragment: bool) {
-    buf.clear();
     if after_fragment {
         buf.push(b'\n');
     }
     let start = buf.len();
     buf.extend_from_slice(line);
-    for byte in &mut buf[start..] {
-        if *byte == b'\n' {
-            *byte = b' ';
+    // A search (memchr) first: serde_json never writes a raw newline, so
+    // the byte-by-byte rewrite is for the debug-asserted bug only.
+    if line.contains(&b'\n') {
+        for byte in &mut buf[start..] {
+            if *byte == b'\n' {
+                *byte = b' ';
+            }
         }
     }
     buf.push(b'\n');
@@ -935,10 +1005,30 @@ mod tests {
         let mut buf = Vec::new();
         encode_line(&mut buf, b"{\"a\":\n1}", false);
         assert_eq!(buf, b"{\"a\": 1}\n");
+        buf.clear();
         encode_line(&mut buf, b"{}", true);
         assert_eq!(buf, b"\n{}\n");
+        buf.clear();
         encode_line(&mut buf, b"", false);
         assert_eq!(buf, b"\n");
+    }
+
+    /// A batch is one write(2) of whole lines; rotation still happens
+    /// between lines, never inside the batch's file.
+    #[test]
+    fn batches_rotate_between_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.jsonl");
+        let mut w = JsonlWriter::create(&path, 12, 3).unwrap();
+        for i in 0..5 {
+            w.push_line(format!("l{i:03}").as_bytes()).unwrap();
+        }
+        w.flush().unwrap();
+        assert_eq!(read(&path), "l004\n");
+        assert_eq!(read(&w.numbered(1)), "l002\nl003\n");
+        assert_eq!(read(&w.numbered(2)), "l000\nl001\n");
+        assert_eq!(w.batched_bytes(), 0);
+        assert_eq!(w.dropped_lines(), 0);
     }
 
     #[test]

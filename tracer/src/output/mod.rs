@@ -52,6 +52,13 @@ pub enum Format {
     Json,
 }
 
+/// Bytes gathered before they are written, to the console and to the file
+/// each: a batch is written when it grows past this, else at the end of each
+/// turn of the event loop (`flush`). Under a flood that is one write(2) for
+/// hundreds of lines instead of two per event; when events are few, each
+/// turn writes what it has, so nothing waits.
+const BATCH_BYTES: usize = 64 << 10;
+
 pub struct Output {
     format: Format,
     file: Option<jsonl::JsonlWriter>,
@@ -59,6 +66,9 @@ pub struct Output {
     node: String,
     json: Vec<u8>,
     text: String,
+    /// Console bytes since the last write, and how many events and records.
+    console: Vec<u8>,
+    console_items: u64,
     pub events_written: u64,
     /// Lines the file did not take (disk full, file removed...). The console
     /// still gets them; the count goes into the `stop` record.
@@ -88,6 +98,8 @@ impl Output {
             node,
             json: Vec::with_capacity(4096),
             text: String::with_capacity(1024),
+            console: Vec::with_capacity(BATCH_BYTES + 4096),
+            console_items: 0,
             events_written: 0,
             file_errors: 0,
             file_recovered: false,
@@ -122,10 +134,11 @@ impl Output {
         exporters.record(&self.json, line);
     }
 
+    /// Adds an event to the batches; see `flush`.
     pub fn event(&mut self, event: &dyn Event) -> Result<()> {
         json::write_event(&mut self.json, event, &self.clock, &self.node)
             .context("encoding an event")?;
-        self.write_file();
+        self.push_file();
         if self.format == Format::Text {
             self.text.clear();
             event.write_text(&mut self.text);
@@ -133,24 +146,32 @@ impl Output {
         self.export_event(event);
         match self.format {
             Format::Json => {
-                self.json.push(b'\n');
-                write_console(&self.json, &mut self.console_errors, &mut self.console_gone);
+                self.console.extend_from_slice(&self.json);
+                self.console.push(b'\n');
             }
             Format::Text => {
                 escape::escape_layout(&mut self.text);
-                write_console(
-                    self.text.as_bytes(),
-                    &mut self.console_errors,
-                    &mut self.console_gone,
-                );
+                self.console.extend_from_slice(self.text.as_bytes());
             }
         }
+        self.console_items += 1;
         self.events_written += 1;
+        if self.console.len() >= BATCH_BYTES {
+            self.flush_console();
+        }
+        if self
+            .file
+            .as_ref()
+            .is_some_and(|f| f.batched_bytes() >= BATCH_BYTES)
+        {
+            self.flush_file();
+        }
         Ok(())
     }
 
     /// A `start`, `lost` or `stop` record: to the file, and to stdout in
-    /// JSON mode (text mode reports these on stderr instead).
+    /// JSON mode (text mode reports these on stderr instead). Written at
+    /// once, after the events before it.
     pub fn record<T: Serialize>(
         &mut self,
         kind: &'static str,
@@ -159,23 +180,45 @@ impl Output {
     ) -> Result<()> {
         json::write_record(&mut self.json, kind, mono_ns, &self.clock, &self.node, body)
             .context("encoding a record")?;
-        self.write_file();
+        self.push_file();
         if let Some(exporters) = &mut self.exporters {
             exporters.record(&self.json, None);
         }
         if self.format == Format::Json {
-            self.json.push(b'\n');
-            write_console(&self.json, &mut self.console_errors, &mut self.console_gone);
+            self.console.extend_from_slice(&self.json);
+            self.console.push(b'\n');
+            self.console_items += 1;
         }
+        self.flush();
         Ok(())
+    }
+
+    /// Writes the batches: the file's lines, then the console's.
+    pub fn flush(&mut self) {
+        self.flush_file();
+        self.flush_console();
+    }
+
+    fn push_file(&mut self) {
+        let Some(file) = &mut self.file else { return };
+        let result = file.push_line(&self.json);
+        self.note_file(result);
+    }
+
+    fn flush_file(&mut self) {
+        let Some(file) = &mut self.file else { return };
+        let result = file.flush();
+        self.note_file(result);
     }
 
     /// A full disk must not stop the console explanations: the failure is
     /// reported once, then counted (a later success says so).
-    fn write_file(&mut self) {
-        let Some(file) = &mut self.file else { return };
-        match file.write_line(&self.json) {
-            Ok(()) if self.file_errors > 0 && !self.file_recovered => {
+    fn note_file(&mut self, result: std::io::Result<()>) {
+        let Some(file) = &self.file else { return };
+        let before = self.file_errors;
+        self.file_errors = file.dropped_lines();
+        match result {
+            Ok(()) if before > 0 && !self.file_recovered => {
                 self.file_recovered = true;
                 crate::stderr_line!(
                     "tracer: {} is writable again after {} lost lines",
@@ -185,43 +228,55 @@ impl Output {
             }
             Ok(()) => {}
             Err(e) => {
-                if self.file_errors == 0 || self.file_recovered {
+                if before == 0 || self.file_recovered {
                     crate::stderr_line!(
                         "tracer: warning: cannot write {}: {e}; lines not written are counted",
                         file.path().display()
                     );
                 }
                 self.file_recovered = false;
-                self.file_errors += 1;
             }
         }
     }
 
+    /// Writes the console batch. A failure is counted, and said once on
+    /// stderr; a closed pipe (EPIPE) or a terminal that went away (EIO) is
+    /// not tried again.
+    fn flush_console(&mut self) {
+        if self.console.is_empty() {
+            return;
+        }
+        if self.console_gone {
+            self.console_errors += self.console_items;
+        } else {
+            let mut stdout = std::io::stdout().lock();
+            if let Err(e) = stdout
+                .write_all(&self.console)
+                .and_then(|()| stdout.flush())
+            {
+                if self.console_errors == 0 {
+                    crate::stderr_line!(
+                        "tracer: warning: the console does not take events ({e}); --output goes on, console lines not shown are counted"
+                    );
+                }
+                self.console_errors += self.console_items;
+                self.console_gone = e.kind() == std::io::ErrorKind::BrokenPipe
+                    || e.raw_os_error() == Some(libc::EIO);
+            }
+        }
+        self.console.clear();
+        self.console_items = 0;
+        if self.console.capacity() > 4 * BATCH_BYTES {
+            self.console = Vec::with_capacity(BATCH_BYTES + 4096);
+        }
+    }
+
     pub fn sync(&mut self) -> Result<()> {
+        self.flush();
         if let Some(file) = &mut self.file {
             file.sync()
                 .with_context(|| format!("syncing {}", file.path().display()))?;
         }
         Ok(())
-    }
-}
-
-/// Writes one event's or record's console text to stdout. A failure is
-/// counted, and said once on stderr; a closed pipe (EPIPE) or a terminal
-/// that went away (EIO) is not tried again.
-fn write_console(bytes: &[u8], errors: &mut u64, gone: &mut bool) {
-    if *gone {
-        *errors += 1;
-        return;
-    }
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout.write_all(bytes).and_then(|()| stdout.flush()) {
-        if *errors == 0 {
-            crate::stderr_line!(
-                "tracer: warning: the console does not take events ({e}); --output goes on, console lines not shown are counted"
-            );
-        }
-        *errors += 1;
-        *gone = e.kind() == std::io::ErrorKind::BrokenPipe || e.raw_os_error() == Some(libc::EIO);
     }
 }

@@ -16,6 +16,7 @@ use super::{
     correlate::Correlator,
     decode_si_code,
     event::{ExitEvent, OomEvent, OomMemcg, OomScope, OomVictim, SignalCause, SignalEvent},
+    flood::FloodGate,
     oom, Delivery, ExitStatus, Origin, SignalSet,
 };
 use crate::{
@@ -152,6 +153,8 @@ pub struct Signals {
     oom_controls: Vec<OomControlRecord>,
     /// The pending OOM's memory cgroup kills as a group (memory.oom.group).
     pending_oom_group: bool,
+    /// Floods of one signal between two processes, summed up.
+    floods: FloodGate,
 }
 
 fn boxed(event: SignalEvent) -> Box<dyn Event> {
@@ -232,6 +235,8 @@ impl Family for Signals {
         if now_ns != u64::MAX {
             self.correlator.expire(now_ns);
         }
+        self.floods
+            .report(now_ns, |flood| out.push(Box::new(flood)));
     }
 }
 
@@ -246,6 +251,7 @@ impl Signals {
             pending_oom_levels: Vec::new(),
             oom_controls: Vec::new(),
             pending_oom_group: false,
+            floods: FloodGate::default(),
         }
     }
 
@@ -312,7 +318,7 @@ impl Signals {
                 target: event.target.pid,
                 event: in_scope.then_some(event),
             });
-        } else if in_scope {
+        } else if in_scope && self.floods.admit(&event) {
             out.push(Box::new(event));
         }
     }

@@ -11,6 +11,7 @@
 pub mod correlate;
 pub mod event;
 pub mod family;
+pub mod flood;
 pub mod json;
 pub mod oom;
 pub mod text;

@@ -1,7 +1,7 @@
 //! The workloads `cargo xtask bench` measures: each runs in this process, so
 //! that its CPU time holds what the hooks add to the kernel work it does.
 
-use std::{hint::black_box, thread};
+use std::{hint::black_box, thread, time::Duration};
 
 /// A workload: a name for the report and the work, run in this process.
 pub struct Workload {
@@ -18,7 +18,7 @@ pub struct Workload {
     pub bpftrace: &'static str,
 }
 
-pub const WORKLOADS: [Workload; 3] = [
+pub const WORKLOADS: [Workload; 4] = [
     Workload {
         name: "page-alloc",
         stresses: "kmem:mm_page_alloc (every page the kernel hands out)",
@@ -59,7 +59,74 @@ pub const WORKLOADS: [Workload; 3] = [
                    if ($since) { @iowait_ns[args->next_comm] = sum(nsecs - $since); \
                    delete(@asleep[args->next_pid]); } }",
     },
+    Workload {
+        name: "signal-storm",
+        stresses: "signal_generate and tracer's own pipeline: every SIGUSR1 is a record (its default action terminates)",
+        run: signal_storm,
+        hooks: &["signal_generate"],
+        family_off: &[],
+        // Signals by sender, target and number.
+        bpftrace: "tracepoint:signal:signal_generate { @signals[comm, args->pid, args->sig] = count(); }",
+    },
 ];
+
+/// Signals per signal-storm run.
+const STORM_SIGNALS: u32 = 300_000;
+
+/// Sends itself SIGUSR1 (ignored) as fast as kill(2) goes: a signal storm.
+/// Each one passes the signal_generate hook in this process's context and,
+/// with tracer attached (the default set has SIGUSR1), becomes a record that
+/// tracer decodes, explains and writes. The CPU time below is the sender's;
+/// the line printed says how fast the storm went and how much of a CPU the
+/// tracer child used to keep up with it.
+fn signal_storm() {
+    // SAFETY: SIG_IGN for a signal nothing else in this process uses.
+    unsafe { libc::signal(libc::SIGUSR1, libc::SIG_IGN) };
+    let tracer_cpu = || tracer_child().and_then(task_cpu);
+    let before = tracer_cpu();
+    let started = std::time::Instant::now();
+    // SAFETY: no preconditions.
+    let me = unsafe { libc::getpid() };
+    for _ in 0..STORM_SIGNALS {
+        // SAFETY: a signal to this process, which ignores it.
+        unsafe { libc::kill(me, libc::SIGUSR1) };
+    }
+    let elapsed = started.elapsed();
+    if let (Some(before), Some(after)) = (before, tracer_cpu()) {
+        println!(
+            "  signal-storm: {:.0} signals/s; tracer used {:.1}% of one CPU meanwhile",
+            f64::from(STORM_SIGNALS) / elapsed.as_secs_f64(),
+            after.saturating_sub(before).as_secs_f64() / elapsed.as_secs_f64() * 100.0
+        );
+    }
+}
+
+/// The `tracer watch` this process started, if one runs.
+fn tracer_child() -> Option<u32> {
+    // SAFETY: no preconditions.
+    let me = unsafe { libc::getpid() }.to_string();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let (comm, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+            let ppid = rest.split_whitespace().nth(1)?;
+            (comm == "tracer" && ppid == me).then_some(pid)
+        })
+}
+
+/// User and system time of process `pid`.
+fn task_cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.rsplit_once(") ")?.1.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // SAFETY: no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(Duration::from_millis((utime + stime) * 1000 / ticks))
+}
 
 /// Round trips per ping-pong run: two context switches (and two wake-ups,
 /// which tracer does not hook) each, the hottest path there is for the
