@@ -476,6 +476,22 @@ fn check_opened(file: &File, path: &Path) -> io::Result<()> {
             "not a regular file (a FIFO, device or socket cannot be rotated)",
         ));
     }
+    let fd = file.as_raw_fd();
+    // Before anything changes the file: a pseudo filesystem's files (a
+    // `/proc` entry) are the kernel's, and their mode is not tracer's to set.
+    // SAFETY: fstatfs only writes into the zeroed struct it is given, and
+    // `fd` is open for the duration of the call.
+    let mut fs_info: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatfs(fd, &mut fs_info) } == 0 {
+        // Every magic number fits in 32 bits; the field's type varies by C
+        // library.
+        let magic = fs_info.f_type as u32;
+        if let Some((_, name)) = PSEUDO_FILESYSTEMS.iter().find(|(m, _)| *m == magic) {
+            return Err(invalid(format!(
+                "it is on {name}, a kernel pseudo filesystem, not a place for a log"
+            )));
+        }
+    }
     let owner = nix::unistd::geteuid().as_raw();
     if meta.uid() != owner {
         return Err(invalid(format!(
@@ -490,20 +506,6 @@ fn check_opened(file: &File, path: &Path) -> io::Result<()> {
             path.display(),
             meta.mode() & 0o777
         );
-    }
-    let fd = file.as_raw_fd();
-    // SAFETY: fstatfs only writes into the zeroed struct it is given, and
-    // `fd` is open for the duration of the call.
-    let mut fs_info: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstatfs(fd, &mut fs_info) } == 0 {
-        // Every magic number fits in 32 bits; the field's type varies by C
-        // library.
-        let magic = fs_info.f_type as u32;
-        if let Some((_, name)) = PSEUDO_FILESYSTEMS.iter().find(|(m, _)| *m == magic) {
-            return Err(invalid(format!(
-                "it is on {name}, a kernel pseudo filesystem, not a place for a log"
-            )));
-        }
     }
     // SAFETY: fcntl with F_GETFL/F_SETFL on an open descriptor touches no
     // memory.

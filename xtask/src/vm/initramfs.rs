@@ -32,6 +32,8 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("mountpoint", "util-linux"),
     ("umount", "mount"),
     ("true", "coreutils"),
+    ("sleep", "coreutils"),
+    ("head", "coreutils"),
     // The DNS scenarios' labs: namespaces, links and addresses; the
     // Service's rules; conntrack's counters and table; glibc's resolver.
     ("ip", "iproute2"),
