@@ -119,3 +119,16 @@ fn start_record_names_each_hooks_choice_fallback_and_degradation() {
     }
     tracer.stop();
 }
+
+/// `--skip-hook` with a way no hook attaches: one line, before anything is
+/// attached.
+#[test]
+fn unknown_skip_hook_is_refused() {
+    require_root();
+    let args = ["watch", "--skip-hook", "kprobe no_such_function"];
+    let (status, stderr) = crate::harness::run_tracer(&args, None);
+    assert!(!status.success(), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains("--skip-hook"), "{stderr}");
+}

@@ -155,10 +155,30 @@ fn vmstat(name: &str) -> u64 {
 /// none missed by its hook (the failure path, where kprobes are allowed).
 #[test]
 fn guest_only_nowait_huge_page_fault_failure_is_reported_as_often_as_the_kernel_falls_back() {
+    nowait_huge_page_fault_failures(&[], "kprobe warn_alloc");
+}
+
+/// The same with the fallback hook, `mm_page_alloc`, which must not miss
+/// any either.
+#[test]
+fn guest_only_nowait_huge_page_fault_failures_are_all_seen_by_the_fallback_hook_too() {
+    nowait_huge_page_fault_failures(
+        &["--skip-hook", "kprobe warn_alloc"],
+        "raw tracepoint mm_page_alloc",
+    );
+}
+
+fn nowait_huge_page_fault_failures(args: &[&str], hook: &str) {
     require_disposable_guest();
     let work = Workdir::new();
     let host = work.host_root();
-    let mut tracer = Tracer::start(&work, &host, &[]);
+    let mut tracer = Tracer::start(&work, &host, args);
+    let used = crate::harness::start_hook(&tracer.records(), "page_alloc");
+    assert_eq!(
+        used.as_ref().map(|h| h["attached"].clone()),
+        Some(hook.into()),
+        "{used:?}"
+    );
     tracer.protect_from_oom_killer();
     let _defrag = Setting::set("/sys/kernel/mm/transparent_hugepage/defrag", "never");
     let _enabled = Setting::set("/sys/kernel/mm/transparent_hugepage/enabled", "madvise");

@@ -55,6 +55,15 @@ pub fn run(args: WatchArgs) -> Result<()> {
         ),
         None => None,
     };
+    for skipped in &args.skip_hook {
+        let known = ebpf::HOOKS
+            .iter()
+            .flat_map(|h| h.candidates)
+            .any(|c| c.describe() == *skipped);
+        if !known {
+            bail!("--skip-hook {skipped:?}: no hook attaches that way (`tracer doctor` lists how each attaches, e.g. \"kprobe warn_alloc\")");
+        }
+    }
     for hook in ebpf::HOOKS.iter().filter(|h| h.essential) {
         if let Some((group, name)) = hook.tracepoint() {
             if !preflight::tracepoint_exists(group, name) {
@@ -95,7 +104,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
             .into_iter()
             .filter(|h| !(args.no_dns && h.name.starts_with("dns_")))
             .collect();
-        let mut loaded = ebpf::load(&resolved.offsets, &config, &hooks, args.ring_buffer_size)?;
+        let mut loaded = ebpf::load_skipping(&resolved.offsets, &config, &hooks, args.ring_buffer_size, &args.skip_hook)?;
         drops.mark(&mut loaded.hooks);
         if !loaded.hooks.iter().any(|h| h.hook.essential && h.attached.is_ok()) {
             let reasons: Vec<_> = loaded.hooks.iter().filter_map(|h| h.attached.as_ref().err().cloned()).collect();
