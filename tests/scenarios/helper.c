@@ -12,6 +12,8 @@
  *                             then SIGKILL PID
  *   helper sigstorm PID       send SIGUSR1 to PID as fast as kill(2) goes, until
  *                             killed (a signal storm)
+ *   helper thp-fallback MIB   fragment memory, then fault in transparent huge
+ *                             pages until one falls back (see fragment_then_thp)
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -20,6 +22,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -33,6 +36,48 @@ static void *worker(void *arg) {
 }
 
 static void on_term(int sig) { (void)sig; }
+
+/* The kernel's count of huge-page faults that fell back to small pages. */
+static long thp_fault_fallback(void) {
+    FILE *f = fopen("/proc/vmstat", "r");
+    char name[64];
+    long value, found = -1;
+    if (!f) return -1;
+    while (fscanf(f, "%63s %ld", name, &value) == 2) {
+        if (strcmp(name, "thp_fault_fallback") == 0) found = value;
+    }
+    fclose(f);
+    return found;
+}
+
+/* Touches MIB MiB of small pages and gives every other one back, so that
+ * free memory is plenty but in single pages, then faults in huge pages
+ * (which take the free memory still contiguous) until one falls back.
+ * Prints the number of huge pages it got and exits: the memory is freed. */
+static int fragment_then_thp(long mib) {
+    const long page = 4096, huge = 2 << 20;
+    long small = mib << 20;
+    char *a = mmap(NULL, small, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (a == MAP_FAILED) return 2;
+    madvise(a, small, MADV_NOHUGEPAGE);
+    for (long off = 0; off < small; off += page) a[off] = 1;
+    for (long off = page; off < small; off += 2 * page) madvise(a + off, page, MADV_DONTNEED);
+    long span = 512L << 20; /* more than the contiguous memory left */
+    char *raw = mmap(NULL, span + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return 2;
+    char *b = (char *)(((unsigned long)raw + huge - 1) & ~(unsigned long)(huge - 1));
+    madvise(b, span, MADV_HUGEPAGE);
+    long before = thp_fault_fallback();
+    for (long off = 0; off < span; off += huge) {
+        b[off] = 1;
+        if (thp_fault_fallback() != before) {
+            printf("%ld\n", off / huge);
+            fflush(stdout);
+            return 0;
+        }
+    }
+    return 3;
+}
 
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "sleep";
@@ -70,6 +115,8 @@ int main(int argc, char **argv) {
         for (;;) {
             if (kill(target, SIGUSR1) != 0) return 1;
         }
+    } else if (strcmp(mode, "thp-fallback") == 0) {
+        return fragment_then_thp(argc > 2 ? atol(argv[2]) : 256);
     } else if (strcmp(mode, "handle-term") == 0) {
         signal(SIGTERM, on_term);
         printf("ready\n");

@@ -5,7 +5,7 @@
 
 use tracer::{ebpf, family, kernel_btf};
 
-use crate::harness::require_root;
+use crate::harness::{require_root, start_hook, Tracer, Workdir};
 
 /// Tracepoints of all kinds (raw, classic, BTF-typed) must load and attach
 /// on every kernel of the matrix; fentry and kprobes where the kernel allows
@@ -70,4 +70,63 @@ fn every_candidate_program_passes_the_verifier() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// The start record says which way each hook attached, why a better one was
+/// passed over, and what the hook cannot tell on this kernel. Checked
+/// against the kernel itself: `kfree_skb`'s tracefs format has a `reason`
+/// field from 5.17 on, and kprobes exist where `/sys/bus/event_source`
+/// lists them (the guests; not this host).
+#[test]
+fn start_record_names_each_hooks_choice_fallback_and_degradation() {
+    require_root();
+    let work = Workdir::new();
+    let tracer = Tracer::start(&work, &work.host_root(), &[]);
+    let records = tracer.records();
+    let hook = |name: &str| start_hook(&records, name).unwrap_or_else(|| panic!("no hook {name}"));
+
+    let format = std::fs::read_to_string("/sys/kernel/tracing/events/skb/kfree_skb/format")
+        .expect("kfree_skb's tracefs format");
+    let drop = hook("packet_drop");
+    if format.contains("reason") {
+        assert!(drop["degraded"].is_null(), "{drop}");
+    } else {
+        let degraded = drop["degraded"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{drop}"));
+        assert!(degraded.contains("nf_hook_slow"), "{drop}");
+    }
+
+    let kprobes = std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists();
+    let page_alloc = hook("page_alloc");
+    if kprobes {
+        assert_eq!(page_alloc["attached"], "kprobe warn_alloc", "{page_alloc}");
+        assert!(page_alloc["fallback_because"].is_null(), "{page_alloc}");
+    } else {
+        assert_eq!(
+            page_alloc["attached"], "raw tracepoint mm_page_alloc",
+            "{page_alloc}"
+        );
+        let why = page_alloc["fallback_because"][0]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            why.contains("warn_alloc") && why.contains("no kprobes"),
+            "{page_alloc}"
+        );
+    }
+    tracer.stop();
+}
+
+/// `--skip-hook` with a way no hook attaches: one line, before anything is
+/// attached.
+#[test]
+fn unknown_skip_hook_is_refused() {
+    require_root();
+    let args = ["watch", "--skip-hook", "kprobe no_such_function"];
+    let (status, stderr) = crate::harness::run_tracer(&args, None);
+    assert!(!status.success(), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains("--skip-hook"), "{stderr}");
 }

@@ -112,3 +112,115 @@ fn guest_only_hugepage_overcommit_fails_at_order_9_then_compaction_helps() {
         "{summary}"
     );
 }
+
+/// A sysctl or sysfs setting for the test, restored on drop.
+struct Setting {
+    path: &'static str,
+    saved: String,
+}
+
+impl Setting {
+    fn set(path: &'static str, value: &str) -> Self {
+        let saved = fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        // sysfs shows a choice as "always [madvise] never".
+        let saved = match (saved.find('['), saved.find(']')) {
+            (Some(a), Some(b)) => saved[a + 1..b].to_owned(),
+            _ => saved.trim().to_owned(),
+        };
+        fs::write(path, value).unwrap_or_else(|e| panic!("setting {path}: {e}"));
+        Self { path, saved }
+    }
+}
+
+impl Drop for Setting {
+    fn drop(&mut self) {
+        let _ = fs::write(self.path, &self.saved);
+    }
+}
+
+fn vmstat(name: &str) -> u64 {
+    fs::read_to_string("/proc/vmstat")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /proc/vmstat"))
+}
+
+/// A huge-page fault that may not reclaim: with THP defrag off the kernel
+/// asks for an order-9 block with GFP_TRANSHUGE_LIGHT (no direct reclaim,
+/// no kswapd, `__GFP_NOWARN`) and quietly falls back to small pages when
+/// none is free. Memory is fragmented first, so that it fails with plenty
+/// of single pages free. The kernel counts each fallback
+/// (`thp_fault_fallback`): tracer must report exactly as many failures,
+/// none missed by its hook (the failure path, where kprobes are allowed).
+#[test]
+fn guest_only_nowait_huge_page_fault_failure_is_reported_as_often_as_the_kernel_falls_back() {
+    nowait_huge_page_fault_failures(&[], "kprobe warn_alloc");
+}
+
+/// The same with the fallback hook, `mm_page_alloc`, which must not miss
+/// any either.
+#[test]
+fn guest_only_nowait_huge_page_fault_failures_are_all_seen_by_the_fallback_hook_too() {
+    nowait_huge_page_fault_failures(
+        &["--skip-hook", "kprobe warn_alloc"],
+        "raw tracepoint mm_page_alloc",
+    );
+}
+
+fn nowait_huge_page_fault_failures(args: &[&str], hook: &str) {
+    require_disposable_guest();
+    let work = Workdir::new();
+    let host = work.host_root();
+    let mut tracer = Tracer::start(&work, &host, args);
+    let used = crate::harness::start_hook(&tracer.records(), "page_alloc");
+    assert_eq!(
+        used.as_ref().map(|h| h["attached"].clone()),
+        Some(hook.into()),
+        "{used:?}"
+    );
+    tracer.protect_from_oom_killer();
+    let _defrag = Setting::set("/sys/kernel/mm/transparent_hugepage/defrag", "never");
+    let _enabled = Setting::set("/sys/kernel/mm/transparent_hugepage/enabled", "madvise");
+    // Background compaction would rebuild huge blocks out of the fragments.
+    let _proactive = Setting::set("/proc/sys/vm/compaction_proactiveness", "0");
+    let free_mib = fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemFree:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        >> 10;
+    // Leave 160 MiB contiguous for the huge pages to use up.
+    let fragmented = free_mib.saturating_sub(160);
+    let before = vmstat("thp_fault_fallback");
+    let faulter = work.program("thpfaulter");
+    let out = Command::new(&faulter)
+        .args(["thp-fallback", &fragmented.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let fallbacks = vmstat("thp_fault_fallback") - before;
+    assert!(fallbacks >= 1);
+    tracer.wait_for("the huge-page fault's failure", |r| {
+        r["kind"] == "page_alloc_failure" && r["process"]["comm"] == "thpfaulter"
+    });
+    let done = tracer.stop();
+    let failures: Vec<_> = done
+        .records
+        .iter()
+        .filter(|r| r["kind"] == "page_alloc_failure" && r["process"]["comm"] == "thpfaulter")
+        .collect();
+    assert_eq!(
+        failures.len() as u64,
+        fallbacks,
+        "one failure per fallback the kernel counted: {failures:#?}"
+    );
+    for failure in failures {
+        assert_eq!(failure["order"], 9, "{failure}");
+        assert_eq!(failure["tolerated"], true, "{failure}");
+        let names = failure["gfp_names"].as_str().unwrap();
+        assert!(names.contains("GFP_TRANSHUGE_LIGHT"), "{failure}");
+        assert!(!names.contains("__GFP_DIRECT_RECLAIM"), "{failure}");
+    }
+}

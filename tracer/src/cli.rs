@@ -103,6 +103,13 @@ pub struct WatchArgs {
     #[arg(long)]
     pub no_dns: bool,
 
+    /// Do not use this way of attaching, as the banner and `tracer doctor`
+    /// name it (e.g. "kprobe warn_alloc"): the hook's next candidate is
+    /// used instead. To compare a hook with its fallback, or to avoid one
+    /// on a kernel where it misbehaves. Repeatable.
+    #[arg(long, value_name = "ATTACH")]
+    pub skip_hook: Vec<String>,
+
     /// Report a task blocked in D state (IO wait and other uninterruptible
     /// sleeps) at least this long as an `io_stall` event, with its process,
     /// pod and device. Shorter waits are only counted (see `tracer top`).

@@ -190,6 +190,18 @@ pub fn load(
     hooks: &[Hook],
     ring_buffer_size: u32,
 ) -> Result<Loaded> {
+    load_skipping(offsets, config, hooks, ring_buffer_size, &[])
+}
+
+/// [`load`], passing over the candidates `skip` names (as
+/// [`Attach::describe`] does): `watch --skip-hook`.
+pub fn load_skipping(
+    offsets: &KernelOffsets,
+    config: &Config,
+    hooks: &[Hook],
+    ring_buffer_size: u32,
+    skip: &[String],
+) -> Result<Loaded> {
     raise_memlock_limit();
     let mut ebpf = EbpfLoader::new()
         .override_global(names::OFFSETS, offsets, true)
@@ -201,7 +213,7 @@ pub fn load(
     let hooks = hooks
         .iter()
         .map(|hook| {
-            let (attached, passed_over) = attach_first(&mut ebpf, hook, offsets, &mut btf);
+            let (attached, passed_over) = attach_first(&mut ebpf, hook, offsets, skip, &mut btf);
             HookStatus {
                 hook: *hook,
                 attached,
@@ -272,10 +284,16 @@ fn attach_first(
     ebpf: &mut Ebpf,
     hook: &Hook,
     offsets: &KernelOffsets,
+    skip: &[String],
     btf: &mut LazyBtf,
 ) -> (Result<Attach, String>, Vec<String>) {
     let mut reasons = Vec::new();
     for candidate in hook.candidates {
+        let what = candidate.describe();
+        if skip.contains(&what) {
+            reasons.push(format!("{what}: skipped (--skip-hook)"));
+            continue;
+        }
         if let Some(why) = unsuited(candidate, offsets) {
             reasons.push(why);
             continue;

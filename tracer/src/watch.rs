@@ -73,6 +73,14 @@ fn preflight(args: &WatchArgs) -> Result<Checked> {
         ),
         None => None,
     };
+    for skipped in &args.skip_hook {
+        let known = family::all_hooks()
+            .flat_map(|h| h.candidates)
+            .any(|c| c.describe() == *skipped);
+        if !known {
+            bail!("--skip-hook {skipped:?}: no hook attaches that way (`tracer doctor` lists how each attaches, e.g. \"kprobe warn_alloc\")");
+        }
+    }
     for hook in family::all_hooks().filter(|h| h.essential) {
         if let Some((group, name)) = hook.tracepoint() {
             if !preflight::tracepoint_exists(group, name) {
@@ -150,11 +158,12 @@ fn set_up(args: &WatchArgs, checked: Checked) -> Result<Watch> {
         exporters,
     } = checked;
     let settings = Settings::from_args(args, &resolved);
-    let mut loaded = ebpf::load(
+    let mut loaded = ebpf::load_skipping(
         &resolved.offsets,
         &settings.config(),
         &settings.hooks(),
         args.ring_buffer_size,
+        &args.skip_hook,
     )?;
     settings.drops.mark(&mut loaded.hooks);
     if !loaded
