@@ -30,8 +30,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Watch the node and explain events as they happen (Ctrl-C to stop).
+    // Boxed: its options outweigh the other commands' many times over.
     #[command(after_help = WATCH_EXAMPLES)]
-    Watch(WatchArgs),
+    Watch(Box<WatchArgs>),
     /// Check what tracer can do on this kernel: privileges, BTF, tracefs, hooks.
     Doctor(DoctorArgs),
     /// Live view of IO wait per pod, process and device (q quits).

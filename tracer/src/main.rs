@@ -12,7 +12,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let result = match cli.command {
-        cli::Command::Watch(args) => watch::run(args),
+        cli::Command::Watch(args) => watch::run(*args),
         cli::Command::Doctor(args) => doctor::run(args),
         cli::Command::Top(args) => top::run(args),
     };
