@@ -163,13 +163,15 @@ struct Receiver {
     mode: PathBuf,
 }
 
-fn receiver_python() -> PathBuf {
-    std::env::var_os("TRACER_OTLP_PYTHON")
+/// Where setup installs the pinned PyPI packages (opentelemetry-proto and
+/// protobuf among them): `PYTHONPATH` for the receiver.
+fn python_packages() -> PathBuf {
+    std::env::var_os("TRACER_TOOLCHAIN_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                .join(".cache/tracer-toolchain/otlp-venv/bin/python")
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/tracer-toolchain")
         })
+        .join("python")
 }
 
 impl Receiver {
@@ -188,10 +190,16 @@ impl Receiver {
 
     /// (Re)starts the receiver on its port.
     fn restart(&mut self) {
-        let python = receiver_python();
+        let packages = python_packages();
+        assert!(
+            packages.join("opentelemetry/proto").is_dir(),
+            "no opentelemetry-proto in {}: `cargo xtask setup` installs it there",
+            packages.display()
+        );
         let script =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios/otlp_receiver.py");
-        let mut child = Command::new(&python)
+        let mut child = Command::new("python3")
+            .env("PYTHONPATH", &packages)
             .arg(&script)
             .arg(&self.out)
             .arg(&self.mode)
@@ -200,9 +208,7 @@ impl Receiver {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run the OTLP receiver with {} ({e}): `cargo xtask setup` makes that venv with opentelemetry-proto", python.display())
-            });
+            .unwrap_or_else(|e| panic!("cannot run python3 for the OTLP receiver ({e})"));
         let port = read_line(&mut child);
         assert_eq!(port, self.port.to_string(), "the receiver did not start");
         self.process = Some(Process(child));
