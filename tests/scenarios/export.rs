@@ -163,15 +163,13 @@ struct Receiver {
     mode: PathBuf,
 }
 
-/// Where setup installs the pinned PyPI packages (opentelemetry-proto and
-/// protobuf among them): `PYTHONPATH` for the receiver.
-fn python_packages() -> PathBuf {
-    std::env::var_os("TRACER_TOOLCHAIN_DIR")
+fn receiver_python() -> PathBuf {
+    std::env::var_os("TRACER_OTLP_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/tracer-toolchain")
+            PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/tracer-toolchain/otlp-venv/bin/python")
         })
-        .join("python")
 }
 
 impl Receiver {
@@ -190,16 +188,10 @@ impl Receiver {
 
     /// (Re)starts the receiver on its port.
     fn restart(&mut self) {
-        let packages = python_packages();
-        assert!(
-            packages.join("opentelemetry/proto").is_dir(),
-            "no opentelemetry-proto in {}: `cargo xtask setup` installs it there",
-            packages.display()
-        );
+        let python = receiver_python();
         let script =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios/otlp_receiver.py");
-        let mut child = Command::new("python3")
-            .env("PYTHONPATH", &packages)
+        let mut child = Command::new(&python)
             .arg(&script)
             .arg(&self.out)
             .arg(&self.mode)
@@ -208,7 +200,9 @@ impl Receiver {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run python3 for the OTLP receiver ({e})"));
+            .unwrap_or_else(|e| {
+                panic!("cannot run the OTLP receiver with {} ({e}): `cargo xtask setup` makes that venv with opentelemetry-proto", python.display())
+            });
         let port = read_line(&mut child);
         assert_eq!(port, self.port.to_string(), "the receiver did not start");
         self.process = Some(Process(child));
