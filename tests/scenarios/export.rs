@@ -643,6 +643,15 @@ fn otlp_receiver_down_slow_or_failing_never_blocks_tracer() {
             scrape_started.elapsed()
         );
         assert!(exposition.contains("tracer_otlp_log_records_dropped_queue_full_total"));
+        if phase == "500" {
+            // The queued batch goes out once the last slow request is over,
+            // and the receiver refuses it.
+            eventually("a batch refused with 500", || {
+                let text = scrape(metrics);
+                (sample(&text, "tracer_otlp_log_records_dropped_send_failed_total ")? > 0.0)
+                    .then_some(())
+            });
+        }
     }
     let rss_after = rss_kib(tracer_pid);
     assert!(
