@@ -646,6 +646,15 @@ fn otlp_receiver_down_slow_or_failing_never_blocks_tracer() {
             scrape_started.elapsed()
         );
         assert!(exposition.contains("tracer_otlp_log_records_dropped_queue_full_total"));
+        if phase == "500" {
+            // The queued batch goes out once the last slow request is over,
+            // and the receiver refuses it.
+            eventually("a batch refused with 500", || {
+                let text = scrape(metrics);
+                (sample(&text, "tracer_otlp_log_records_dropped_send_failed_total ")? > 0.0)
+                    .then_some(())
+            });
+        }
     }
     let rss_after = rss_kib(tracer_pid);
     assert!(
@@ -900,4 +909,44 @@ fn bad_export_flags_fail_before_attaching() {
         );
     }
     drop(taken);
+}
+
+/// Diagnostics through `tracing`: aya's own `log` messages come through the
+/// bridge under their targets when asked for, as JSON with --log-format
+/// json, and stay out by default.
+#[test]
+fn aya_log_messages_are_bridged_and_filtered() {
+    require_root();
+    let run = |args: &[&str]| {
+        let out = Command::new(crate::harness::TRACER)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running tracer doctor");
+        assert!(out.status.success(), "tracer {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let json = run(&[
+        "--log-level",
+        "warn,aya=debug",
+        "--log-format",
+        "json",
+        "doctor",
+    ]);
+    let messages: Vec<Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        messages.iter().any(|m| m["level"] == "DEBUG"
+            && m["log.target"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("aya"))),
+        "no DEBUG message of aya's:\n{json}"
+    );
+    let text = run(&["doctor"]);
+    assert!(
+        !text.contains("DEBUG"),
+        "aya's debug messages by default:\n{text}"
+    );
 }

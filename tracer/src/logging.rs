@@ -39,11 +39,12 @@ fn filter(args: &LogArgs) -> Result<EnvFilter> {
     }
 }
 
-/// Installs the subscriber, and the bridge that turns the `log` records of
-/// aya (loading, BTF relocation, attaching) into `tracing` events.
+/// Installs the subscriber, and with it (tracing-subscriber's `tracing-log`
+/// feature) the bridge that turns the `log` records of aya (loading, BTF
+/// relocation, attaching) into `tracing` events, filtered and shown under
+/// their own targets (`aya::bpf`, `aya_obj::btf`).
 pub fn init(args: &LogArgs) -> Result<()> {
     let filter = filter(args)?;
-    tracing_log::LogTracer::init().context("bridging the log crate")?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -2,10 +2,10 @@
 //! and OpenTelemetry logs over OTLP/HTTP (`--otlp-endpoint`).
 //!
 //! The seam is narrow on purpose: exporters see each record exactly as the
-//! `--output` file gets it, the record's `kind` and its serialized JSON
-//! object (plus, for events, the console line). They parse that object once
-//! (only when an exporter is on) and pick what they need by JSON pointer
-//! from the declarative table in [`labels`]. So a record kind gains metrics
+//! `--output` file gets it, its serialized JSON object (plus, for events,
+//! the console line). Metrics parse it on the watch loop, OTLP on its sender
+//! thread, and they pick what they need by JSON pointer from the
+//! declarative table in [`labels`]. So a record kind gains metrics
 //! by a table row, and nothing in the event families knows about exporters.
 //! Parsing costs a few microseconds per event, which a typed seam would
 //! save, at the price of exporter code in every event family; `cargo xtask
@@ -158,18 +158,15 @@ impl Exporters {
     /// object (whose `kind` says what it is), `console` the console
     /// explanation of an event.
     pub fn record(&mut self, json: &[u8], console: Option<&str>) {
-        let Ok(value) = serde_json::from_slice::<Value>(json) else {
-            return;
-        };
-        let kind = match value.get("kind").and_then(Value::as_str) {
-            Some(kind) => kind.to_owned(),
-            None => return,
-        };
         if let Some(metrics) = &self.metrics {
-            metrics.observe(&kind, &value);
+            if let Ok(value) = serde_json::from_slice::<Value>(json) {
+                if let Some(kind) = value.get("kind").and_then(Value::as_str) {
+                    metrics.observe(kind, &value);
+                }
+            }
         }
         if let Some(otlp) = &mut self.otlp {
-            otlp.push(kind, value, console);
+            otlp.push(json, console);
         }
     }
 

@@ -104,21 +104,13 @@ fn severity(kind: &str) -> (i32, &'static str) {
 }
 
 /// Turns one record into a log record.
-pub fn log_record(kind: &str, record: &Value, console: Option<&str>) -> LogRecord {
-    let mut attributes = Vec::with_capacity(32);
-    if let Some(process) = subject(kind).iter().find_map(|p| lookup(record, p)) {
+pub fn log_record(kind: &str, record: Value, console: Option<String>) -> LogRecord {
+    let mut attributes = Vec::with_capacity(48);
+    if let Some(process) = subject(kind).iter().find_map(|p| lookup(&record, p)) {
         for (key, pointer) in SEMANTIC {
             if let Some(value) = lookup(process, pointer).and_then(scalar) {
                 attributes.push(key_value(key.to_owned(), value));
             }
-        }
-    }
-    if let Value::Object(fields) = record {
-        for (name, value) in fields {
-            if ENVELOPE.contains(&name.as_str()) {
-                continue;
-            }
-            flatten(&mut format!("tracer.{name}"), value, &mut attributes);
         }
     }
     let time_unix_nano = record
@@ -127,9 +119,26 @@ pub fn log_record(kind: &str, record: &Value, console: Option<&str>) -> LogRecor
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
         .and_then(|t| t.timestamp_nanos_opt())
         .map_or(0, |ns| ns as u64);
+    // The record is consumed: its strings move into the attributes rather
+    // than being copied.
+    if let Value::Object(fields) = record {
+        let mut key = String::with_capacity(64);
+        for (name, value) in fields {
+            if ENVELOPE.contains(&name.as_str()) {
+                continue;
+            }
+            key.clear();
+            key.push_str("tracer.");
+            key.push_str(&name);
+            flatten(&mut key, value, &mut attributes);
+        }
+    }
     let (severity_number, severity_text) = severity(kind);
     let body = match console {
-        Some(line) => line.trim_end().to_owned(),
+        Some(mut line) => {
+            line.truncate(line.trim_end().len());
+            line
+        }
         None => format!("tracer {kind}"),
     };
     LogRecord {
@@ -146,14 +155,14 @@ pub fn log_record(kind: &str, record: &Value, console: Option<&str>) -> LogRecor
 
 /// Objects become dotted keys; arrays stay arrays (of scalars or key-value
 /// lists); nulls are left out.
-fn flatten(key: &mut String, value: &Value, out: &mut Vec<KeyValue>) {
+fn flatten(key: &mut String, value: Value, out: &mut Vec<KeyValue>) {
     match value {
         Value::Null => {}
         Value::Object(fields) => {
             let len = key.len();
             for (name, v) in fields {
                 key.push('.');
-                key.push_str(name);
+                key.push_str(&name);
                 flatten(key, v, out);
                 key.truncate(len);
             }
@@ -166,21 +175,20 @@ fn flatten(key: &mut String, value: &Value, out: &mut Vec<KeyValue>) {
     }
 }
 
-fn any_value(value: &Value) -> Option<AnyValue> {
-    if let Some(v) = scalar(value) {
-        return Some(v);
-    }
+fn any_value(value: Value) -> Option<AnyValue> {
     let inner = match value {
+        Value::Null => return None,
+        Value::String(s) => any_value::Value::StringValue(s),
         Value::Array(items) => any_value::Value::ArrayValue(ArrayValue {
-            values: items.iter().filter_map(any_value).collect(),
+            values: items.into_iter().filter_map(any_value).collect(),
         }),
         Value::Object(fields) => any_value::Value::KvlistValue(KeyValueList {
             values: fields
-                .iter()
-                .filter_map(|(k, v)| any_value(v).map(|v| key_value(k.clone(), v)))
+                .into_iter()
+                .filter_map(|(k, v)| any_value(v).map(|v| key_value(k, v)))
                 .collect(),
         }),
-        _ => return None,
+        scalar_value => return scalar(&scalar_value),
     };
     Some(AnyValue { value: Some(inner) })
 }
@@ -232,12 +240,22 @@ fn resource(node: &str) -> Resource {
     }
 }
 
-/// A record waiting to be sent: the `--output` line, parsed, and for an
-/// event its console line.
+/// A record waiting to be sent: its `--output` line and, for an event, its
+/// console line. The line is parsed on the sender thread: a parsed record is
+/// hundreds of small allocations, and freeing them on another thread than
+/// the one that made them cost more than parsing again (glibc's allocator
+/// consolidates the watch loop's arena for them).
 struct Pending {
-    kind: String,
-    record: Value,
+    line: Vec<u8>,
     console: Option<String>,
+}
+
+impl Pending {
+    fn into_log_record(self) -> Option<LogRecord> {
+        let record: Value = serde_json::from_slice(&self.line).ok()?;
+        let kind = record.get("kind")?.as_str()?.to_owned();
+        Some(log_record(&kind, record, self.console))
+    }
 }
 
 pub struct OtlpSender {
@@ -286,11 +304,10 @@ impl OtlpSender {
         })
     }
 
-    /// Queues one record; never waits.
-    pub fn push(&mut self, kind: String, record: Value, console: Option<&str>) {
+    /// Queues one record (its `--output` line); never waits.
+    pub fn push(&mut self, line: &[u8], console: Option<&str>) {
         let pending = Pending {
-            kind,
-            record,
+            line: line.to_vec(),
             console: console.map(str::to_owned),
         };
         match self.queue.try_send(pending) {
@@ -356,19 +373,18 @@ enum Outcome {
 
 impl Worker {
     fn run(self, incoming: Receiver<Pending>) {
-        let convert = |p: Pending| log_record(&p.kind, &p.record, p.console.as_deref());
         let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut open = true;
         while open {
             match incoming.recv() {
-                Ok(first) => batch.push(convert(first)),
+                Ok(first) => batch.extend(first.into_log_record()),
                 Err(_) => break,
             }
             let until = Instant::now() + BATCH_WAIT;
             while batch.len() < MAX_BATCH {
                 let wait = until.saturating_duration_since(Instant::now());
                 match incoming.recv_timeout(wait) {
-                    Ok(record) => batch.push(convert(record)),
+                    Ok(record) => batch.extend(record.into_log_record()),
                     Err(RecvTimeoutError::Timeout) => break,
                     Err(RecvTimeoutError::Disconnected) => {
                         open = false;
@@ -380,7 +396,7 @@ impl Worker {
         }
         // Shutting down: the rest of the queue, batch by batch.
         while let Ok(record) = incoming.try_recv() {
-            batch.push(convert(record));
+            batch.extend(record.into_log_record());
             if batch.len() == MAX_BATCH {
                 self.send(&mut batch);
             }
@@ -490,7 +506,7 @@ mod tests {
                        "container": {"id": "abc", "runtime": "containerd", "name": "app"},
                        "pod": {"uid": "u-1", "namespace": "default", "name": "web-1", "qos": "burstable"}},
         });
-        let r = log_record("signal", &record, Some("SIGKILL to web(42)\n"));
+        let r = log_record("signal", record, Some("SIGKILL to web(42)\n".into()));
         let s = |k| match attribute(&r, k) {
             Some(any_value::Value::StringValue(s)) => s.clone(),
             other => panic!("{k}: {other:?}"),
@@ -543,7 +559,8 @@ mod tests {
             OtlpSender::start(&format!("http://127.0.0.1:{port}/v1/logs"), "n", 8, None).unwrap();
         let started = Instant::now();
         for i in 0..1000 {
-            sender.push("exit".into(), json!({"kind": "exit", "exit_code": i}), None);
+            let line = json!({"kind": "exit", "exit_code": i}).to_string();
+            sender.push(line.as_bytes(), None);
         }
         assert!(
             started.elapsed() < Duration::from_millis(500),
