@@ -580,6 +580,9 @@ fn otlp_receiver_down_slow_or_failing_never_blocks_tracer() {
             &receiver.endpoint(),
             "--otlp-queue-size",
             "64",
+            // Every signal is a record here: the storm's volume is the point.
+            "--signal-flood",
+            "0",
             "--ring-buffer-size",
             "64MiB",
         ],

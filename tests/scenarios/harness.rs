@@ -5,7 +5,7 @@
 use std::{
     fs,
     io::Read as _,
-    os::unix::fs::symlink,
+    os::unix::{fs::symlink, process::CommandExt as _},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     sync::OnceLock,
@@ -460,6 +460,17 @@ impl Tracer {
                 c
             }
         };
+        // tracer keeps running on SIGHUP when started under nohup, which
+        // it learns from SIGHUP's disposition: start it as a shell would,
+        // whatever the suite itself was started under.
+        // SAFETY: signal(2) is async-signal-safe, and nothing else runs in
+        // the child between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                libc::signal(libc::SIGHUP, libc::SIG_DFL);
+                Ok(())
+            });
+        }
         let child = command
             .arg("watch")
             .arg("--output")
@@ -599,7 +610,6 @@ pub fn read_records(path: &Path) -> Vec<Value> {
 
 /// Runs tracer to completion with a time limit (for the bad-input checks).
 pub fn run_tracer(args: &[&str], uid: Option<u32>) -> (ExitStatus, String) {
-    use std::os::unix::process::CommandExt as _;
     let mut cmd = Command::new(TRACER);
     cmd.args(args)
         .stdin(Stdio::null())

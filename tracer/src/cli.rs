@@ -123,6 +123,13 @@ pub struct WatchArgs {
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = crate::iowait::parse_threshold)]
     pub zombie_age: u64,
 
+    /// Signals of one number from one process to another shown whole each
+    /// second; the rest of such a flood are counted, in one `signal_flood`
+    /// record a second ("sigstorm(412) sent 1204331 SIGUSR1 to worker(77) in
+    /// 1.0 s (10 shown)"). 0 shows every one.
+    #[arg(long, value_name = "N", default_value_t = crate::signals::flood::KEEP_WHOLE)]
+    pub signal_flood: u64,
+
     /// Size of the kernel-to-tracer ring buffer (a power of two). Records
     /// that do not fit are counted and reported as `lost`; raise it if that
     /// happens.

@@ -87,6 +87,8 @@ pub trait Family {
 /// make their settings from.
 pub struct Settings {
     pub signals: SignalSet,
+    /// `--signal-flood`: signals of one flow shown whole a second (0: all).
+    pub signal_flood: u64,
     /// `--stacks`: kernel stacks of page-allocation failures and IO stalls.
     pub stacks: bool,
     pub dns: bool,
@@ -102,6 +104,7 @@ impl Settings {
     pub fn from_args(args: &WatchArgs, kernel: &ResolvedOffsets) -> Self {
         Self {
             signals: args.signals,
+            signal_flood: args.signal_flood,
             stacks: args.stacks,
             dns: !args.no_dns,
             iowait_threshold_ns: args.iowait_threshold,
@@ -116,6 +119,7 @@ impl Settings {
     pub fn everything(kernel: &ResolvedOffsets, procfs: &std::path::Path) -> Self {
         Self {
             signals: SignalSet::all(),
+            signal_flood: crate::signals::flood::KEEP_WHOLE,
             stacks: true,
             dns: true,
             // `--iowait-threshold`'s default.
@@ -129,6 +133,7 @@ impl Settings {
     pub fn nothing() -> Self {
         Self {
             signals: SignalSet::empty(),
+            signal_flood: 0,
             stacks: false,
             dns: false,
             iowait_threshold_ns: u64::MAX,

@@ -125,6 +125,7 @@ fn start(start: &mut Start<'_>) -> Option<Box<dyn Family>> {
     Some(Box::new(Signals::new(
         start.settings.signals,
         start.settings.oom_format.clone(),
+        start.settings.signal_flood,
     )))
 }
 
@@ -241,7 +242,7 @@ impl Family for Signals {
 }
 
 impl Signals {
-    pub fn new(signals: SignalSet, oom_format: Option<Format>) -> Self {
+    pub fn new(signals: SignalSet, oom_format: Option<Format>, signal_flood: u64) -> Self {
         Self {
             correlator: Correlator::default(),
             signals,
@@ -251,7 +252,7 @@ impl Signals {
             pending_oom_levels: Vec::new(),
             oom_controls: Vec::new(),
             pending_oom_group: false,
-            floods: FloodGate::default(),
+            floods: FloodGate::new(signal_flood),
         }
     }
 
@@ -600,7 +601,11 @@ format:
                 attributor: Attributor::with_mountinfo(&procfs, dir.path(), &mountinfo),
                 kernel_log: KernelLog::closed(),
                 scope: Scope::Everything,
-                family: Signals::new(SignalSet::default_fatal(), Some(Format::parse(MARK_VICTIM))),
+                family: Signals::new(
+                    SignalSet::default_fatal(),
+                    Some(Format::parse(MARK_VICTIM)),
+                    crate::signals::flood::KEEP_WHOLE,
+                ),
                 out: Vec::new(),
                 dir,
             }

@@ -51,8 +51,9 @@ struct Flow {
 }
 
 /// The flood counter; see the module documentation.
-#[derive(Default)]
 pub struct FloodGate {
+    /// Events of one flow shown whole per window; 0: every one (no gate).
+    keep_whole: u64,
     flows: HashMap<Key, Flow>,
     /// Reused by `report`.
     ended: Vec<Key>,
@@ -69,9 +70,26 @@ pub struct Flood {
     pub window_end_ns: u64,
 }
 
+impl Default for FloodGate {
+    fn default() -> Self {
+        Self::new(KEEP_WHOLE)
+    }
+}
+
 impl FloodGate {
+    pub fn new(keep_whole: u64) -> Self {
+        Self {
+            keep_whole,
+            flows: HashMap::new(),
+            ended: Vec::new(),
+        }
+    }
+
     /// Whether `s` is shown whole; every signal event is counted.
     pub fn admit(&mut self, s: &SignalEvent) -> bool {
+        if self.keep_whole == 0 {
+            return true;
+        }
         let key = Key {
             sender: s.sender.pid,
             target: s.target.pid,
@@ -79,7 +97,7 @@ impl FloodGate {
         };
         if let Some(flow) = self.flows.get_mut(&key) {
             flow.count += 1;
-            return flow.count <= KEEP_WHOLE;
+            return flow.count <= self.keep_whole;
         }
         if self.flows.len() < FLOWS_MAX {
             self.flows.insert(
@@ -109,13 +127,13 @@ impl FloodGate {
             let Some(flow) = self.flows.remove(key) else {
                 continue;
             };
-            if flow.count > KEEP_WHOLE {
+            if flow.count > self.keep_whole {
                 report(Flood {
                     sig: key.sig,
                     sender: flow.sender,
                     target: flow.target,
                     count: flow.count,
-                    shown: KEEP_WHOLE,
+                    shown: self.keep_whole,
                     window_start_ns: flow.window_start_ns,
                     window_end_ns: now_ns.min(flow.window_start_ns + WINDOW_NS),
                 });
