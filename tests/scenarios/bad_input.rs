@@ -5,7 +5,9 @@ use std::{fs, os::unix::fs::PermissionsExt as _};
 
 use crate::harness::{require_root, run_tracer, Tracer, Workdir, TRACER};
 
-fn assert_one_line_error(
+/// A refusal as every bad input gets one: a failure, and exactly one
+/// `tracer: error:` line that says `needle`.
+pub fn assert_one_line_error(
     args: &[&str],
     status: std::process::ExitStatus,
     stderr: &str,

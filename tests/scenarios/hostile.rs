@@ -13,6 +13,7 @@ use std::{
 use nix::{sys::signal::Signal, unistd::Pid};
 use serde_json::Value;
 
+use crate::bad_input::assert_one_line_error;
 use crate::harness::{
     read_line, read_records, require_root, run_tracer, spawn, spawn_in_cgroup, v1_or_v2_hierarchy,
     wait_for_comm, Driver, Pod, Tracer, Workdir, TRACER,
@@ -20,26 +21,6 @@ use crate::harness::{
 
 fn kill(pid: u32, signal: Signal) {
     nix::sys::signal::kill(Pid::from_raw(pid as i32), signal).expect("kill");
-}
-
-fn assert_one_line_error(
-    args: &[&str],
-    status: std::process::ExitStatus,
-    stderr: &str,
-    needle: &str,
-) {
-    assert!(!status.success(), "tracer {args:?} should fail");
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "tracer {args:?}: one line expected, got:\n{stderr}"
-    );
-    assert!(lines[0].starts_with("tracer: error: "), "{stderr}");
-    assert!(
-        lines[0].contains(needle),
-        "tracer {args:?}: expected '{needle}' in: {stderr}"
-    );
 }
 
 /// The name of the issue: an escape sequence that turns the terminal red,
