@@ -110,20 +110,7 @@ impl Attached {
                     _programs: None,
                 })
             }
-            Arm::Tracer(flags) => {
-                let mut child = Command::new(tracer)
-                    .args(["watch", "--format", "json"])
-                    .args(flags)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .with_context(|| format!("starting {}", tracer.display()))?;
-                let stderr = child.stderr.take().context("tracer's stderr")?;
-                // Attached once the banner says what it follows.
-                wait_for_line(stderr, "following:", "tracer")?;
-                (Some(child), None)
-            }
+            Arm::Tracer(flags) => (Some(start_tracer(tracer, flags)?), None),
             Arm::Bpftrace => {
                 let script = format!(
                     "BEGIN {{ printf(\"{BPFTRACE_READY}\\n\"); }} {}",
@@ -167,22 +154,44 @@ impl Attached {
     /// Stops the attached process with SIGINT, as a user would, and checks
     /// that it exits cleanly; detaches empty programs.
     pub fn stop(self) -> Result<()> {
-        let Some(mut child) = self.process else {
-            return Ok(());
-        };
-        // SAFETY: a signal to a child this process started and has not reaped.
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-        let status = child.wait().context("waiting for the attached process")?;
-        if !status.success() {
-            bail!("the attached process exited with {status} on SIGINT");
+        match self.process {
+            Some(child) => interrupt(child),
+            None => Ok(()),
         }
-        Ok(())
     }
+}
+
+/// `tracer watch --format json` with `flags`, once its banner says it is
+/// attached.
+pub fn start_tracer<S: AsRef<std::ffi::OsStr>>(tracer: &Path, flags: &[S]) -> Result<Child> {
+    let mut child = Command::new(tracer)
+        .args(["watch", "--format", "json"])
+        .args(flags)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", tracer.display()))?;
+    let stderr = child.stderr.take().context("tracer's stderr")?;
+    wait_for_line(stderr, "following:", "tracer")?;
+    Ok(child)
+}
+
+/// Stops an attached process with SIGINT, as a user would, and checks that
+/// it exits cleanly.
+pub fn interrupt(mut child: Child) -> Result<()> {
+    // SAFETY: a signal to a child this process started and has not reaped.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().context("waiting for the attached process")?;
+    if !status.success() {
+        bail!("the attached process exited with {status} on SIGINT");
+    }
+    Ok(())
 }
 
 /// Reads `stream` until a line contains `marker`, then keeps draining it in
 /// the background so that the process never blocks on a full pipe.
-pub fn wait_for_line(stream: impl Read + Send + 'static, marker: &str, what: &str) -> Result<()> {
+fn wait_for_line(stream: impl Read + Send + 'static, marker: &str, what: &str) -> Result<()> {
     let mut reader = BufReader::new(stream);
     let mut seen = String::new();
     loop {

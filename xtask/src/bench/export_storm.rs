@@ -2,17 +2,11 @@
 //! `--otlp-endpoint` add to tracer's own CPU time per event, at a storm of
 //! signals.
 
-use std::{
-    io::Read as _,
-    path::Path,
-    process::{Child, Command, Stdio},
-    thread,
-    time::Duration,
-};
+use std::{io::Read as _, path::Path, process::Command, thread, time::Duration};
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 
-use super::arms::wait_for_line;
+use super::arms::{interrupt as stop_tracer, start_tracer};
 
 /// The name of the export arm in the report (and for the filter).
 pub const EXPORT_STORM: &str = "export-storm";
@@ -191,29 +185,4 @@ fn serve_sink(
             b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n",
         )?;
     }
-}
-
-/// `tracer watch --format json` with `args`, once attached.
-fn start_tracer(tracer: &Path, args: &[String]) -> Result<Child> {
-    let mut child = Command::new(tracer)
-        .args(["watch", "--format", "json"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {}", tracer.display()))?;
-    let stderr = child.stderr.take().context("tracer's stderr")?;
-    wait_for_line(stderr, "following:", "tracer")?;
-    Ok(child)
-}
-
-fn stop_tracer(mut child: Child) -> Result<()> {
-    // SAFETY: a signal to a child this process started and has not reaped.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let status = child.wait().context("waiting for tracer")?;
-    if !status.success() {
-        bail!("tracer exited with {status} on SIGINT");
-    }
-    Ok(())
 }
