@@ -292,7 +292,7 @@ impl ThrottledPod {
                 kernel_ms,
                 ticks,
             });
-            if kernel_ms <= elapsed_ms {
+            if possible(kernel_ms, elapsed_ms) {
                 break;
             }
             eprintln!("iowait: delay accounting says {kernel_ms} ms of IO wait in {elapsed_ms} ms of wall time: impossible, writing again");
@@ -383,12 +383,21 @@ impl Measured {
     }
 }
 
-/// The run whose delay accounting is possible: at least 2 s of IO wait, and
-/// tracer's figure for it within 20% of the kernel's.
+/// Whether the kernel's figure can be true of a run of `elapsed_ms`. It is
+/// in clock ticks and counts from the process's start, a little before the
+/// timed writes: a tenth over the wall time is that slack; more is the
+/// accounting gone wrong (7.3 once said 64660 ms in 3552 ms).
+fn possible(kernel_ms: u64, elapsed_ms: u64) -> bool {
+    kernel_ms <= elapsed_ms + elapsed_ms / 10
+}
+
+/// The run whose delay accounting is possible (within a tenth of the wall
+/// time): at least 2 s of IO wait, and tracer's figure for it within 20% of
+/// the kernel's.
 fn assert_matches_delay_accounting(runs: &[Measured], records: &[Value]) {
     let sane = runs
         .iter()
-        .find(|r| r.kernel_ms <= r.elapsed_ms)
+        .find(|r| possible(r.kernel_ms, r.elapsed_ms))
         .unwrap_or_else(|| panic!("the kernel's delay accounting was above the wall time in every run: nothing to compare with"));
     let traced_ms = sane.traced_iowait_ms(records);
     let ratio = traced_ms as f64 / sane.kernel_ms as f64;
