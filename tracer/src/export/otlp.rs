@@ -1,10 +1,10 @@
 //! OTLP/HTTP logs: each record becomes an OpenTelemetry log record, sent in
 //! protobuf batches by a thread of its own.
 //!
-//! - The watch loop only offers the parsed record to a bounded queue
-//!   (`try_send`): a receiver that is down, slow or failing never blocks it.
-//!   A full queue drops the new record and counts it. The sender thread
-//!   turns records into log records, so that work is off the watch loop too.
+//! - The watch loop only offers a copy of the record's line to a bounded
+//!   queue (`try_send`): a receiver that is down, slow or failing never
+//!   blocks it. A full queue drops the new record and counts it. The sender
+//!   thread parses lines into log records, so that work is off the loop too.
 //! - The sender thread batches (up to 512 records, or what arrived within
 //!   1 s), POSTs with a 10 s timeout and retries what the OTLP specification
 //!   calls retryable (connection errors, 429, 502, 503, 504) with backoff
