@@ -137,15 +137,7 @@ fn sigterm_stops_cleanly_and_output_is_private() {
     let tracer = Tracer::start(&work, &host, &[]);
     let output = tracer.output.clone();
     let done = tracer.stop_with(nix::sys::signal::Signal::SIGTERM);
-    assert!(
-        done.status.success(),
-        "exit {}: {}",
-        done.status,
-        done.stderr
-    );
-    let stop = done.records.last().expect("records");
-    assert_eq!(stop["kind"], "stop", "{stop}");
-    assert_eq!(stop["reason"], "SIGTERM");
+    let stop = done.assert_clean_stop("SIGTERM");
     assert_eq!(stop["lost"], 0);
     assert_eq!(stop["schema"], 1);
     assert!(

@@ -426,6 +426,23 @@ pub struct Finished {
     pub stderr: String,
 }
 
+impl Finished {
+    /// tracer exited 0 and its last record is the `stop` record, saying it
+    /// stopped on `reason`; returns that record.
+    pub fn assert_clean_stop(&self, reason: &str) -> &Value {
+        assert!(
+            self.status.success(),
+            "exit {}: {}",
+            self.status,
+            self.stderr
+        );
+        let stop = self.records.last().expect("records");
+        assert_eq!(stop["kind"], "stop", "{stop}");
+        assert_eq!(stop["reason"], reason, "{stop}");
+        stop
+    }
+}
+
 impl Tracer {
     /// Starts tracer and waits until its programs are attached (its `start` record).
     pub fn start(work: &Workdir, host_root: &Path, extra: &[&str]) -> Self {

@@ -172,15 +172,7 @@ fn a_hangup_stops_cleanly() {
     let host = work.host_root();
     let tracer = Tracer::start(&work, &host, &[]);
     let done = tracer.stop_with(Signal::SIGHUP);
-    assert!(
-        done.status.success(),
-        "exit {}: {}",
-        done.status,
-        done.stderr
-    );
-    let stop = done.records.last().expect("records");
-    assert_eq!(stop["kind"], "stop", "{stop}");
-    assert_eq!(stop["reason"], "SIGHUP");
+    done.assert_clean_stop("SIGHUP");
 }
 
 /// `--pid` of a thread, or of a kernel thread, names no process tracer can
