@@ -163,7 +163,7 @@ fn parallel_a_and_aaaa_from_one_socket_counters_equal_conntrack_s() {
 
 /// What the drop of one AAAA query looks like for a pod `web` whose
 /// resolver talks to `nameserver`.
-fn dropped_aaaa_query_is_reported_and_the_retry_linked(v6: bool) {
+fn dropped_aaaa_query_is_reported_and_the_retry_linked(v6: bool, tracer_args: &[&str]) {
     require_root();
     let work = Workdir::new();
     let host = work.host_root();
@@ -188,7 +188,25 @@ fn dropped_aaaa_query_is_reported_and_the_retry_linked(v6: bool) {
         "web-7f9c-x2k4",
     );
     let (_, cgroup) = pod.add_container("app");
-    let mut tracer = Tracer::start(&work, &host, &[]);
+    let mut tracer = Tracer::start(&work, &host, tracer_args);
+    // The BTF tracepoints wherever the kernel allows them (all of the
+    // suite's kernels), their fallbacks when skipped.
+    let way = if tracer_args.is_empty() {
+        "tp_btf"
+    } else {
+        "raw tracepoint"
+    };
+    for (name, tracepoint) in [
+        ("dns_sent", "net_dev_queue"),
+        ("dns_received", "netif_receive_skb"),
+    ] {
+        let hook = start_hook(&tracer.records(), name);
+        assert_eq!(
+            hook.as_ref().map(|h| h["attached"].clone()),
+            Some(format!("{way} {tracepoint}").into()),
+            "{hook:?}"
+        );
+    }
     // Following the pod, and following another one: the lookup and its
     // drop belong to the first only.
     let following = Tracer::start(&work, &host, &["--pod", "default/web-7f9c-x2k4"]);
@@ -308,12 +326,27 @@ fn dropped_aaaa_query_is_reported_and_the_retry_linked(v6: bool) {
 
 #[test]
 fn dropped_aaaa_query_is_reported_with_its_pod_and_the_retry_linked() {
-    dropped_aaaa_query_is_reported_and_the_retry_linked(false);
+    dropped_aaaa_query_is_reported_and_the_retry_linked(false, &[]);
+}
+
+/// The same through the DNS hooks' raw-tracepoint fallbacks, the way kernels
+/// that refuse tp_btf are followed.
+#[test]
+fn dropped_aaaa_query_is_reported_through_the_raw_tracepoint_fallbacks_too() {
+    dropped_aaaa_query_is_reported_and_the_retry_linked(
+        false,
+        &[
+            "--skip-hook",
+            "tp_btf net_dev_queue",
+            "--skip-hook",
+            "tp_btf netif_receive_skb",
+        ],
+    );
 }
 
 #[test]
 fn ipv6_dropped_aaaa_query_is_reported_with_its_pod_and_the_retry_linked() {
-    dropped_aaaa_query_is_reported_and_the_retry_linked(true);
+    dropped_aaaa_query_is_reported_and_the_retry_linked(true, &[]);
 }
 
 /// A conntrack table at its limit: new flows are dropped before they get an

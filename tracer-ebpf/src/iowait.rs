@@ -183,7 +183,7 @@ fn switched_in(task: KPtr) {
     let _ = BLOCKED.remove(task);
     let o = kernel::offsets();
     let now = unsafe { bpf_ktime_get_ns() };
-    let blocked_ns = woken_at(task, now, &o).saturating_sub(since.start_ns);
+    let blocked_ns = woken_at(task, now, o).saturating_sub(since.start_ns);
     let tid = read_or_zero::<u32>(task, o.task_pid);
     let iowait_ns = if since.in_iowait != 0 { blocked_ns } else { 0 };
     let iowait_waits = since.in_iowait as u64;
@@ -197,7 +197,7 @@ fn switched_in(task: KPtr) {
         },
         None => {
             let totals = TaskIoTotals {
-                tgid: kernel::tgid(task, &o),
+                tgid: kernel::tgid(task, o),
                 dev: 0,
                 iowait_ns,
                 blocked_ns,
@@ -208,7 +208,7 @@ fn switched_in(task: KPtr) {
         }
     }
     if blocked_ns >= kernel::config().iowait_threshold_ns {
-        report(RecordKind::IoStall, task, tid, blocked_ns, &since, &o);
+        report(RecordKind::IoStall, task, tid, blocked_ns, &since, o);
     }
 }
 
@@ -255,7 +255,7 @@ pub fn sched_process_hang(ctx: RawTracePointContext) -> i32 {
             )
         }
     };
-    report(RecordKind::HungTask, task, tid, blocked_ns, &since, &o);
+    report(RecordKind::HungTask, task, tid, blocked_ns, &since, o);
     0
 }
 
@@ -333,7 +333,7 @@ fn bio_queued(bio: KPtr) -> i32 {
         // Before 5.12: the disk and the partition's number.
         let disk = read_or_zero::<KPtr>(bio, o.bio_disk);
         let partno = read_or_zero::<u8>(bio, o.bio_partno) as u32;
-        disk_dev(disk, partno, &o)
+        disk_dev(disk, partno, o)
     };
     if dev == 0 {
         return 0;
@@ -407,18 +407,18 @@ pub fn block_rq_issue_q_first(ctx: RawTracePointContext) -> i32 {
 #[inline(always)]
 fn rq_issued(rq: KPtr) -> i32 {
     let o = kernel::offsets();
-    let Some(dir) = direction(rq, &o) else {
+    let Some(dir) = direction(rq, o) else {
         return 0;
     };
     let now = unsafe { bpf_ktime_get_ns() };
     let _ = REQUESTS.insert(rq, now, 0);
-    let dev = request_dev(rq, &o);
+    let dev = request_dev(rq, o);
     let blkg = read_or_zero::<KPtr>(read_or_zero::<KPtr>(rq, o.rq_bio), o.bio_blkg);
     let blkcg = read_or_zero::<KPtr>(blkg, o.blkg_blkcg);
     let cgroup_id = if blkcg != 0 && o.blkcg_css != OFFSET_UNKNOWN {
         kernel::cgroup_id(
             read_or_zero::<KPtr>(blkcg + o.blkcg_css as u64, o.css_cgroup),
-            &o,
+            o,
         )
     } else {
         0
@@ -466,13 +466,13 @@ pub fn block_rq_complete(ctx: RawTracePointContext) -> i32 {
         return 0;
     };
     let _ = REQUESTS.remove(rq);
-    let Some(dir) = direction(rq, &o) else {
+    let Some(dir) = direction(rq, o) else {
         return 0;
     };
     let latency = unsafe { bpf_ktime_get_ns() }.saturating_sub(start);
     let bytes = ctx.arg::<u64>(2) & 0xffff_ffff;
     let bucket = latency_bucket(latency / 1000);
-    let dev = request_dev(rq, &o);
+    let dev = request_dev(rq, o);
     let stats = match IO_DEVICES.get_ptr_mut(dev) {
         Some(stats) => stats,
         None => {

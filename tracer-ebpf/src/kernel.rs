@@ -15,10 +15,15 @@ const _: &str = tracer_common::names::OFFSETS;
 static CONFIG: Config = Config::DEFAULT;
 const _: &str = tracer_common::names::CONFIG;
 
+/// The offsets, each member loaded where it is used and only then: a
+/// copy of the whole struct is a load per member, some ninety instructions
+/// before the first test of the hottest hooks. Through a pointer the
+/// compiler cannot see through, which would otherwise fold the default
+/// values in (userspace writes `OFFSETS` at load time); the verifier still
+/// knows the read-only values, and prunes the branches they decide.
 #[inline(always)]
-pub fn offsets() -> KernelOffsets {
-    // Volatile: otherwise the compiler folds the default value in.
-    unsafe { core::ptr::read_volatile(&OFFSETS) }
+pub fn offsets() -> &'static KernelOffsets {
+    opaque(&OFFSETS)
 }
 
 /// One member of `OFFSETS`, read on its own (`pick` gives its address).
@@ -27,9 +32,31 @@ pub fn offset_of(pick: impl Fn(&KernelOffsets) -> *const u32) -> u32 {
     unsafe { core::ptr::read_volatile(pick(&OFFSETS)) }
 }
 
+/// The configuration, as [`offsets`]: each setting loaded where it is used.
 #[inline(always)]
-pub fn config() -> Config {
-    unsafe { core::ptr::read_volatile(&CONFIG) }
+pub fn config() -> &'static Config {
+    opaque(&CONFIG)
+}
+
+/// `value`, through a pointer read back from the stack with a volatile
+/// load: the compiler can no longer tell which static it points to.
+#[inline(always)]
+fn opaque<T>(value: &'static T) -> &'static T {
+    let at: *const T = value;
+    // SAFETY: `at` points to a static, which lives for ever.
+    unsafe { &*core::ptr::read_volatile(&at) }
+}
+
+/// A load through a BTF-typed kernel pointer, the argument of a tp_btf
+/// program or a pointer member loaded from one: a plain load, no helper
+/// call. The verifier checks it against the member's type (so `offset`
+/// must be known: test it against `OFFSET_UNKNOWN` first, and the verifier
+/// drops the load on a kernel without the member), and a faulting load
+/// reads zero.
+#[inline(always)]
+pub fn load<T: Copy>(btf_pointer: KPtr, offset: u32) -> T {
+    // SAFETY: see above; the verifier turns it into a fault-tolerant load.
+    unsafe { core::ptr::read_volatile((btf_pointer + offset as u64) as *const T) }
 }
 
 /// A kernel pointer as the programs pass it around (raw tracepoint arguments

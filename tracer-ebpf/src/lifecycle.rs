@@ -15,7 +15,7 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     let parent = ctx.arg::<KPtr>(0);
     let child = ctx.arg::<KPtr>(1);
     let o = kernel::offsets();
-    let child_task = kernel::task_identity_with_cgroups(child, &o);
+    let child_task = kernel::task_identity_with_cgroups(child, o);
     // A new thread shares its creator's process: userspace only tracks processes.
     if child_task.tid != child_task.tgid {
         return 0;
@@ -26,7 +26,7 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     let rec = entry.as_mut_ptr();
     unsafe {
         (*rec).header = ring::header(RecordKind::Fork);
-        (*rec).parent = kernel::task_identity(parent, &o);
+        (*rec).parent = kernel::task_identity(parent, o);
         (*rec).child = child_task;
     }
     ring::submit_quietly(entry);
@@ -44,8 +44,8 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     let rec = entry.as_mut_ptr();
     unsafe {
         (*rec).header = ring::header(RecordKind::Exec);
-        (*rec).task = kernel::task_identity_with_cgroups(task, &o);
-        (*rec).ppid = kernel::tgid(kernel::parent_process(task, &o), &o);
+        (*rec).task = kernel::task_identity_with_cgroups(task, o);
+        (*rec).ppid = kernel::tgid(kernel::parent_process(task, o), o);
         (*rec)._pad = 0;
     }
     ring::submit_quietly(entry);
@@ -58,7 +58,7 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
 pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
     let task = ctx.arg::<KPtr>(0);
     let o = kernel::offsets();
-    if !kernel::is_last_thread(task, &o) {
+    if !kernel::is_last_thread(task, o) {
         return 0;
     }
     let Some(mut entry) = ring::reserve::<ExitRecord>(RecordKind::Exit) else {
@@ -67,9 +67,9 @@ pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
     let rec = entry.as_mut_ptr();
     unsafe {
         (*rec).header = ring::header(RecordKind::Exit);
-        (*rec).task = kernel::task_identity(task, &o);
+        (*rec).task = kernel::task_identity(task, o);
         (*rec).exit_code = kernel::read_or_zero::<u32>(task, o.task_exit_code);
-        (*rec).ppid = kernel::tgid(kernel::parent_process(task, &o), &o);
+        (*rec).ppid = kernel::tgid(kernel::parent_process(task, o), o);
     }
     ring::submit_quietly(entry);
     0

@@ -10,9 +10,9 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_current_task, generated as gen},
-    macros::{kprobe, kretprobe, map, raw_tracepoint},
+    macros::{btf_tracepoint, kprobe, kretprobe, map, raw_tracepoint},
     maps::PerCpuArray,
-    programs::{ProbeContext, RawTracePointContext, RetProbeContext},
+    programs::{BtfTracePointContext, ProbeContext, RawTracePointContext, RetProbeContext},
 };
 use tracer_common::{
     packet_event, KernelOffsets, PacketRecord, RecordKind, OFFSET_UNKNOWN, PACKET_CAPTURE,
@@ -48,7 +48,7 @@ pub fn kfree_skb(ctx: RawTracePointContext) -> i32 {
     // One branch per word, not an index: compiled to an index into the
     // stack copy, the bound test and the index can land on different
     // registers, and the verifier then refuses a read it cannot bound.
-    let mask = kernel::config().drop_reasons;
+    let mask = &kernel::config().drop_reasons;
     let word = match reason >> 6 {
         0 => mask[0],
         1 => mask[1],
@@ -63,13 +63,46 @@ pub fn kfree_skb(ctx: RawTracePointContext) -> i32 {
     let o = kernel::offsets();
     let start = read_or_zero::<KPtr>(skb, o.skb_head)
         + read_or_zero::<u16>(skb, o.skb_network_header) as u64;
-    emit(&o, skb, start, packet_event::DROP, reason, location);
+    emit(o, skb, start, packet_event::DROP, reason, location);
     0
 }
 
 /// A packet handed to a device for transmission. Local sockets' packets
 /// still carry their socket here and run in the sender's context, which is
 /// how a DNS query gets its process.
+///
+/// As a BTF tracepoint, the socket, its protocol and where the packet
+/// starts are plain loads: a UDP packet costs one helper call (its ports),
+/// anything else none. Where the kernel refuses tp_btf, `net_dev_queue`
+/// below does the same with four more reads.
+#[btf_tracepoint(function = "net_dev_queue")]
+pub fn net_dev_queue_btf(ctx: BtfTracePointContext) -> i32 {
+    let o = kernel::offsets();
+    // Unknown members would be loads the verifier refuses: userspace then
+    // attaches the raw tracepoint.
+    if kernel::config().dns == 0
+        || o.skb_sk == OFFSET_UNKNOWN
+        || o.skb_head == OFFSET_UNKNOWN
+        || o.skb_network_header == OFFSET_UNKNOWN
+    {
+        return 0;
+    }
+    let skb: KPtr = ctx.arg(0);
+    let sk: KPtr = kernel::load(skb, o.skb_sk);
+    if sk == 0
+        || o.sock_protocol != OFFSET_UNKNOWN
+            && kernel::load::<u16>(sk, o.sock_protocol) != IPPROTO_UDP as u16
+    {
+        return 0;
+    }
+    let start = kernel::load::<KPtr>(skb, o.skb_head)
+        + kernel::load::<u16>(skb, o.skb_network_header) as u64;
+    if udp_ports(start).1 == DNS_PORT {
+        emit(o, skb, start, packet_event::DNS_SENT, 0, 0);
+    }
+    0
+}
+
 #[raw_tracepoint(tracepoint = "net_dev_queue")]
 pub fn net_dev_queue(ctx: RawTracePointContext) -> i32 {
     if kernel::config().dns == 0 {
@@ -90,14 +123,29 @@ pub fn net_dev_queue(ctx: RawTracePointContext) -> i32 {
     }
     let start = read_or_zero::<KPtr>(skb, o.skb_head)
         + read_or_zero::<u16>(skb, o.skb_network_header) as u64;
-    if udp_ports(start).1 != DNS_PORT {
-        return 0;
+    if udp_ports(start).1 == DNS_PORT {
+        emit(o, skb, start, packet_event::DNS_SENT, 0, 0);
     }
-    emit(&o, skb, start, packet_event::DNS_SENT, 0, 0);
     0
 }
 
-/// A packet received by a device: `skb->data` is at its network header.
+/// A packet received by a device: `skb->data` is at its network header. As
+/// a BTF tracepoint, that pointer is a plain load, and a packet costs one
+/// helper call, its first bytes; `netif_receive_skb` below reads it.
+#[btf_tracepoint(function = "netif_receive_skb")]
+pub fn netif_receive_skb_btf(ctx: BtfTracePointContext) -> i32 {
+    let o = kernel::offsets();
+    if kernel::config().dns == 0 || o.skb_data == OFFSET_UNKNOWN {
+        return 0;
+    }
+    let skb: KPtr = ctx.arg(0);
+    let start = kernel::load::<KPtr>(skb, o.skb_data);
+    if udp_ports(start).0 == DNS_PORT {
+        emit(o, skb, start, packet_event::DNS_RECEIVED, 0, 0);
+    }
+    0
+}
+
 #[raw_tracepoint(tracepoint = "netif_receive_skb")]
 pub fn netif_receive_skb(ctx: RawTracePointContext) -> i32 {
     if kernel::config().dns == 0 {
@@ -106,10 +154,9 @@ pub fn netif_receive_skb(ctx: RawTracePointContext) -> i32 {
     let skb = ctx.arg::<KPtr>(0);
     let o = kernel::offsets();
     let start = read_or_zero::<KPtr>(skb, o.skb_data);
-    if udp_ports(start).0 != DNS_PORT {
-        return 0;
+    if udp_ports(start).0 == DNS_PORT {
+        emit(o, skb, start, packet_event::DNS_RECEIVED, 0, 0);
     }
-    emit(&o, skb, start, packet_event::DNS_RECEIVED, 0, 0);
     0
 }
 
@@ -144,7 +191,7 @@ pub fn nf_ct_resolve_clash_return(ctx: RetProbeContext) -> u32 {
     let o = kernel::offsets();
     let start = read_or_zero::<KPtr>(skb, o.skb_head)
         + read_or_zero::<u16>(skb, o.skb_network_header) as u64;
-    emit(&o, skb, start, packet_event::CONNTRACK_CLASH, verdict, 0);
+    emit(o, skb, start, packet_event::CONNTRACK_CLASH, verdict, 0);
     0
 }
 
@@ -156,9 +203,17 @@ pub fn nf_ct_resolve_clash_return(ctx: RetProbeContext) -> u32 {
 /// followed: DNS packets do not carry them.
 #[inline(always)]
 fn udp_ports(start: KPtr) -> (u16, u16) {
-    let words = read_or_zero::<[u64; 6]>(start, 0);
-    // SAFETY: plain bytes of plain integers.
-    let h: [u8; 48] = unsafe { core::mem::transmute(words) };
+    let mut header = core::mem::MaybeUninit::<[u8; 48]>::uninit();
+    // SAFETY: the helper writes all 48 bytes, zeroes when the read faults.
+    // Not zeroed first: that is a call to memset on every packet.
+    let h = unsafe {
+        gen::bpf_probe_read_kernel(
+            header.as_mut_ptr().cast(),
+            48,
+            start as *const core::ffi::c_void,
+        );
+        header.assume_init()
+    };
     let ports = match h[0] >> 4 {
         4 if h[9] == IPPROTO_UDP => {
             let header_len = ((h[0] & 0x0f) as u64) * 4;

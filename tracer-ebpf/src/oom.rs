@@ -33,7 +33,7 @@ pub fn mark_victim(ctx: TracePointContext) -> u32 {
     let rec = entry.as_mut_ptr();
     unsafe {
         (*rec).header = ring::header(RecordKind::Oom);
-        (*rec).trigger = kernel::task_identity_with_cgroups(current, &o);
+        (*rec).trigger = kernel::task_identity_with_cgroups(current, o);
 
         // Eight bytes at a time: the verifier wants a bounded loop, and a
         // read past the record's end must not be attempted.
@@ -60,7 +60,7 @@ pub fn mark_victim(ctx: TracePointContext) -> u32 {
             }
         }
 
-        (*rec).levels_len = walk_memcgs(current, &o, &mut (*rec).levels);
+        (*rec).levels_len = walk_memcgs(current, o, &mut (*rec).levels);
     }
     entry.submit(0);
     0
@@ -121,7 +121,7 @@ fn record_oom_control(oc: KPtr) {
     let memcg_cgroup_id = if memcg != 0 && o.memcg_css != OFFSET_UNKNOWN {
         kernel::cgroup_id(
             kernel::read_or_zero::<KPtr>(memcg + o.memcg_css as u64, o.css_cgroup),
-            &o,
+            o,
         )
     } else {
         0

@@ -77,7 +77,7 @@ fn record<C: StackIdContext>(ctx: &C, order: u32, gfp_flags: u64, migratetype: i
     let rec = entry.as_mut_ptr();
     unsafe {
         (*rec).header = ring::header(RecordKind::PageAllocFailure);
-        (*rec).task = kernel::task_identity_with_cgroups(current, &o);
+        (*rec).task = kernel::task_identity_with_cgroups(current, o);
         (*rec).order = order;
         (*rec).gfp_flags = gfp_flags;
         (*rec).migratetype = migratetype;

@@ -47,13 +47,13 @@ pub fn signal_generate(ctx: RawTracePointContext) -> i32 {
     let rec = entry.as_mut_ptr();
     unsafe {
         (*rec).header = ring::header(RecordKind::Signal);
-        (*rec).sender = kernel::task_identity_with_cgroups(current, &o);
-        (*rec).target = kernel::task_identity_with_cgroups(target, &o);
+        (*rec).sender = kernel::task_identity_with_cgroups(current, o);
+        (*rec).target = kernel::task_identity_with_cgroups(target, o);
         (*rec).sig = sig;
         (*rec).si_code = si_code;
         (*rec).group = group;
         (*rec).result = result;
-        let (len, truncated) = walk_ancestry(current, &o, &mut (*rec).ancestry);
+        let (len, truncated) = walk_ancestry(current, o, &mut (*rec).ancestry);
         (*rec).ancestry_len = len;
         (*rec).ancestry_truncated = truncated as u32;
     }

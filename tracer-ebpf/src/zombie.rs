@@ -23,14 +23,14 @@ shared_map! {
 pub fn zombie_exit(ctx: RawTracePointContext) -> i32 {
     let task = ctx.arg::<KPtr>(0);
     let o = kernel::offsets();
-    if !kernel::is_last_thread(task, &o) {
+    if !kernel::is_last_thread(task, o) {
         return 0;
     }
     let exited = ExitedProcess {
-        task: kernel::task_identity_with_cgroups(task, &o),
+        task: kernel::task_identity_with_cgroups(task, o),
         exited_ns: unsafe { bpf_ktime_get_ns() },
         exit_code: kernel::read_or_zero::<u32>(task, o.task_exit_code),
-        ppid: kernel::tgid(kernel::parent_process(task, &o), &o),
+        ppid: kernel::tgid(kernel::parent_process(task, o), o),
     };
     let _ = ZOMBIES.insert(exited.task.tgid, exited, 0);
     0
@@ -47,7 +47,7 @@ pub fn zombie_free(ctx: RawTracePointContext) -> i32 {
         return 0;
     };
     let same = match unsafe { ZOMBIES.get(pid) } {
-        Some(exited) => exited.task.start_ns == kernel::start_ns(task, &o),
+        Some(exited) => exited.task.start_ns == kernel::start_ns(task, o),
         None => false,
     };
     if same {

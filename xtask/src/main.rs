@@ -169,7 +169,9 @@ enum Task {
             a test: it reports, it does not fail on a number.",
         after_help = "Examples:\n  \
             cargo xtask bench --rounds 11             every workload, 11 rounds\n  \
-            cargo xtask bench --rounds 3 ping-pong    one workload, quickly"
+            cargo xtask bench --rounds 3 ping-pong    one workload, quickly\n  \
+            cargo xtask bench --rounds 11 --baseline /tmp/tracer-before udp-loopback\n                                              \
+            the same workload before and after a change"
     )]
     Bench {
         /// Rounds per workload (each round runs it once per arm)
@@ -178,6 +180,10 @@ enum Task {
         /// Only the workloads whose name contains FILTER (page-alloc, udp-loopback, ping-pong,
         /// export-storm)
         filter: Option<String>,
+        /// Another tracer binary to run as one more arm, for a before-and-after comparison
+        /// (e.g. a release build of the previous commit)
+        #[arg(long, value_name = "PATH")]
+        baseline: Option<PathBuf>,
     },
     /// Build the release: a tracer for glibc 2.17 and newer, packed with SHA256SUMS
     #[command(
@@ -222,10 +228,15 @@ fn main() -> ExitCode {
         }
         Task::Run { debug, args } => run(debug, args),
         Task::Test { args } => test(args),
-        Task::Bench { rounds, filter } => setup::setup(Purpose::Test).and_then(|env| {
+        Task::Bench {
+            rounds,
+            filter,
+            baseline,
+        } => setup::setup(Purpose::Test).and_then(|env| {
             build(&env, true)?;
             bench::run(
                 &target_dir().join("release/tracer"),
+                baseline.as_deref(),
                 rounds.max(1),
                 filter.as_deref(),
             )

@@ -40,21 +40,33 @@ pub const HOOKS: &[Hook] = &[
     },
     Hook {
         name: "dns_sent",
-        candidates: &[Attach::RawTracepoint {
-            program: "net_dev_queue",
-            group: "net",
-            tracepoint: "net_dev_queue",
-        }],
+        candidates: &[
+            Attach::BtfTracepoint {
+                program: "net_dev_queue_btf",
+                tracepoint: "net_dev_queue",
+            },
+            Attach::RawTracepoint {
+                program: "net_dev_queue",
+                group: "net",
+                tracepoint: "net_dev_queue",
+            },
+        ],
         without_it: "no DNS queries: slow or unanswered lookups are not reported",
         essential: false,
     },
     Hook {
         name: "dns_received",
-        candidates: &[Attach::RawTracepoint {
-            program: "netif_receive_skb",
-            group: "net",
-            tracepoint: "netif_receive_skb",
-        }],
+        candidates: &[
+            Attach::BtfTracepoint {
+                program: "netif_receive_skb_btf",
+                tracepoint: "netif_receive_skb",
+            },
+            Attach::RawTracepoint {
+                program: "netif_receive_skb",
+                group: "net",
+                tracepoint: "netif_receive_skb",
+            },
+        ],
         without_it: "no DNS responses: every lookup looks unanswered",
         essential: false,
     },

@@ -3,7 +3,7 @@
 
 use std::{
     io::{BufRead as _, BufReader, Read},
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread,
     time::{Duration, Instant},
@@ -18,6 +18,8 @@ pub enum Arm {
     Bare,
     /// `tracer watch` with these extra flags.
     Tracer(Vec<&'static str>),
+    /// `tracer watch` of another build (`--baseline`), for before and after.
+    Baseline(PathBuf),
     /// bpftrace running the workload's script.
     Bpftrace,
     /// An empty program on each of the workload's hooks.
@@ -25,8 +27,9 @@ pub enum Arm {
 }
 
 impl Arm {
-    pub fn all_for(workload: &Workload) -> Vec<Arm> {
+    pub fn all_for(workload: &Workload, baseline: Option<&Path>) -> Vec<Arm> {
         let mut arms = vec![Arm::Bare, Arm::Tracer(Vec::new())];
+        arms.extend(baseline.map(|path| Arm::Baseline(path.to_owned())));
         arms.extend(
             workload
                 .family_off
@@ -42,13 +45,14 @@ impl Arm {
             Arm::Bare => "bare".into(),
             Arm::Tracer(flags) if flags.is_empty() => "tracer watch".into(),
             Arm::Tracer(flags) => format!("tracer watch {}", flags.join(" ")),
+            Arm::Baseline(_) => "tracer watch, baseline build".into(),
             Arm::Bpftrace => "bpftrace, same job".into(),
             Arm::Limit => "limit: empty program".into(),
         }
     }
 
     pub fn is_tracer(&self) -> bool {
-        matches!(self, Arm::Tracer(_))
+        matches!(self, Arm::Tracer(_) | Arm::Baseline(_))
     }
 }
 
@@ -111,6 +115,7 @@ impl Attached {
                 })
             }
             Arm::Tracer(flags) => (Some(start_tracer(tracer, flags)?), None),
+            Arm::Baseline(build) => (Some(start_tracer::<&str>(build, &[])?), None),
             Arm::Bpftrace => {
                 let script = format!(
                     "BEGIN {{ printf(\"{BPFTRACE_READY}\\n\"); }} {}",

@@ -32,7 +32,17 @@ const RUNS_PER_SIDE: usize = 3;
 /// to no run.
 const SETTLE: Duration = Duration::from_secs(2);
 
-pub fn run(tracer: &Path, rounds: usize, filter: Option<&str>) -> Result<()> {
+pub fn run(
+    tracer: &Path,
+    baseline: Option<&Path>,
+    rounds: usize,
+    filter: Option<&str>,
+) -> Result<()> {
+    if let Some(build) = baseline {
+        if !build.is_file() {
+            bail!("--baseline {}: no such file", build.display());
+        }
+    }
     let chosen: Vec<&Workload> = WORKLOADS
         .iter()
         .filter(|w| filter.is_none_or(|f| w.name.contains(f)))
@@ -52,7 +62,7 @@ pub fn run(tracer: &Path, rounds: usize, filter: Option<&str>) -> Result<()> {
         ]))?;
     }
     for workload in chosen {
-        let arms = Arm::all_for(workload);
+        let arms = Arm::all_for(workload, baseline);
         let mut results: Vec<ArmResult> = arms.iter().map(|_| ArmResult::default()).collect();
         // Warm-up: first-touch effects belong to no arm.
         (workload.run)();
