@@ -190,12 +190,21 @@ pub fn load(
     hooks: &[Hook],
     ring_buffer_size: u32,
 ) -> Result<Loaded> {
-    load_skipping(offsets, config, hooks, ring_buffer_size, &[])
+    load_prepared(
+        Preparation::start(),
+        offsets,
+        config,
+        hooks,
+        ring_buffer_size,
+        &[],
+    )
 }
 
-/// [`load`], passing over the candidates `skip` names (as
-/// [`Attach::describe`] does): `watch --skip-hook`.
-pub fn load_skipping(
+/// [`load`] with what `preparation` made ready meanwhile, passing over the
+/// candidates `skip` names (as [`Attach::describe`] does): `watch
+/// --skip-hook`.
+pub fn load_prepared(
+    preparation: Preparation,
     offsets: &KernelOffsets,
     config: &Config,
     hooks: &[Hook],
@@ -203,17 +212,17 @@ pub fn load_skipping(
     skip: &[String],
 ) -> Result<Loaded> {
     raise_memlock_limit();
+    let btf = preparation.finish();
     let mut ebpf = EbpfLoader::new()
         .override_global(names::OFFSETS, offsets, true)
         .override_global(names::CONFIG, config, true)
         .map_max_entries(names::EVENTS, ring_buffer_size)
         .load(OBJECT)
         .context("loading the BPF object")?;
-    let mut btf = LazyBtf::default();
     let hooks = hooks
         .iter()
         .map(|hook| {
-            let (attached, passed_over) = attach_first(&mut ebpf, hook, offsets, skip, &mut btf);
+            let (attached, passed_over) = attach_first(&mut ebpf, hook, offsets, skip, &btf);
             HookStatus {
                 hook: *hook,
                 attached,
@@ -238,44 +247,29 @@ pub fn load_skipping(
     })
 }
 
-/// The kernel's BTF as aya reads it, parsed at the first fentry or tp_btf
-/// program (they are loaded against it) and then shared by the others: the
-/// file is megabytes, and most kernels need it for none or for several.
-/// [`prefetch_kernel_btf`] parses it meanwhile on another thread.
-#[derive(Default)]
-struct LazyBtf(Option<Btf>);
+/// The kernel's BTF as aya reads it, which the fentry and tp_btf programs
+/// are loaded against, parsed on another thread while start-up parses it for
+/// the offsets on this one: on two cores the two take the time of one.
+///
+/// aya's loader parses it once more when it is created; that parse is not
+/// moved here, where it would overlap the others: three copies of the BTF at
+/// once raised the peak by a third and left the steady state 4 MB higher.
+pub struct Preparation(std::thread::JoinHandle<Result<Btf, String>>);
 
-impl LazyBtf {
-    fn get(&mut self) -> Result<&Btf, String> {
-        if self.0.is_none() {
-            let prefetched = PREFETCHED_BTF
-                .lock()
-                .ok()
-                .and_then(|mut slot| slot.take())
-                .and_then(|parse| parse.join().ok());
-            let btf = match prefetched {
-                Some(parsed) => parsed,
-                None => Btf::from_sys_fs().map_err(|e| e.to_string()),
-            };
-            self.0 = Some(btf?);
-        }
-        Ok(self.0.as_ref().expect("parsed above"))
+impl Preparation {
+    pub fn start() -> Self {
+        Self(std::thread::spawn(parse_kernel_btf))
+    }
+
+    /// An error on a kernel without BTF in sysfs: the fentry and tp_btf
+    /// programs are then refused with that reason (their fallbacks attach).
+    fn finish(self) -> Result<Btf, String> {
+        self.0.join().unwrap_or_else(|_| parse_kernel_btf())
     }
 }
 
-type BtfParse = std::thread::JoinHandle<Result<Btf, String>>;
-
-static PREFETCHED_BTF: std::sync::Mutex<Option<BtfParse>> = std::sync::Mutex::new(None);
-
-/// Starts parsing the kernel's BTF for the loader on another thread, while
-/// start-up parses it for the offsets on this one: on a machine with two
-/// cores the two take the time of one. Call before [`load`]; without it
-/// `load` parses it when it first needs it.
-pub fn prefetch_kernel_btf() {
-    let parse = std::thread::spawn(|| Btf::from_sys_fs().map_err(|e| e.to_string()));
-    if let Ok(mut slot) = PREFETCHED_BTF.lock() {
-        *slot = Some(parse);
-    }
+fn parse_kernel_btf() -> Result<Btf, String> {
+    Btf::from_sys_fs().map_err(|e| e.to_string())
 }
 
 /// Tries the hook's candidates in order; the first that suits the kernel
@@ -285,7 +279,7 @@ fn attach_first(
     hook: &Hook,
     offsets: &KernelOffsets,
     skip: &[String],
-    btf: &mut LazyBtf,
+    btf: &Result<Btf, String>,
 ) -> (Result<Attach, String>, Vec<String>) {
     let mut reasons = Vec::new();
     for candidate in hook.candidates {
@@ -308,7 +302,7 @@ fn attach_first(
 
 /// Loads the candidate's program and attaches it. Errors are flattened to
 /// one line, with the verifier's last words when the kernel refused it.
-fn attach(ebpf: &mut Ebpf, candidate: &Attach, btf: &mut LazyBtf) -> Result<(), String> {
+fn attach(ebpf: &mut Ebpf, candidate: &Attach, btf: &Result<Btf, String>) -> Result<(), String> {
     let program = match *candidate {
         Attach::RawTracepoint { program, .. }
         | Attach::Tracepoint { program, .. }
@@ -372,7 +366,7 @@ fn attach(ebpf: &mut Ebpf, candidate: &Attach, btf: &mut LazyBtf) -> Result<(), 
         Attach::FEntry { function, .. } => {
             let prog: &mut FEntry = prog.try_into().map_err(|e| wrong(&e))?;
             if prog.fd().is_err() {
-                let btf = btf.get().map_err(|e| failed(&e))?;
+                let btf = btf.as_ref().map_err(|e| failed(e))?;
                 prog.load(function, btf).map_err(|e| refused(&e))?;
             }
             prog.attach().map(drop).map_err(|e| failed(&e))
@@ -394,7 +388,7 @@ fn attach(ebpf: &mut Ebpf, candidate: &Attach, btf: &mut LazyBtf) -> Result<(), 
         Attach::BtfTracepoint { tracepoint, .. } => {
             let prog: &mut BtfTracePoint = prog.try_into().map_err(|e| wrong(&e))?;
             if prog.fd().is_err() {
-                let btf = btf.get().map_err(|e| failed(&e))?;
+                let btf = btf.as_ref().map_err(|e| failed(e))?;
                 prog.load(tracepoint, btf).map_err(|e| refused(&e))?;
             }
             prog.attach().map(drop).map_err(|e| failed(&e))

@@ -46,6 +46,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
 
 /// What the checks found, for the set-up.
 struct Checked {
+    preparation: ebpf::Preparation,
     resolved: kernel_btf::ResolvedOffsets,
     tracefs: preflight::Tracefs,
     file: Option<JsonlWriter>,
@@ -63,7 +64,7 @@ fn preflight(args: &WatchArgs) -> Result<Checked> {
     if let Some(pid) = args.pid {
         host_paths::check_pid(&args.host.procfs, pid)?;
     }
-    ebpf::prefetch_kernel_btf();
+    let preparation = ebpf::Preparation::start();
     let resolved = kernel_btf::load_and_resolve(args.host.btf.as_deref())?;
     let tracefs = preflight::ensure_tracefs()?;
     let file = match &args.output {
@@ -101,6 +102,7 @@ fn preflight(args: &WatchArgs) -> Result<Checked> {
         &args.host.host_root,
     )?;
     Ok(Checked {
+        preparation,
         resolved,
         tracefs,
         file,
@@ -149,6 +151,7 @@ struct Watch {
 /// what tracer watches (the banner and the `start` record).
 fn set_up(args: &WatchArgs, checked: Checked) -> Result<Watch> {
     let Checked {
+        preparation,
         resolved,
         tracefs,
         file,
@@ -158,7 +161,8 @@ fn set_up(args: &WatchArgs, checked: Checked) -> Result<Watch> {
         exporters,
     } = checked;
     let settings = Settings::from_args(args, &resolved);
-    let mut loaded = ebpf::load_skipping(
+    let mut loaded = ebpf::load_prepared(
+        preparation,
         &resolved.offsets,
         &settings.config(),
         &settings.hooks(),

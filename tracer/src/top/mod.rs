@@ -30,13 +30,20 @@ use crate::{
 pub fn run(args: TopArgs) -> Result<()> {
     preflight::check_privileges()?;
     crate::host_paths::check(&args.host)?;
-    ebpf::prefetch_kernel_btf();
+    let preparation = ebpf::Preparation::start();
     let resolved = kernel_btf::load_and_resolve(args.host.btf.as_deref())?;
     preflight::ensure_tracefs()?;
     // Only the IO wait family's hooks, and no stall reported: top reads the
     // kernel's totals, it reports no events.
     let config = Settings::nothing().config();
-    let mut loaded = ebpf::load(&resolved.offsets, &config, iowait::family::HOOKS, 4096)?;
+    let mut loaded = ebpf::load_prepared(
+        preparation,
+        &resolved.offsets,
+        &config,
+        iowait::family::HOOKS,
+        4096,
+        &[],
+    )?;
     let io = iowait::IoMaps::take(&mut loaded.ebpf)?;
     let mut notes = Vec::new();
     for h in &loaded.hooks {
