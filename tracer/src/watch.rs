@@ -334,6 +334,11 @@ impl Watch {
         let state = &self.state;
         let output = &mut self.output;
         let lost_total: u64 = state.lost.iter().sum();
+        // The records before the stop record are sent, or given up on and
+        // counted, before it says what the exporters dropped.
+        if let Some(exporters) = output.exporters_mut() {
+            exporters.settle(EXPORT_SETTLE);
+        }
         let export_drops = output.exporters_mut().map(|e| e.drops());
         output.record(
             "stop",
@@ -352,8 +357,7 @@ impl Watch {
         )?;
         output.sync()?;
         if let Some(exporters) = output.exporters_mut() {
-            // Within the second a stop may take (the drain had its 250 ms).
-            exporters.shutdown(EXPORT_FLUSH);
+            exporters.finish(EXPORT_STOP_RECORD);
         }
         crate::stderr_line!(
             "tracer: stopped on {stop_reason}: {} events reported from {} kernel records; {} records lost, {} malformed",
@@ -396,8 +400,11 @@ const CLOCK_EVERY: usize = 64;
 /// How long the stop keeps reading what the kernel had already sent.
 const FINAL_DRAIN: Duration = Duration::from_millis(250);
 
-/// How long the OTLP records still queued at the stop get to leave.
-const EXPORT_FLUSH: Duration = Duration::from_millis(500);
+/// How long the OTLP records still queued at the stop get to leave, before
+/// the `stop` record counts what did not; then how long that record gets.
+/// With the drain's 250 ms, within the second a stop may take.
+const EXPORT_SETTLE: Duration = Duration::from_millis(400);
+const EXPORT_STOP_RECORD: Duration = Duration::from_millis(150);
 
 #[derive(Debug, PartialEq, Eq)]
 enum Drained {

@@ -179,11 +179,20 @@ impl Exporters {
         }
     }
 
-    /// Sends what is queued, waiting at most `deadline`; what is left then is
-    /// counted as dropped.
-    pub fn shutdown(&mut self, deadline: Duration) {
+    /// The stop's first step, before its `stop` record: what is queued
+    /// for OTLP gets at most `limit` to leave, the rest is counted as
+    /// dropped, so that `drops` accounts for every record before the stop.
+    pub fn settle(&mut self, limit: Duration) {
+        if let Some(otlp) = &mut self.otlp {
+            otlp.settle(limit);
+        }
+    }
+
+    /// The stop's last step, after its `stop` record: that record gets at
+    /// most `limit` to leave.
+    pub fn finish(&mut self, limit: Duration) {
         if let Some(otlp) = self.otlp.take() {
-            otlp.shutdown(deadline);
+            otlp.finish(limit);
         }
     }
 }
