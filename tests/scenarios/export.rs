@@ -736,8 +736,9 @@ fn the_signals_metric_counts_a_summed_up_flood_whole() {
     let work = Workdir::new();
     let host = work.host_root();
     let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut target = spawn(&work.program("flood-target"), &["sleep"]);
-    let pid = target.id();
+    // Killed on the way out, passed or failed.
+    let target = Process(spawn(&work.program("flood-target"), &["sleep"]));
+    let pid = target.0.id();
     wait_for_comm(pid, "flood-target");
     let tracer = Tracer::start(
         &work,
@@ -811,8 +812,7 @@ fn the_signals_metric_counts_a_summed_up_flood_whole() {
         .sum();
     assert_eq!(whole + summed, u64::from(STORM), "the file's own account");
     assert!(floods.iter().all(|f| f["signal"]["origin"] == "kill"));
-    let _ = target.kill();
-    let _ = target.wait();
+    drop(target);
 }
 
 /// Records still queued for a receiver that is down, or hung on a request,
@@ -826,8 +826,8 @@ fn otlp_records_unsent_at_stop_are_counted_in_the_stop_record() {
     let host = work.host_root();
     for mode in ["down", "slow"] {
         let mut receiver = Receiver::start(&work);
-        let mut target = spawn(&work.program("stop-target"), &["sleep"]);
-        let pid = target.id();
+        let target = Process(spawn(&work.program("stop-target"), &["sleep"]));
+        let pid = target.0.id();
         wait_for_comm(pid, "stop-target");
         let tracer = Tracer::start(
             &work,
@@ -865,10 +865,6 @@ fn otlp_records_unsent_at_stop_are_counted_in_the_stop_record() {
         let took = signalled.elapsed();
         let received = receiver.records().len() as u64;
         let stop = finished.assert_clean_stop("SIGTERM");
-        assert!(
-            took < Duration::from_secs(1),
-            "receiver {mode}: the stop took {took:?}"
-        );
         let before_stop = finished.records.len() as u64 - 1;
         let drops = &stop["export_drops"];
         let dropped = drops["otlp_queue_full"].as_u64().unwrap()
@@ -886,12 +882,15 @@ fn otlp_records_unsent_at_stop_are_counted_in_the_stop_record() {
             assert_eq!(received + dropped, before_stop, "{stop}");
         }
         assert!(
+            took < Duration::from_secs(1),
+            "receiver {mode}: the stop took {took:?}"
+        );
+        assert!(
             finished.stderr.contains("stop record"),
             "the stop record itself did not get out, and tracer says so:\n{}",
             finished.stderr
         );
-        let _ = target.kill();
-        let _ = target.wait();
+        drop(target);
     }
 }
 
