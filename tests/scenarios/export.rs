@@ -1121,3 +1121,122 @@ fn aya_log_messages_are_bridged_and_filtered() {
         "aya's debug messages by default:\n{text}"
     );
 }
+
+/// tracer's own warnings go through `tracing`: as a JSON object a log
+/// pipeline (here `jq`) reads with --log-format json, silenced by
+/// --log-level error or RUST_LOG=error, while the banner stays. The warning:
+/// the --output file was open to other users, which tracer fixes at start.
+#[test]
+fn warnings_follow_log_level_and_log_format() {
+    use std::os::unix::fs::PermissionsExt as _;
+    require_root();
+    let work = Workdir::new();
+    let host = work.host_root();
+    let run = |extra: &[&str], rust_log: Option<&str>| -> String {
+        let tag = random_hex(4);
+        let output = work.path().join(format!("open-{tag}.jsonl"));
+        fs::write(&output, "").unwrap();
+        fs::set_permissions(&output, fs::Permissions::from_mode(0o644)).unwrap();
+        let stderr = work.path().join(format!("stderr-{tag}.txt"));
+        let mut command = Command::new(crate::harness::TRACER);
+        command
+            .arg("watch")
+            .arg("--output")
+            .arg(&output)
+            .arg("--host-root")
+            .arg(&host)
+            .args(extra)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&stderr).unwrap());
+        if let Some(filter) = rust_log {
+            command.env("RUST_LOG", filter);
+        }
+        let child = Process(command.spawn().expect("starting tracer"));
+        let said = || fs::read_to_string(&stderr).unwrap_or_default();
+        eventually("the start record", || {
+            crate::harness::read_records(&output)
+                .iter()
+                .any(|r| r["kind"] == "start")
+                .then_some(())
+        });
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.0.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        let mut child = child;
+        let status = child.0.wait().unwrap();
+        assert!(status.success(), "tracer {extra:?}: {status}\n{}", said());
+        let mode = fs::metadata(&output).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the file is fixed whatever is shown");
+        said()
+    };
+    let warning = "was open to other users";
+
+    // JSON: the warning is an object jq reads; the banner is the console's.
+    let json = run(&["--log-format", "json"], None);
+    let objects: String = json
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut jq = Command::new("jq")
+        .args([
+            "-e",
+            "-s",
+            &format!(
+                r#"map(select(.level == "WARN" and (.message | contains("{warning}")))) | length == 1"#
+            ),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running jq (installed by `cargo xtask setup`)");
+    {
+        use std::io::Write as _;
+        jq.stdin
+            .take()
+            .unwrap()
+            .write_all(objects.as_bytes())
+            .unwrap();
+    }
+    let answer = jq.wait_with_output().unwrap();
+    assert!(
+        answer.status.success(),
+        "jq did not find one WARN object saying the file {warning} ({}{}):\n{json}",
+        String::from_utf8_lossy(&answer.stdout),
+        String::from_utf8_lossy(&answer.stderr)
+    );
+    assert!(json.contains("  following: "), "{json}");
+
+    // Text by default.
+    let text = run(&[], None);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("WARN") && l.contains(warning)),
+        "{text}"
+    );
+
+    // Silenced by --log-level error and by RUST_LOG=error; the flag wins
+    // over RUST_LOG.
+    for (extra, rust_log) in [
+        (&["--log-level", "error"][..], None),
+        (&[][..], Some("error")),
+    ] {
+        let quiet = run(extra, rust_log);
+        assert!(
+            !quiet.contains(warning),
+            "{extra:?} RUST_LOG={rust_log:?}:\n{quiet}"
+        );
+        assert!(
+            quiet.contains("  following: "),
+            "the banner stays:\n{quiet}"
+        );
+        assert!(quiet.contains("stopped on SIGINT"), "{quiet}");
+    }
+    let flag_wins = run(&["--log-level", "warn"], Some("error"));
+    assert!(flag_wins.contains(warning), "{flag_wins}");
+}

@@ -190,7 +190,7 @@ fn set_up(args: &WatchArgs, checked: Checked) -> Result<Watch> {
     output.set_exporters(exporters);
     banner(args, &scope, &loaded.hooks, tracefs, &resolved.missing);
     for note in &notes {
-        crate::stderr_line!("  {note}");
+        tracing::warn!("{note}");
     }
     output.record(
         "start",
@@ -200,7 +200,7 @@ fn set_up(args: &WatchArgs, checked: Checked) -> Result<Watch> {
 
     let kernel_log = KernelLog::open();
     if !kernel_log.readable() {
-        crate::stderr_line!("  /dev/kmsg is not readable: OOM and page-allocation events go without the kernel log's corroboration");
+        tracing::warn!("/dev/kmsg is not readable: OOM and page-allocation events go without the kernel log's corroboration");
     }
     let mut explainer = Explainer::new(
         processes,
@@ -440,7 +440,9 @@ fn drain(
             }
             Err(e) => {
                 if state.malformed == 0 {
-                    crate::stderr_line!("tracer: warning: skipping a malformed kernel record ({e}); further ones are only counted");
+                    tracing::warn!(
+                        "skipping a malformed kernel record ({e}); further ones are only counted"
+                    );
                 }
                 state.malformed += 1;
             }
@@ -481,7 +483,10 @@ fn report_losses(
         .map(|(n, o)| n.saturating_sub(*o))
         .collect();
     let total: u64 = delta.iter().sum();
-    crate::stderr_line!("tracer: warning: {total} kernel records lost (ring buffer full); the explanations may be incomplete");
+    tracing::warn!(
+        lost = total,
+        "{total} kernel records lost (ring buffer full); the explanations may be incomplete"
+    );
     let mut delta_arr = [0u64; LOST_SLOTS as usize];
     delta_arr.copy_from_slice(&delta);
     output.record(
@@ -506,8 +511,8 @@ fn resolve_scope(args: &WatchArgs, attributor: &mut Attributor) -> Result<Scope>
     }
     if let Some((namespace, name)) = &args.pod {
         if attributor.kubelet().pods_named(namespace, name).is_empty() {
-            crate::stderr_line!(
-                "tracer: note: no pod {namespace}/{name} on this node yet (looked in {}): waiting for it",
+            tracing::info!(
+                "no pod {namespace}/{name} on this node yet (looked in {}): waiting for it",
                 args.host.host_root.join("var/log/pods").display()
             );
         }
