@@ -860,9 +860,10 @@ fn otlp_records_unsent_at_stop_are_counted_in_the_stop_record() {
         // A batch is on its way: to a closed port (retried), or in a
         // request the slow receiver answers 3 s later.
         thread::sleep(Duration::from_millis(1200));
-        let signalled = Instant::now();
+        // The stop record's time says when it was written.
+        let signalled = chrono::Utc::now();
         let finished = tracer.stop_with(nix::sys::signal::Signal::SIGTERM);
-        let took = signalled.elapsed();
+        let exited = (chrono::Utc::now() - signalled).to_std().unwrap();
         let received = receiver.records().len() as u64;
         let stop = finished.assert_clean_stop("SIGTERM");
         let before_stop = finished.records.len() as u64 - 1;
@@ -881,9 +882,17 @@ fn otlp_records_unsent_at_stop_are_counted_in_the_stop_record() {
         if mode == "down" {
             assert_eq!(received + dropped, before_stop, "{stop}");
         }
+        // SIGTERM is obeyed within a second, the stop record written (as
+        // hostile.rs asks under a storm); detaching the programs follows.
+        // Before, a request in flight or a retry's pause held the exit for
+        // seconds, after the stop record.
+        let written: chrono::DateTime<chrono::Utc> =
+            stop["time"].as_str().unwrap().parse().unwrap();
+        let obeyed = (written - signalled).to_std().unwrap_or_default();
+        println!("receiver {mode}: stop record after {obeyed:?}, exit after {exited:?}");
         assert!(
-            took < Duration::from_secs(1),
-            "receiver {mode}: the stop took {took:?}"
+            obeyed < Duration::from_secs(1) && exited < Duration::from_secs(2),
+            "receiver {mode}: the stop record after {obeyed:?}, the exit after {exited:?}"
         );
         assert!(
             finished.stderr.contains("stop record"),

@@ -403,8 +403,8 @@ const FINAL_DRAIN: Duration = Duration::from_millis(250);
 /// How long the OTLP records still queued at the stop get to leave, before
 /// the `stop` record counts what did not; then how long that record gets.
 /// With the drain's 250 ms, within the second a stop may take.
-const EXPORT_SETTLE: Duration = Duration::from_millis(400);
-const EXPORT_STOP_RECORD: Duration = Duration::from_millis(150);
+const EXPORT_SETTLE: Duration = Duration::from_millis(300);
+const EXPORT_STOP_RECORD: Duration = Duration::from_millis(100);
 
 #[derive(Debug, PartialEq, Eq)]
 enum Drained {
