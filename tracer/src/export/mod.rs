@@ -81,7 +81,8 @@ pub struct ExportDrops {
     /// Log records not sent: the queue was full (receiver down or slow).
     pub otlp_queue_full: u64,
     /// Log records not sent: every retry of their batch failed, or the
-    /// receiver rejected them, or they were still queued at shutdown.
+    /// receiver rejected them, or the stop gave up on them (still queued or
+    /// in flight after its wait; counted before the `stop` record is written).
     pub otlp_send_failed: u64,
     /// Events not counted in a metric because a new series would have passed
     /// --metrics-max-series.

@@ -11,6 +11,10 @@
 //!   from 250 ms to 4 s, five attempts in all. A batch that still fails, or
 //!   that the receiver rejects (400, 500, ...), is dropped and counted.
 //! - Memory is bounded by the queue size plus one batch.
+//! - At the stop, what is queued gets a short wait to leave, then is given
+//!   up on and counted before the `stop` record is written; the `stop`
+//!   record then gets a wait of its own. The thread is never joined: a
+//!   request in flight to a hung receiver does not hold the exit.
 //! - Plain HTTP only: a collector on the node or in the cluster (port 4318)
 //!   is the usual target, and a TLS stack would add much to the binary.
 //!
