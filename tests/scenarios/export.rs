@@ -726,6 +726,183 @@ fn otlp_receiver_down_slow_or_failing_never_blocks_tracer() {
     let _ = target.wait();
 }
 
+/// A storm under the default `--signal-flood 10`: the output shows the
+/// first signals of each second whole and sums up the rest in `signal_flood`
+/// records, and `tracer_signals_total` still counts every signal the shell
+/// sent.
+#[test]
+fn the_signals_metric_counts_a_summed_up_flood_whole() {
+    require_root();
+    let work = Workdir::new();
+    let host = work.host_root();
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    // Killed on the way out, passed or failed.
+    let target = Process(spawn(&work.program("flood-target"), &["sleep"]));
+    let pid = target.0.id();
+    wait_for_comm(pid, "flood-target");
+    let tracer = Tracer::start(
+        &work,
+        &host,
+        &[
+            "--pid",
+            &pid.to_string(),
+            "--signals",
+            "all",
+            "--metrics-address",
+            &metrics.to_string(),
+            "--ring-buffer-size",
+            "64MiB",
+        ],
+    );
+    // The shell stops at the first kill that fails: it sent them all.
+    signal_storm(pid, STORM);
+    let winch = |text: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(r#"tracer_signals_total{signal="SIGWINCH","#))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    };
+    let mut last = String::new();
+    let deadline = Instant::now() + WAIT;
+    while winch(&last) < f64::from(STORM) {
+        assert!(
+            Instant::now() < deadline,
+            "tracer_signals_total has {} of the {STORM} SIGWINCHes sent:
+{last}",
+            winch(&last)
+        );
+        thread::sleep(Duration::from_millis(250));
+        last = scrape(metrics);
+    }
+    // Not more either, once the last window is over.
+    thread::sleep(Duration::from_millis(1500));
+    let exposition = scrape(metrics);
+    assert_eq!(winch(&exposition), f64::from(STORM), "{exposition}");
+    // One series: the summed-up signals count where the shown ones do.
+    let series: Vec<&str> = exposition
+        .lines()
+        .filter(|l| l.starts_with(r#"tracer_signals_total{signal="SIGWINCH","#))
+        .collect();
+    assert_eq!(series.len(), 1, "{series:?}");
+    assert!(series[0].contains(r#"origin="kill""#), "{series:?}");
+    promtool_accepts(&exposition);
+
+    let finished = tracer.stop();
+    finished.assert_clean_stop("SIGINT");
+    let ours = |r: &&Value| r["target"]["pid"] == pid && r["signal"]["name"] == "SIGWINCH";
+    let whole = finished
+        .records
+        .iter()
+        .filter(|r| r["kind"] == "signal")
+        .filter(ours)
+        .count() as u64;
+    let floods: Vec<&Value> = finished
+        .records
+        .iter()
+        .filter(|r| r["kind"] == "signal_flood")
+        .filter(ours)
+        .collect();
+    assert!(
+        !floods.is_empty() && whole < u64::from(STORM) / 10,
+        "the flood gate summed up nothing: {whole} whole signals"
+    );
+    let summed: u64 = floods
+        .iter()
+        .map(|f| f["count"].as_u64().unwrap() - f["shown"].as_u64().unwrap())
+        .sum();
+    assert_eq!(whole + summed, u64::from(STORM), "the file's own account");
+    assert!(floods.iter().all(|f| f["signal"]["origin"] == "kill"));
+    drop(target);
+}
+
+/// Records still queued for a receiver that is down, or hung on a request,
+/// when tracer stops: the stop is not held (it ends within a second of
+/// SIGTERM), and what did not get out is counted in the `stop` record's
+/// `export_drops`, which thus accounts for every record before it.
+#[test]
+fn otlp_records_unsent_at_stop_are_counted_in_the_stop_record() {
+    require_root();
+    let work = Workdir::new();
+    let host = work.host_root();
+    for mode in ["down", "slow"] {
+        let mut receiver = Receiver::start(&work);
+        let target = Process(spawn(&work.program("stop-target"), &["sleep"]));
+        let pid = target.0.id();
+        wait_for_comm(pid, "stop-target");
+        let tracer = Tracer::start(
+            &work,
+            &host,
+            &[
+                "--pid",
+                &pid.to_string(),
+                "--signals",
+                "all",
+                "--otlp-endpoint",
+                &receiver.endpoint(),
+                "--signal-flood",
+                "0",
+                "--ring-buffer-size",
+                "64MiB",
+            ],
+        );
+        // The start record out first: the receiver has everything so far.
+        receiver.wait_for("the start log record", |r| {
+            r["event_name"] == "tracer.start"
+        });
+        match mode {
+            "down" => receiver.stop(),
+            _ => receiver.set_mode("slow"),
+        }
+        signal_storm(pid, 1000);
+        eventually("the signals in the file", || {
+            (signals_in_file(&tracer, pid) == 1000).then_some(())
+        });
+        // A batch is on its way: to a closed port (retried), or in a
+        // request the slow receiver answers 3 s later.
+        thread::sleep(Duration::from_millis(1200));
+        // The stop record's time says when it was written.
+        let signalled = chrono::Utc::now();
+        let finished = tracer.stop_with(nix::sys::signal::Signal::SIGTERM);
+        let exited = (chrono::Utc::now() - signalled).to_std().unwrap();
+        let received = receiver.records().len() as u64;
+        let stop = finished.assert_clean_stop("SIGTERM");
+        let before_stop = finished.records.len() as u64 - 1;
+        let drops = &stop["export_drops"];
+        let dropped = drops["otlp_queue_full"].as_u64().unwrap()
+            + drops["otlp_send_failed"].as_u64().unwrap();
+        assert!(dropped > 0, "receiver {mode}: {stop}");
+        // Every record before the stop was received or counted as dropped.
+        // A batch given up on in flight may still arrive at the slow
+        // receiver after tracer is gone, as a dropped one: never less.
+        assert!(
+            received + dropped >= before_stop && dropped <= before_stop,
+            "receiver {mode}: {before_stop} records before the stop, {received} received, {dropped} counted as dropped: {stop}\n{}",
+            finished.stderr
+        );
+        if mode == "down" {
+            assert_eq!(received + dropped, before_stop, "{stop}");
+        }
+        // SIGTERM is obeyed within a second, the stop record written (as
+        // hostile.rs asks under a storm); detaching the programs follows.
+        // Before, a request in flight or a retry's pause held the exit for
+        // seconds, after the stop record.
+        let written: chrono::DateTime<chrono::Utc> =
+            stop["time"].as_str().unwrap().parse().unwrap();
+        let obeyed = (written - signalled).to_std().unwrap_or_default();
+        println!("receiver {mode}: stop record after {obeyed:?}, exit after {exited:?}");
+        assert!(
+            obeyed < Duration::from_secs(1) && exited < Duration::from_secs(2),
+            "receiver {mode}: the stop record after {obeyed:?}, the exit after {exited:?}"
+        );
+        assert!(
+            finished.stderr.contains("stop record"),
+            "the stop record itself did not get out, and tracer says so:\n{}",
+            finished.stderr
+        );
+        drop(target);
+    }
+}
+
 /// The series cap holds and counts what it turned away; a deleted pod's
 /// series go after --metrics-pod-grace. tracer follows one pod (every tracer
 /// sees the whole node: other tests' events would share the cap): twelve
@@ -952,4 +1129,123 @@ fn aya_log_messages_are_bridged_and_filtered() {
         !text.contains("DEBUG"),
         "aya's debug messages by default:\n{text}"
     );
+}
+
+/// tracer's own warnings go through `tracing`: as a JSON object a log
+/// pipeline (here `jq`) reads with --log-format json, silenced by
+/// --log-level error or RUST_LOG=error, while the banner stays. The warning:
+/// the --output file was open to other users, which tracer fixes at start.
+#[test]
+fn warnings_follow_log_level_and_log_format() {
+    use std::os::unix::fs::PermissionsExt as _;
+    require_root();
+    let work = Workdir::new();
+    let host = work.host_root();
+    let run = |extra: &[&str], rust_log: Option<&str>| -> String {
+        let tag = random_hex(4);
+        let output = work.path().join(format!("open-{tag}.jsonl"));
+        fs::write(&output, "").unwrap();
+        fs::set_permissions(&output, fs::Permissions::from_mode(0o644)).unwrap();
+        let stderr = work.path().join(format!("stderr-{tag}.txt"));
+        let mut command = Command::new(crate::harness::TRACER);
+        command
+            .arg("watch")
+            .arg("--output")
+            .arg(&output)
+            .arg("--host-root")
+            .arg(&host)
+            .args(extra)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&stderr).unwrap());
+        if let Some(filter) = rust_log {
+            command.env("RUST_LOG", filter);
+        }
+        let child = Process(command.spawn().expect("starting tracer"));
+        let said = || fs::read_to_string(&stderr).unwrap_or_default();
+        eventually("the start record", || {
+            crate::harness::read_records(&output)
+                .iter()
+                .any(|r| r["kind"] == "start")
+                .then_some(())
+        });
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.0.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        let mut child = child;
+        let status = child.0.wait().unwrap();
+        assert!(status.success(), "tracer {extra:?}: {status}\n{}", said());
+        let mode = fs::metadata(&output).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the file is fixed whatever is shown");
+        said()
+    };
+    let warning = "was open to other users";
+
+    // JSON: the warning is an object jq reads; the banner is the console's.
+    let json = run(&["--log-format", "json"], None);
+    let objects: String = json
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut jq = Command::new("jq")
+        .args([
+            "-e",
+            "-s",
+            &format!(
+                r#"map(select(.level == "WARN" and (.message | contains("{warning}")))) | length == 1"#
+            ),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running jq (installed by `cargo xtask setup`)");
+    {
+        use std::io::Write as _;
+        jq.stdin
+            .take()
+            .unwrap()
+            .write_all(objects.as_bytes())
+            .unwrap();
+    }
+    let answer = jq.wait_with_output().unwrap();
+    assert!(
+        answer.status.success(),
+        "jq did not find one WARN object saying the file {warning} ({}{}):\n{json}",
+        String::from_utf8_lossy(&answer.stdout),
+        String::from_utf8_lossy(&answer.stderr)
+    );
+    assert!(json.contains("  following: "), "{json}");
+
+    // Text by default.
+    let text = run(&[], None);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("WARN") && l.contains(warning)),
+        "{text}"
+    );
+
+    // Silenced by --log-level error and by RUST_LOG=error; the flag wins
+    // over RUST_LOG.
+    for (extra, rust_log) in [
+        (&["--log-level", "error"][..], None),
+        (&[][..], Some("error")),
+    ] {
+        let quiet = run(extra, rust_log);
+        assert!(
+            !quiet.contains(warning),
+            "{extra:?} RUST_LOG={rust_log:?}:\n{quiet}"
+        );
+        assert!(
+            quiet.contains("  following: "),
+            "the banner stays:\n{quiet}"
+        );
+        assert!(quiet.contains("stopped on SIGINT"), "{quiet}");
+    }
+    let flag_wins = run(&["--log-level", "warn"], Some("error"));
+    assert!(flag_wins.contains(warning), "{flag_wins}");
 }

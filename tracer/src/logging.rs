@@ -47,7 +47,10 @@ pub fn init(args: &LogArgs) -> Result<()> {
     let filter = filter(args)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // A stderr that is gone (a closed ssh session) must not take tracer
+        // down: the subscriber would eprintln! the failure, which panics.
+        .log_internal_errors(false);
     let installed = match args.log_format {
         LogFormat::Text => builder
             .with_target(false)

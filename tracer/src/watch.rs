@@ -194,7 +194,7 @@ fn set_up(args: &WatchArgs, checked: Checked) -> Result<Watch> {
     output.set_exporters(exporters);
     banner(args, &scope, &loaded.hooks, tracefs, &resolved.missing);
     for note in &notes {
-        crate::stderr_line!("  {note}");
+        tracing::warn!("{note}");
     }
     output.record(
         "start",
@@ -204,7 +204,7 @@ fn set_up(args: &WatchArgs, checked: Checked) -> Result<Watch> {
 
     let kernel_log = KernelLog::open();
     if !kernel_log.readable() {
-        crate::stderr_line!("  /dev/kmsg is not readable: OOM and page-allocation events go without the kernel log's corroboration");
+        tracing::warn!("/dev/kmsg is not readable: OOM and page-allocation events go without the kernel log's corroboration");
     }
     let mut explainer = Explainer::new(
         processes,
@@ -338,6 +338,11 @@ impl Watch {
         let state = &self.state;
         let output = &mut self.output;
         let lost_total: u64 = state.lost.iter().sum();
+        // The records before the stop record are sent, or given up on and
+        // counted, before it says what the exporters dropped.
+        if let Some(exporters) = output.exporters_mut() {
+            exporters.settle(EXPORT_SETTLE);
+        }
         let export_drops = output.exporters_mut().map(|e| e.drops());
         output.record(
             "stop",
@@ -356,8 +361,7 @@ impl Watch {
         )?;
         output.sync()?;
         if let Some(exporters) = output.exporters_mut() {
-            // Within the second a stop may take (the drain had its 250 ms).
-            exporters.shutdown(EXPORT_FLUSH);
+            exporters.finish(EXPORT_STOP_RECORD);
         }
         crate::stderr_line!(
             "tracer: stopped on {stop_reason}: {} events reported from {} kernel records; {} records lost, {} malformed",
@@ -400,8 +404,11 @@ const CLOCK_EVERY: usize = 64;
 /// How long the stop keeps reading what the kernel had already sent.
 const FINAL_DRAIN: Duration = Duration::from_millis(250);
 
-/// How long the OTLP records still queued at the stop get to leave.
-const EXPORT_FLUSH: Duration = Duration::from_millis(500);
+/// How long the OTLP records still queued at the stop get to leave, before
+/// the `stop` record counts what did not; then how long that record gets.
+/// With the drain's 250 ms, within the second a stop may take.
+const EXPORT_SETTLE: Duration = Duration::from_millis(300);
+const EXPORT_STOP_RECORD: Duration = Duration::from_millis(100);
 
 #[derive(Debug, PartialEq, Eq)]
 enum Drained {
@@ -437,7 +444,9 @@ fn drain(
             }
             Err(e) => {
                 if state.malformed == 0 {
-                    crate::stderr_line!("tracer: warning: skipping a malformed kernel record ({e}); further ones are only counted");
+                    tracing::warn!(
+                        "skipping a malformed kernel record ({e}); further ones are only counted"
+                    );
                 }
                 state.malformed += 1;
             }
@@ -478,7 +487,10 @@ fn report_losses(
         .map(|(n, o)| n.saturating_sub(*o))
         .collect();
     let total: u64 = delta.iter().sum();
-    crate::stderr_line!("tracer: warning: {total} kernel records lost (ring buffer full); the explanations may be incomplete");
+    tracing::warn!(
+        lost = total,
+        "{total} kernel records lost (ring buffer full); the explanations may be incomplete"
+    );
     let mut delta_arr = [0u64; LOST_SLOTS as usize];
     delta_arr.copy_from_slice(&delta);
     output.record(
@@ -503,8 +515,8 @@ fn resolve_scope(args: &WatchArgs, attributor: &mut Attributor) -> Result<Scope>
     }
     if let Some((namespace, name)) = &args.pod {
         if attributor.kubelet().pods_named(namespace, name).is_empty() {
-            crate::stderr_line!(
-                "tracer: note: no pod {namespace}/{name} on this node yet (looked in {}): waiting for it",
+            tracing::info!(
+                "no pod {namespace}/{name} on this node yet (looked in {}): waiting for it",
                 args.host.host_root.join("var/log/pods").display()
             );
         }

@@ -30,6 +30,20 @@ pub enum Amount {
     One,
     /// The number at this pointer, times the factor (nanoseconds to seconds).
     Scaled(&'static str, f64),
+    /// The number at the first pointer less the one at the second: what a
+    /// summary record counts beyond the events it let through whole (which
+    /// were counted one by one).
+    Beyond(&'static str, &'static str),
+}
+
+/// A record kind that stands for many events of the counter's kind, such as
+/// `signal_flood` for the signals of a flood not shown whole: the counter
+/// counts what it stands for, in the series its labels name, so that the
+/// metric says what the kernel did however much the output summed up.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    pub kind: &'static str,
+    pub amount: Amount,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +56,9 @@ pub struct CounterSpec {
     /// The base unit, as a suffix of the name (`seconds`), if any.
     pub unit: Option<&'static str>,
     pub amount: Amount,
+    /// The summary record that counts events of `kind` too, if any; the
+    /// labels' pointers must name the same things in it.
+    pub summary: Option<Summary>,
     /// Counted only when the boolean at this pointer is true.
     pub only_if: Option<&'static str>,
     pub labels: &'static [Label],
@@ -97,6 +114,13 @@ pub const COUNTERS: &[CounterSpec] = &[
         help: "Signals generated, by signal, origin (kernel, user, ...), target and sender pod",
         unit: None,
         amount: Amount::One,
+        // `--signal-flood` shows the first signals of a flood whole and
+        // sums up the rest in one record: they are signals the kernel
+        // generated all the same.
+        summary: Some(Summary {
+            kind: "signal_flood",
+            amount: Amount::Beyond("/count", "/shown"),
+        }),
         only_if: None,
         labels: &[
             label!("signal", "/signal/name"),
@@ -116,6 +140,7 @@ pub const COUNTERS: &[CounterSpec] = &[
         help: "Process exits reported, by exit code and cause (oom_kill, the origin of the signal that killed it, or exit)",
         unit: None,
         amount: Amount::One,
+        summary: None,
         only_if: None,
         labels: &[
             label!("code", "/exit_code"),
@@ -137,6 +162,7 @@ pub const COUNTERS: &[CounterSpec] = &[
         help: "OOM kills, by scope (cgroup or system) and the victim's pod",
         unit: None,
         amount: Amount::One,
+        summary: None,
         only_if: None,
         labels: &[
             label!("scope", "/scope"),
@@ -152,6 +178,7 @@ pub const COUNTERS: &[CounterSpec] = &[
         help: "Page-allocation failures, by order and whether the caller tolerates them",
         unit: None,
         amount: Amount::One,
+        summary: None,
         only_if: None,
         labels: &[
             label!("order", "/order"),
@@ -165,6 +192,7 @@ pub const COUNTERS: &[CounterSpec] = &[
         help: "Packets dropped, by the kernel's drop reason, the netfilter cause, and the pod of the socket, of the DNS query, or of the network namespace",
         unit: None,
         amount: Amount::One,
+        summary: None,
         only_if: None,
         labels: &[
             label!("reason", "/reason"),
@@ -198,6 +226,7 @@ pub const COUNTERS: &[CounterSpec] = &[
         help: "DNS lookups, by verdict (answered, slow, failed, unanswered, ...) and the asking pod",
         unit: None,
         amount: Amount::One,
+        summary: None,
         only_if: None,
         labels: &[
             label!("verdict", "/verdict"),
@@ -212,6 +241,7 @@ pub const COUNTERS: &[CounterSpec] = &[
         help: "Tasks blocked in D state for at least --iowait-threshold, by pod and device",
         unit: None,
         amount: Amount::One,
+        summary: None,
         only_if: None,
         labels: &[
             PROCESS[0],
@@ -226,6 +256,7 @@ pub const COUNTERS: &[CounterSpec] = &[
         help: "Seconds spent in IO wait by the reported IO stalls, by pod and device",
         unit: Some("seconds"),
         amount: Amount::Scaled("/blocked_ns", 1e-9),
+        summary: None,
         only_if: Some("/in_iowait"),
         labels: &[
             PROCESS[0],
@@ -240,6 +271,7 @@ pub const COUNTERS: &[CounterSpec] = &[
         help: "Hung tasks (blocked past the kernel's hung-task timeout), by pod",
         unit: None,
         amount: Amount::One,
+        summary: None,
         only_if: None,
         labels: &[PROCESS[0], PROCESS[1]],
         pods: &[&["/process/pod/uid"]],
@@ -294,18 +326,26 @@ pub fn pod_uid<'a>(alternatives: &[&str], record: &'a Value) -> Option<&'a str> 
         .find_map(|p| lookup(record, p).and_then(Value::as_str))
 }
 
-/// How much `spec` adds for `record`; None when it does not count it.
-pub fn amount(spec: &CounterSpec, record: &Value) -> Option<f64> {
+/// How much `spec` adds for `record`, a record of `kind`; None when it does
+/// not count it.
+pub fn amount(spec: &CounterSpec, kind: &str, record: &Value) -> Option<f64> {
+    let amount = if spec.kind == kind {
+        spec.amount
+    } else {
+        spec.summary.filter(|s| s.kind == kind)?.amount
+    };
     if let Some(pointer) = spec.only_if {
         if lookup(record, pointer).and_then(Value::as_bool) != Some(true) {
             return None;
         }
     }
-    match spec.amount {
+    let number = |pointer| lookup(record, pointer).and_then(Value::as_f64);
+    match amount {
         Amount::One => Some(1.0),
-        Amount::Scaled(pointer, factor) => lookup(record, pointer)
-            .and_then(Value::as_f64)
-            .map(|v| v * factor),
+        Amount::Scaled(pointer, factor) => number(pointer).map(|v| v * factor),
+        Amount::Beyond(total, counted) => {
+            Some((number(total)? - number(counted).unwrap_or(0.0)).max(0.0))
+        }
     }
 }
 
@@ -396,6 +436,7 @@ mod tests {
         assert_eq!(
             amount(
                 spec,
+                "io_stall",
                 &json!({"blocked_ns": 1_500_000_000u64, "in_iowait": true})
             ),
             Some(1.5)
@@ -403,6 +444,7 @@ mod tests {
         assert_eq!(
             amount(
                 spec,
+                "io_stall",
                 &json!({"blocked_ns": 1_500_000_000u64, "in_iowait": false})
             ),
             None

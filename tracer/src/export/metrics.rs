@@ -191,10 +191,7 @@ impl Metrics {
         }
         let mut scratch = String::new();
         for (index, spec) in COUNTERS.iter().enumerate() {
-            if spec.kind != kind {
-                continue;
-            }
-            let Some(amount) = labels::amount(spec, record) else {
+            let Some(amount) = labels::amount(spec, kind, record) else {
                 continue;
             };
             let labels: Labels = spec
@@ -432,6 +429,24 @@ mod tests {
         assert!(text.contains(r#"tracer_signals_total{signal="SIGKILL",origin="user",namespace="default",pod="web",container="",sender_namespace="",sender_pod="",sender_container=""} 2"#), "{text}");
         assert!(text.contains(r#"pod="db""#));
         assert!(text.contains("tracer_metrics_series 2"), "{text}");
+    }
+
+    /// A flood's summary counts the signals not shown whole, in the series
+    /// of the shown ones.
+    #[test]
+    fn a_flood_summary_counts_what_it_summed_up() {
+        let m = Metrics::new(100);
+        for _ in 0..10 {
+            m.observe("signal", &signal("u1", "web"));
+        }
+        let mut flood = signal("u1", "web");
+        flood["kind"] = json!("signal_flood");
+        flood["count"] = json!(5000);
+        flood["shown"] = json!(10);
+        m.observe("signal_flood", &flood);
+        let text = exposition(&m);
+        assert!(text.contains(r#"tracer_signals_total{signal="SIGKILL",origin="user",namespace="default",pod="web",container="",sender_namespace="",sender_pod="",sender_container=""} 5000"#), "{text}");
+        assert!(text.contains("tracer_metrics_series 1"), "{text}");
     }
 
     #[test]

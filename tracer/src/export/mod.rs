@@ -81,7 +81,8 @@ pub struct ExportDrops {
     /// Log records not sent: the queue was full (receiver down or slow).
     pub otlp_queue_full: u64,
     /// Log records not sent: every retry of their batch failed, or the
-    /// receiver rejected them, or they were still queued at shutdown.
+    /// receiver rejected them, or the stop gave up on them (still queued or
+    /// in flight after its wait; counted before the `stop` record is written).
     pub otlp_send_failed: u64,
     /// Events not counted in a metric because a new series would have passed
     /// --metrics-max-series.
@@ -179,11 +180,20 @@ impl Exporters {
         }
     }
 
-    /// Sends what is queued, waiting at most `deadline`; what is left then is
-    /// counted as dropped.
-    pub fn shutdown(&mut self, deadline: Duration) {
+    /// The stop's first step, before its `stop` record: what is queued
+    /// for OTLP gets at most `limit` to leave, the rest is counted as
+    /// dropped, so that `drops` accounts for every record before the stop.
+    pub fn settle(&mut self, limit: Duration) {
+        if let Some(otlp) = &mut self.otlp {
+            otlp.settle(limit);
+        }
+    }
+
+    /// The stop's last step, after its `stop` record: that record gets at
+    /// most `limit` to leave.
+    pub fn finish(&mut self, limit: Duration) {
         if let Some(otlp) = self.otlp.take() {
-            otlp.shutdown(deadline);
+            otlp.finish(limit);
         }
     }
 }

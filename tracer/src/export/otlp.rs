@@ -11,6 +11,10 @@
 //!   from 250 ms to 4 s, five attempts in all. A batch that still fails, or
 //!   that the receiver rejects (400, 500, ...), is dropped and counted.
 //! - Memory is bounded by the queue size plus one batch.
+//! - At the stop, what is queued gets a short wait to leave, then is given
+//!   up on and counted before the `stop` record is written; the `stop`
+//!   record then gets a wait of its own. The thread is never joined: a
+//!   request in flight to a hung receiver does not hold the exit.
 //! - Plain HTTP only: a collector on the node or in the cluster (port 4318)
 //!   is the usual target, and a TLS stack would add much to the binary.
 //!
@@ -22,8 +26,11 @@
 //! `tracer.sender.pid`). The body is the console line.
 
 use std::{
-    sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError},
-    thread::JoinHandle,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError},
+        Arc, Condvar, Mutex, MutexGuard,
+    },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -34,6 +41,7 @@ use opentelemetry_proto::tonic::{
     logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
     resource::v1::Resource,
 };
+use prometheus_client::metrics::counter::Counter;
 use prost::Message as _;
 use serde_json::Value;
 
@@ -258,13 +266,126 @@ impl Pending {
     }
 }
 
+/// What became of the records handed to the queue, shared by the watch
+/// loop and the sender thread: the stop waits on it, and gives up on what is
+/// still outstanding at its deadline, counting it as dropped.
+#[derive(Default)]
+struct Ledger {
+    progress: Mutex<Progress>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Progress {
+    /// Records the sender is done with: sent, or dropped and counted.
+    done: u64,
+    /// Records the stop gave up on and already counted as dropped. They are
+    /// the oldest the sender still holds (the queue and the sender keep the
+    /// order), so the next ones it is done with: they are skipped unsent,
+    /// and what becomes of them is not counted again.
+    given_up: u64,
+}
+
+impl Ledger {
+    fn lock(&self) -> MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The sender is done with `count` records, the oldest it held: counts
+    /// those the stop did not already count, in `counter`.
+    fn settle(&self, count: u64, counter: &Counter) {
+        let mut progress = self.lock();
+        let counted_already = progress.given_up.min(count);
+        progress.given_up -= counted_already;
+        progress.done += count;
+        counter.inc_by(count - counted_already);
+        self.changed.notify_all();
+    }
+
+    /// Removes from the front of `batch` the records the stop gave up on.
+    fn skip_given_up(&self, batch: &mut Vec<LogRecord>) {
+        let mut progress = self.lock();
+        let skipped = progress.given_up.min(batch.len() as u64);
+        if skipped > 0 {
+            progress.given_up -= skipped;
+            progress.done += skipped;
+            batch.drain(..skipped as usize);
+            self.changed.notify_all();
+        }
+    }
+
+    /// Whether the next record, after the `held` ones, is one the stop
+    /// gave up on; if so it is done with.
+    fn skip_if_given_up(&self, held: usize) -> bool {
+        let mut progress = self.lock();
+        if progress.given_up <= held as u64 {
+            return false;
+        }
+        progress.given_up -= 1;
+        progress.done += 1;
+        self.changed.notify_all();
+        true
+    }
+
+    fn giving_up(&self) -> bool {
+        self.lock().given_up > 0
+    }
+
+    /// Sleeps for `pause`, or less when the stop gives up meanwhile.
+    fn pause(&self, pause: Duration) {
+        let progress = self.lock();
+        let _ = self
+            .changed
+            .wait_timeout_while(progress, pause, |p| p.given_up == 0);
+    }
+
+    /// Waits until the sender is done with `queued` records or `until`;
+    /// returns how many it is not done with.
+    fn wait_done(&self, queued: u64, until: Instant) -> u64 {
+        let mut progress = self.lock();
+        while progress.done < queued {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            progress = self
+                .changed
+                .wait_timeout(progress, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        queued.saturating_sub(progress.done)
+    }
+
+    /// Counts as dropped the records of the first `queued` that are neither
+    /// done nor already given up; returns how many that was.
+    fn give_up(&self, queued: u64, counter: &Counter) -> u64 {
+        let mut progress = self.lock();
+        let outstanding = queued.saturating_sub(progress.done + progress.given_up);
+        progress.given_up += outstanding;
+        counter.inc_by(outstanding);
+        // Wakes the sender from a retry's pause.
+        self.changed.notify_all();
+        outstanding
+    }
+}
+
+/// What the queue carries: a record, or the stop's request to send what is
+/// batched now instead of waiting for more.
+enum Message {
+    Record(Pending),
+    Flush,
+}
+
 pub struct OtlpSender {
-    queue: SyncSender<Pending>,
+    queue: Option<SyncSender<Message>>,
     counters: OtlpCounters,
-    thread: JoinHandle<()>,
-    /// Nanoseconds after `epoch` by which the thread must give up (0: none).
-    deadline: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    epoch: Instant,
+    ledger: Arc<Ledger>,
+    /// Records the queue took (the sender owes an outcome for each).
+    queued: u64,
+    /// Set at the stop: the sender sends each batch as soon as the queue is
+    /// empty.
+    flushing: Arc<AtomicBool>,
 }
 
 impl OtlpSender {
@@ -276,8 +397,8 @@ impl OtlpSender {
     ) -> Result<Self> {
         let (queue, incoming) = mpsc::sync_channel(queue_size);
         let counters = metrics.map(|m| m.otlp.clone()).unwrap_or_default();
-        let deadline = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let epoch = Instant::now();
+        let ledger = Arc::new(Ledger::default());
+        let flushing = Arc::new(AtomicBool::new(false));
         let worker = Worker {
             url: url.to_owned(),
             resource: resource(node),
@@ -288,19 +409,21 @@ impl OtlpSender {
                     .build(),
             ),
             counters: counters.clone(),
-            deadline: deadline.clone(),
-            epoch,
+            ledger: ledger.clone(),
+            flushing: flushing.clone(),
         };
-        let thread = std::thread::Builder::new()
+        // Never joined: at the stop, a request in flight to a slow receiver
+        // must not hold tracer's exit (see `settle` and `finish`).
+        std::thread::Builder::new()
             .name("otlp-sender".into())
             .spawn(move || worker.run(incoming))
             .context("starting the OTLP sender thread")?;
         Ok(Self {
-            queue,
+            queue: Some(queue),
             counters,
-            thread,
-            deadline,
-            epoch,
+            ledger,
+            queued: 0,
+            flushing,
         })
     }
 
@@ -310,8 +433,12 @@ impl OtlpSender {
             line: line.to_vec(),
             console: console.map(str::to_owned),
         };
-        match self.queue.try_send(pending) {
-            Ok(()) => {}
+        let Some(queue) = &self.queue else {
+            self.counters.queue_full.inc();
+            return;
+        };
+        match queue.try_send(Message::Record(pending)) {
+            Ok(()) => self.queued += 1,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.counters.queue_full.inc();
             }
@@ -326,32 +453,49 @@ impl OtlpSender {
         )
     }
 
-    /// Lets the thread send what is queued for at most `limit`, then counts
-    /// the rest as failed.
-    pub fn shutdown(self, limit: Duration) {
-        let end = self.epoch.elapsed() + limit;
-        self.deadline.store(
-            end.as_nanos().max(1) as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        drop(self.queue);
-        let (done_tx, done_rx) = mpsc::channel();
-        let thread = self.thread;
-        std::thread::spawn(move || {
-            let _ = thread.join();
-            let _ = done_tx.send(());
-        });
-        // A request in flight may outlast the deadline by its own timeout.
-        if done_rx.recv_timeout(limit + REQUEST_TIMEOUT).is_err() {
-            tracing::warn!("the OTLP sender did not finish in time; unsent log records are lost");
+    /// The first step of the stop, before its `stop` record: lets the sender
+    /// send what is queued for at most `limit`, then counts what is still
+    /// unsent as dropped (`otlp_send_failed`), so that `drops` then accounts
+    /// for every record before the `stop` record. A batch still in flight to
+    /// a slow receiver is counted as dropped too, though it may yet arrive:
+    /// tracer cannot wait for it.
+    pub fn settle(&mut self, limit: Duration) {
+        self.flushing.store(true, Ordering::Relaxed);
+        if let Some(queue) = &self.queue {
+            // Wakes a sender waiting for more records; with a full queue it
+            // is not waiting.
+            let _ = queue.try_send(Message::Flush);
         }
-        let failed = self.counters.send_failed.get();
-        if failed > 0 || self.counters.queue_full.get() > 0 {
+        if self.ledger.wait_done(self.queued, Instant::now() + limit) > 0 {
+            let given_up = self.ledger.give_up(self.queued, &self.counters.send_failed);
             tracing::warn!(
-                queue_full = self.counters.queue_full.get(),
-                send_failed = failed,
-                "OTLP log records dropped"
+                records = given_up,
+                "OTLP log records not sent when tracer stopped: counted as dropped"
             );
+        }
+    }
+
+    /// The last step of the stop, after its `stop` record: lets that record
+    /// (and any after `settle`) leave within `limit`. What is then still
+    /// unsent is counted too, and said: the `stop` record cannot count
+    /// itself, and the file has it.
+    pub fn finish(mut self, limit: Duration) {
+        let queue = self.queue.take();
+        if let Some(queue) = &queue {
+            let _ = queue.try_send(Message::Flush);
+        }
+        let unsent = self.ledger.wait_done(self.queued, Instant::now() + limit);
+        drop(queue);
+        if unsent > 0 {
+            self.ledger.give_up(self.queued, &self.counters.send_failed);
+            tracing::warn!(
+                records = unsent,
+                "the OTLP receiver did not take the stop record in time; --output has it"
+            );
+        }
+        let (queue_full, send_failed) = self.drops();
+        if queue_full > 0 || send_failed > 0 {
+            tracing::warn!(queue_full, send_failed, "OTLP log records dropped");
         }
     }
 }
@@ -361,8 +505,8 @@ struct Worker {
     resource: Resource,
     agent: ureq::Agent,
     counters: OtlpCounters,
-    deadline: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    epoch: Instant,
+    ledger: Arc<Ledger>,
+    flushing: Arc<AtomicBool>,
 }
 
 enum Outcome {
@@ -372,54 +516,54 @@ enum Outcome {
 }
 
 impl Worker {
-    fn run(self, incoming: Receiver<Pending>) {
+    fn run(self, incoming: Receiver<Message>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        let mut open = true;
-        while open {
+        loop {
             match incoming.recv() {
-                Ok(first) => batch.extend(first.into_log_record()),
-                Err(_) => break,
+                Ok(Message::Record(first)) => self.add(&mut batch, first),
+                Ok(Message::Flush) => continue,
+                Err(_) => return,
             }
             let until = Instant::now() + BATCH_WAIT;
             while batch.len() < MAX_BATCH {
-                let wait = until.saturating_duration_since(Instant::now());
-                match incoming.recv_timeout(wait) {
-                    Ok(record) => batch.extend(record.into_log_record()),
-                    Err(RecvTimeoutError::Timeout) => break,
-                    Err(RecvTimeoutError::Disconnected) => {
-                        open = false;
-                        break;
-                    }
+                // At the stop, a batch leaves as soon as the queue is empty.
+                let next = if self.flushing.load(Ordering::Relaxed) {
+                    incoming.try_recv().map_err(|e| match e {
+                        TryRecvError::Empty => RecvTimeoutError::Timeout,
+                        TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                    })
+                } else {
+                    incoming.recv_timeout(until.saturating_duration_since(Instant::now()))
+                };
+                match next {
+                    Ok(Message::Record(record)) => self.add(&mut batch, record),
+                    Ok(Message::Flush) => {}
+                    Err(_) => break,
                 }
             }
             self.send(&mut batch);
         }
-        // Shutting down: the rest of the queue, batch by batch.
-        while let Ok(record) = incoming.try_recv() {
-            batch.extend(record.into_log_record());
-            if batch.len() == MAX_BATCH {
-                self.send(&mut batch);
-            }
-        }
-        self.send(&mut batch);
     }
 
-    fn past_deadline(&self) -> bool {
-        let d = self.deadline.load(std::sync::atomic::Ordering::Relaxed);
-        d != 0 && self.epoch.elapsed().as_nanos() as u64 >= d
+    /// Adds a queued record to the batch; a line that is not a record (never
+    /// written by tracer) is counted as not sent.
+    fn add(&self, batch: &mut Vec<LogRecord>, pending: Pending) {
+        if self.ledger.skip_if_given_up(batch.len()) {
+            return;
+        }
+        match pending.into_log_record() {
+            Some(record) => batch.push(record),
+            None => self.ledger.settle(1, &self.counters.send_failed),
+        }
     }
 
     /// Sends and empties `batch`, counting it as sent or dropped.
     fn send(&self, batch: &mut Vec<LogRecord>) {
+        self.ledger.skip_given_up(batch);
         if batch.is_empty() {
             return;
         }
         let count = batch.len() as u64;
-        if self.past_deadline() {
-            self.counters.send_failed.inc_by(count);
-            batch.clear();
-            return;
-        }
         let request = ExportLogsServiceRequest {
             resource_logs: vec![ResourceLogs {
                 resource: Some(self.resource.clone()),
@@ -441,7 +585,7 @@ impl Worker {
         for attempt in 1..=ATTEMPTS {
             match self.post(&body) {
                 Outcome::Sent => {
-                    self.counters.sent.inc_by(count);
+                    self.ledger.settle(count, &self.counters.sent);
                     return;
                 }
                 Outcome::Rejected(why) => {
@@ -450,19 +594,23 @@ impl Worker {
                 }
                 Outcome::Retry(why) => {
                     tracing::debug!(attempt, "OTLP send failed: {why}");
-                    if attempt == ATTEMPTS || self.past_deadline() {
+                    if attempt == ATTEMPTS {
                         tracing::warn!(
                             records = count,
                             "OTLP batch dropped after {attempt} attempts: {why}"
                         );
                         break;
                     }
-                    std::thread::sleep(backoff);
+                    self.ledger.pause(backoff);
+                    // The stop gave up on this batch (the oldest) meanwhile.
+                    if self.ledger.giving_up() {
+                        break;
+                    }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
-        self.counters.send_failed.inc_by(count);
+        self.ledger.settle(count, &self.counters.send_failed);
     }
 
     fn post(&self, body: &[u8]) -> Outcome {
@@ -545,6 +693,103 @@ mod tests {
         assert!(parse_endpoint("not a url").is_err());
     }
 
+    /// A receiver that takes the connection and never answers (a hung
+    /// collector): the stop waits no longer than its limits, and every record
+    /// is counted before the `stop` record is, the stop record itself after.
+    #[test]
+    fn a_hung_receiver_at_stop_is_given_up_on_and_counted_in_time() {
+        let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = hung.local_addr().unwrap().port();
+        let mut sender =
+            OtlpSender::start(&format!("http://127.0.0.1:{port}/v1/logs"), "n", 64, None).unwrap();
+        for i in 0..40 {
+            let line = json!({"kind": "exit", "exit_code": i}).to_string();
+            sender.push(line.as_bytes(), None);
+        }
+        let counters = sender.counters.clone();
+        let started = Instant::now();
+        sender.settle(Duration::from_millis(300));
+        let settled = started.elapsed();
+        assert!(settled < Duration::from_millis(450), "{settled:?}");
+        assert_eq!(
+            sender.drops(),
+            (0, 40),
+            "every record before the stop record"
+        );
+        sender.push(json!({"kind": "stop"}).to_string().as_bytes(), None);
+        let started = Instant::now();
+        sender.finish(Duration::from_millis(100));
+        assert!(started.elapsed() < Duration::from_millis(250));
+        assert_eq!(counters.send_failed.get(), 41);
+        assert_eq!(counters.sent.get(), 0);
+        drop(hung);
+    }
+
+    /// A receiver that takes everything: the stop sends it all at once,
+    /// without waiting for a batch to fill.
+    #[test]
+    fn a_working_receiver_gets_everything_at_stop() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                std::thread::spawn(move || answer_ok(&mut stream));
+            }
+        });
+        let mut sender =
+            OtlpSender::start(&format!("http://127.0.0.1:{port}/v1/logs"), "n", 64, None).unwrap();
+        for i in 0..40 {
+            sender.push(
+                json!({"kind": "exit", "exit_code": i})
+                    .to_string()
+                    .as_bytes(),
+                None,
+            );
+        }
+        let counters = sender.counters.clone();
+        let started = Instant::now();
+        sender.settle(Duration::from_millis(400));
+        assert!(
+            started.elapsed() < Duration::from_millis(300),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(counters.sent.get(), 40);
+        sender.push(json!({"kind": "stop"}).to_string().as_bytes(), None);
+        sender.finish(Duration::from_millis(400));
+        assert_eq!(counters.sent.get(), 41);
+        assert_eq!(sender_drops(&counters), 0);
+    }
+
+    fn sender_drops(c: &OtlpCounters) -> u64 {
+        c.queue_full.get() + c.send_failed.get()
+    }
+
+    /// Reads HTTP/1.1 requests with a Content-Length body and answers 200.
+    fn answer_ok(stream: &mut std::net::TcpStream) {
+        use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        loop {
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        }
+    }
+
     /// A receiver that does not listen: records are retried, then counted
     /// as failed; the queue bound counts the rest; push never waits.
     #[test]
@@ -570,8 +815,10 @@ mod tests {
         let (queue_full, _) = sender.drops();
         assert!(queue_full >= 1000 - 8 - MAX_BATCH as u64, "{queue_full}");
         let counters = sender.counters.clone();
-        sender.shutdown(Duration::from_millis(300));
+        sender.settle(Duration::from_millis(300));
         assert_eq!(counters.sent.get(), 0);
+        assert_eq!(counters.queue_full.get() + counters.send_failed.get(), 1000);
+        sender.finish(Duration::from_millis(100));
         assert_eq!(counters.queue_full.get() + counters.send_failed.get(), 1000);
     }
 }

@@ -164,8 +164,8 @@ impl Family for Network {
     fn finish(&mut self, out: &mut Output) -> Result<()> {
         let dns = self.family.dns_stats();
         if dns.queries > 0 {
-            eprintln!(
-                "tracer: {} DNS queries: {} answered ({} slow, {} failed), {} unanswered, {} retries, {} linked to drops; {} forgotten to bound memory",
+            tracing::info!(
+                "{} DNS queries: {} answered ({} slow, {} failed), {} unanswered, {} retries, {} linked to drops; {} forgotten to bound memory",
                 dns.queries, dns.answered, dns.slow, dns.failed, dns.unanswered, dns.retries, dns.drops_linked, dns.evicted
             );
         }

@@ -501,8 +501,8 @@ fn check_opened(file: &File, path: &Path) -> io::Result<()> {
     }
     if meta.mode() & 0o077 != 0 {
         file.set_permissions(Permissions::from_mode(FILE_MODE))?;
-        crate::stderr_line!(
-            "tracer: note: {} was open to other users (mode {:o}): made it {FILE_MODE:o} before writing to it",
+        tracing::warn!(
+            "{} was open to other users (mode {:o}): made it {FILE_MODE:o} before writing to it",
             path.display(),
             meta.mode() & 0o777
         );

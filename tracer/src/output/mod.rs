@@ -35,7 +35,9 @@ pub trait Event {
 
 /// `eprintln!` that does not panic when stderr is gone (a closed ssh
 /// session, a stopped journald): once tracer runs, losing the console must
-/// not lose the `--output` file.
+/// not lose the `--output` file. For tracer's console output on stderr only
+/// (the banner, the closing line); warnings and errors go through `tracing`
+/// (see [`crate::logging`]), which does not panic either.
 #[macro_export]
 macro_rules! stderr_line {
     ($($arg:tt)*) => {{
@@ -220,8 +222,8 @@ impl Output {
         match result {
             Ok(()) if before > 0 && !self.file_recovered => {
                 self.file_recovered = true;
-                crate::stderr_line!(
-                    "tracer: {} is writable again after {} lost lines",
+                tracing::info!(
+                    "{} is writable again after {} lost lines",
                     file.path().display(),
                     self.file_errors
                 );
@@ -229,8 +231,8 @@ impl Output {
             Ok(()) => {}
             Err(e) => {
                 if before == 0 || self.file_recovered {
-                    crate::stderr_line!(
-                        "tracer: warning: cannot write {}: {e}; lines not written are counted",
+                    tracing::warn!(
+                        "cannot write {}: {e}; lines not written are counted",
                         file.path().display()
                     );
                 }
@@ -255,8 +257,8 @@ impl Output {
                 .and_then(|()| stdout.flush())
             {
                 if self.console_errors == 0 {
-                    crate::stderr_line!(
-                        "tracer: warning: the console does not take events ({e}); --output goes on, console lines not shown are counted"
+                    tracing::warn!(
+                        "the console does not take events ({e}); --output goes on, console lines not shown are counted"
                     );
                 }
                 self.console_errors += self.console_items;

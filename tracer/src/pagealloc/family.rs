@@ -118,8 +118,8 @@ impl Family for PageAlloc {
     fn finish(&mut self, out: &mut Output) -> Result<()> {
         let summary = &self.summary;
         if summary.failures > 0 {
-            eprintln!(
-                "tracer: {} page-allocation failures ({} tolerated by their callers); by order {:?}; by flags {:?}; by pod {:?}",
+            tracing::warn!(
+                "{} page-allocation failures ({} tolerated by their callers); by order {:?}; by flags {:?}; by pod {:?}",
                 summary.failures, summary.tolerated, summary.by_order, summary.by_gfp, summary.by_pod
             );
         }

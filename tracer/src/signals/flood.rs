@@ -2,11 +2,14 @@
 //!
 //! A process that sends half a million SIGUSR1 a second makes half a million
 //! identical explanations: nobody reads them, and writing them is most of
-//! what tracer spends. So per (sender, target, signal), in each second from
+//! what tracer spends. So per (sender, target, signal, origin), in each second from
 //! the first of them, the first `KEEP_WHOLE` events are reported whole and
 //! the rest only counted; when the second is over one `signal_flood` record
 //! says how many there were in all: "sigstorm(412) sent 1204331 SIGUSR1 to
-//! worker(77) in 1.0 s (10 shown)".
+//! worker(77) in 1.0 s (10 shown)". The origin (kill, tkill, sigqueue, ...)
+//! is part of the flow, so the summary says it as the whole events do, and
+//! `tracer_signals_total` counts the summed-up signals in the same series
+//! as the shown ones.
 //!
 //! Done in userspace, as the signals family reports its events: the kernel still sends every
 //! record, so losses are counted as before, and tracer still explains each
@@ -19,7 +22,7 @@ use std::{collections::HashMap, fmt::Write as _};
 
 use serde::Serialize;
 
-use super::{event::SignalEvent, signal_name};
+use super::{event::SignalEvent, signal_name, Origin};
 use crate::{
     output::{
         json::{Line, ProcessJson},
@@ -41,6 +44,7 @@ struct Key {
     sender: u32,
     target: u32,
     sig: u32,
+    origin: Origin,
 }
 
 struct Flow {
@@ -62,6 +66,7 @@ pub struct FloodGate {
 /// A finished window of a flow that had more than `KEEP_WHOLE` events.
 pub struct Flood {
     pub sig: u32,
+    pub origin: Origin,
     pub sender: ProcessRef,
     pub target: ProcessRef,
     pub count: u64,
@@ -94,6 +99,7 @@ impl FloodGate {
             sender: s.sender.pid,
             target: s.target.pid,
             sig: s.sig,
+            origin: s.code.origin,
         };
         if let Some(flow) = self.flows.get_mut(&key) {
             flow.count += 1;
@@ -130,6 +136,7 @@ impl FloodGate {
             if flow.count > self.keep_whole {
                 report(Flood {
                     sig: key.sig,
+                    origin: key.origin,
                     sender: flow.sender,
                     target: flow.target,
                     count: flow.count,
@@ -159,6 +166,8 @@ pub struct FloodJson<'a> {
 struct FloodSignal {
     number: u32,
     name: String,
+    /// As in the `signal` record: kill, tkill, sigqueue, kernel, ...
+    origin: &'static str,
 }
 
 impl Event for Flood {
@@ -175,6 +184,7 @@ impl Event for Flood {
             signal: FloodSignal {
                 number: self.sig,
                 name: signal_name(self.sig).into_owned(),
+                origin: self.origin.as_str(),
             },
             sender: line.process(&self.sender),
             target: line.process(&self.target),
@@ -262,11 +272,33 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(v["kind"], "signal_flood");
         assert_eq!(v["signal"]["name"], "SIGUSR1");
+        assert_eq!(v["signal"]["origin"], "kill");
         assert_eq!(v["sender"]["comm"], "sigstorm");
         assert_eq!(v["count"], 1000);
         assert_eq!(v["window_ms"], 1000);
         // A new window shows the first ten again.
         assert!(gate.admit(&signal(WINDOW_NS + 1, 412, 77, 10)));
+    }
+
+    #[test]
+    fn each_origin_is_a_flow_of_its_own() {
+        let mut gate = FloodGate::default();
+        let mut tkill = signal(0, 412, 77, 10);
+        tkill.si_code = -6;
+        tkill.code = decode_si_code(10, -6);
+        for _ in 0..KEEP_WHOLE {
+            assert!(gate.admit(&signal(0, 412, 77, 10)));
+        }
+        assert!(
+            gate.admit(&tkill),
+            "a tkill() is not part of the kill() flood"
+        );
+        assert!(!gate.admit(&signal(0, 412, 77, 10)));
+        let mut floods = Vec::new();
+        gate.report(u64::MAX, |f| floods.push(f));
+        assert_eq!(floods.len(), 1);
+        assert_eq!(floods[0].origin, crate::signals::Origin::Kill);
+        assert_eq!(floods[0].count, KEEP_WHOLE + 1);
     }
 
     #[test]

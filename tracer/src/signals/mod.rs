@@ -294,7 +294,7 @@ impl FromStr for SignalSet {
 }
 
 /// How a signal was generated, read from its si_code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Origin {
     /// kill(2) and everything built on it (SI_USER).
     Kill,

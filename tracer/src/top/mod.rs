@@ -49,10 +49,7 @@ pub fn run(args: TopArgs) -> Result<()> {
     for h in &loaded.hooks {
         if let Err(e) = &h.attached {
             notes.push(format!("hook {} OFF: {}", h.hook.name, h.hook.without_it));
-            eprintln!(
-                "tracer top: hook {} OFF ({}): {e}",
-                h.hook.name, h.hook.without_it
-            );
+            tracing::warn!("hook {} OFF ({}): {e}", h.hook.name, h.hook.without_it);
         }
     }
     if loaded.hooks.iter().all(|h| h.attached.is_err()) {

@@ -33,11 +33,12 @@ pub struct Needs {
     pub crates: &'static [(&'static str, &'static str)],
 }
 
-/// What the export scenarios run: a real Prometheus (and its promtool), and
-/// an OTLP receiver built on the protocol's own Python definitions.
+/// What the export scenarios run: a real Prometheus (and its promtool), an
+/// OTLP receiver built on the protocol's own Python definitions, and jq to
+/// read tracer's JSON diagnostics as a log pipeline would.
 pub const EXPORT_TESTS: Needs = Needs {
     purpose: "test the Prometheus and OTLP exports",
-    apt: &["prometheus"],
+    apt: &["prometheus", "jq"],
     pip: &[("opentelemetry-proto", "1.45.2"), ("protobuf", "7.36.2")],
     crates: &[],
 };
