@@ -316,7 +316,7 @@ impl ProcessTable {
 /// (comm, ppid) from `/proc/<pid>/stat`. The comm sits in parentheses and may
 /// itself contain spaces and parentheses, so the fields after it are found
 /// from the last ')'.
-fn read_stat(dir: &Path) -> Option<(Comm, u32)> {
+pub(crate) fn read_stat(dir: &Path) -> Option<(Comm, u32)> {
     let stat = fs::read_to_string(dir.join("stat")).ok()?;
     parse_stat(&stat)
 }

@@ -1,0 +1,62 @@
+//! One kernel record's way through userspace: decoded, explained, written.
+//! `tracer watch` feeds it from the ring buffer; [`crate::replay`] from
+//! memory, for the allocation test and the throughput benchmark, so both
+//! measure the very code a storm runs through.
+
+use anyhow::Result;
+
+use crate::{explain::Explainer, output::Event, output::Output, records};
+
+pub struct Pipeline {
+    pub explainer: Explainer,
+    pub output: Output,
+    /// Reused for the events each record completes.
+    events: Vec<Box<dyn Event>>,
+    /// Records read, well-formed or not.
+    pub records: u64,
+    pub malformed: u64,
+}
+
+impl Pipeline {
+    pub fn new(explainer: Explainer, output: Output) -> Self {
+        Self {
+            explainer,
+            output,
+            events: Vec::new(),
+            records: 0,
+            malformed: 0,
+        }
+    }
+
+    /// One record's bytes as the kernel wrote them. The events it completes
+    /// go into the output's batch; see [`Output::flush`].
+    pub fn record(&mut self, bytes: &[u8]) -> Result<()> {
+        self.records += 1;
+        match records::decode(bytes) {
+            Ok(record) => {
+                self.explainer.handle(&record, &mut self.events);
+                for event in self.events.drain(..) {
+                    self.output.event(event.as_ref())?;
+                }
+            }
+            Err(e) => {
+                if self.malformed == 0 {
+                    crate::stderr_line!("tracer: warning: skipping a malformed kernel record ({e}); further ones are only counted");
+                }
+                self.malformed += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Releases the events the explainer held back once their wait is over
+    /// (`now_ns` CLOCK_MONOTONIC; `u64::MAX`: all of them), and writes.
+    pub fn flush(&mut self, now_ns: u64) -> Result<()> {
+        self.explainer.flush(now_ns, &mut self.events);
+        for event in self.events.drain(..) {
+            self.output.event(event.as_ref())?;
+        }
+        self.output.flush();
+        Ok(())
+    }
+}
