@@ -3,15 +3,11 @@
 //! memory, for the allocation test and the throughput benchmark, so both
 //! measure the very code a storm runs through.
 
-use anyhow::Result;
-
-use crate::{explain::Explainer, output::Event, output::Output, records};
+use crate::{explain::Explainer, output::Output, records};
 
 pub struct Pipeline {
     pub explainer: Explainer,
     pub output: Output,
-    /// Reused for the events each record completes.
-    events: Vec<Box<dyn Event>>,
     /// Records read, well-formed or not.
     pub records: u64,
     pub malformed: u64,
@@ -22,7 +18,6 @@ impl Pipeline {
         Self {
             explainer,
             output,
-            events: Vec::new(),
             records: 0,
             malformed: 0,
         }
@@ -30,14 +25,11 @@ impl Pipeline {
 
     /// One record's bytes as the kernel wrote them. The events it completes
     /// go into the output's batch; see [`Output::flush`].
-    pub fn record(&mut self, bytes: &[u8]) -> Result<()> {
+    pub fn record(&mut self, bytes: &[u8]) {
         self.records += 1;
         match records::decode(bytes) {
             Ok(record) => {
-                self.explainer.handle(&record, &mut self.events);
-                for event in self.events.drain(..) {
-                    self.output.event(event.as_ref())?;
-                }
+                self.explainer.handle(&record, &mut self.output);
             }
             Err(e) => {
                 if self.malformed == 0 {
@@ -46,17 +38,12 @@ impl Pipeline {
                 self.malformed += 1;
             }
         }
-        Ok(())
     }
 
     /// Releases the events the explainer held back once their wait is over
     /// (`now_ns` CLOCK_MONOTONIC; `u64::MAX`: all of them), and writes.
-    pub fn flush(&mut self, now_ns: u64) -> Result<()> {
-        self.explainer.flush(now_ns, &mut self.events);
-        for event in self.events.drain(..) {
-            self.output.event(event.as_ref())?;
-        }
+    pub fn flush(&mut self, now_ns: u64) {
+        self.explainer.flush(now_ns, &mut self.output);
         self.output.flush();
-        Ok(())
     }
 }

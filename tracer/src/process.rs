@@ -27,7 +27,7 @@ pub struct ProcessRef {
     pub attribution: Arc<Attribution>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Ancestor {
     pub pid: u32,
     pub comm: Comm,

@@ -281,8 +281,8 @@ impl Watch {
                     // scheduler's wake-up path), are submitted without a
                     // wake-up: the tick finds them, and what one turn leaves
                     // is the backlog's.
-                    backlog = drain(self.events.get_mut(), &mut self.pipeline)? == Drained::Some;
-                    self.pipeline.flush(Clock::now_mono_ns())?;
+                    backlog = drain(self.events.get_mut(), &mut self.pipeline) == Drained::Some;
+                    self.pipeline.flush(Clock::now_mono_ns());
                     ticks += 1;
                     if ticks.is_multiple_of(10) {
                         report_losses(&self.lost_map, &mut self.pipeline.output, &mut self.lost)?;
@@ -291,14 +291,14 @@ impl Watch {
                 guard = self.events.readable_mut() => {
                     let mut guard = guard.context("waiting for the ring buffer")?;
                     guard.clear_ready();
-                    backlog = drain(guard.get_inner_mut(), &mut self.pipeline)? == Drained::Some;
+                    backlog = drain(guard.get_inner_mut(), &mut self.pipeline) == Drained::Some;
                 }
                 // The ring had more than one turn's worth: the next turn,
                 // once the runtime has looked at signals and timers (the
                 // yield lets it). The kernel wakes tracer only when it has
                 // caught up, so the backlog is followed here, not by waiting.
                 _ = tokio::task::yield_now(), if backlog => {
-                    backlog = drain(self.events.get_mut(), &mut self.pipeline)? == Drained::Some;
+                    backlog = drain(self.events.get_mut(), &mut self.pipeline) == Drained::Some;
                 }
             }
         }
@@ -310,10 +310,10 @@ impl Watch {
         // Within a bound: under a storm the ring never empties, and the stop
         // must not wait for the storm to end.
         let deadline = std::time::Instant::now() + FINAL_DRAIN;
-        while drain(self.events.get_mut(), &mut self.pipeline)? == Drained::Some
+        while drain(self.events.get_mut(), &mut self.pipeline) == Drained::Some
             && std::time::Instant::now() < deadline
         {}
-        self.pipeline.flush(u64::MAX)?;
+        self.pipeline.flush(u64::MAX);
         report_losses(&self.lost_map, &mut self.pipeline.output, &mut self.lost)?;
         let Pipeline {
             explainer, output, ..
@@ -398,7 +398,7 @@ enum Drained {
 fn drain(
     ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
     pipeline: &mut Pipeline,
-) -> Result<Drained> {
+) -> Drained {
     let started = std::time::Instant::now();
     for n in 0..DRAIN_BATCH {
         if n % CLOCK_EVERY == CLOCK_EVERY - 1 && started.elapsed() >= DRAIN_BUDGET {
@@ -406,12 +406,12 @@ fn drain(
         }
         let Some(item) = ring.next() else {
             pipeline.output.flush();
-            return Ok(Drained::All);
+            return Drained::All;
         };
-        pipeline.record(&item)?;
+        pipeline.record(&item);
     }
     pipeline.output.flush();
-    Ok(Drained::Some)
+    Drained::Some
 }
 
 /// Losses are never silent: each increase is a `lost` record and a warning.

@@ -158,7 +158,7 @@ pub struct FloodJson<'a> {
 #[derive(Serialize)]
 struct FloodSignal {
     number: u32,
-    name: String,
+    name: std::borrow::Cow<'static, str>,
 }
 
 impl Event for Flood {
@@ -174,7 +174,7 @@ impl Event for Flood {
         let body = FloodJson {
             signal: FloodSignal {
                 number: self.sig,
-                name: signal_name(self.sig).into_owned(),
+                name: signal_name(self.sig),
             },
             sender: line.process(&self.sender),
             target: line.process(&self.target),
@@ -229,7 +229,7 @@ mod tests {
             thread_directed: false,
             delivery: Delivery::Ignored,
             sender: process(sender, "sigstorm"),
-            ancestry: Vec::new(),
+            ancestry: Default::default(),
             ancestry_truncated: false,
             target: process(target, "worker"),
         }
