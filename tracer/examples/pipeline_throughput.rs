@@ -1,10 +1,11 @@
 //! Records a second through decode, explain and output: a storm of signals
-//! made in memory (`tracer::replay`), every one of them written whole
-//! (`--signal-flood 0`), as text to stdout and as JSON lines to a file.
+//! made in memory (`tracer::replay`), written as text to stdout and as JSON
+//! lines to a file; SIGNAL_FLOOD as `--signal-flood` (0: every signal
+//! written whole).
 //! `cargo xtask bench pipeline` runs it with stdout on /dev/null and shows
 //! the line it writes on stderr.
 //!
-//! Usage: pipeline_throughput RECORDS FILE
+//! Usage: pipeline_throughput RECORDS FILE [SIGNAL_FLOOD]
 
 use std::time::Instant;
 
@@ -19,7 +20,11 @@ fn main() -> Result<()> {
         .parse()
         .context("RECORDS: a number")?;
     let file = args.next().context("usage: pipeline_throughput RECORDS FILE")?;
-    let mut pipeline = replay::pipeline(Format::Text, Some(file.as_ref()), 0)?;
+    let signal_flood: u64 = match args.next() {
+        Some(n) => n.parse().context("SIGNAL_FLOOD: a number")?,
+        None => 0,
+    };
+    let mut pipeline = replay::pipeline(Format::Text, Some(file.as_ref()), signal_flood)?;
     // Every record a new instant, as the kernel's would be; made before the
     // clock starts, as the kernel makes them.
     let start = Clock::now_mono_ns();

@@ -143,6 +143,8 @@ struct Watch {
     pipeline: Pipeline,
     /// Lost records per kind as last reported.
     lost: [u64; LOST_SLOTS as usize],
+    /// Records still in the ring when the final drain's time was up.
+    unread: u64,
 }
 
 /// Loads and attaches every family's hooks, starts the families, and says
@@ -231,6 +233,7 @@ fn set_up(args: &WatchArgs, checked: Checked) -> Result<Watch> {
         lost_map: lost,
         pipeline: Pipeline::new(explainer, output),
         lost: [0; LOST_SLOTS as usize],
+        unread: 0,
     })
 }
 
@@ -310,9 +313,12 @@ impl Watch {
         // Within a bound: under a storm the ring never empties, and the stop
         // must not wait for the storm to end.
         let deadline = std::time::Instant::now() + FINAL_DRAIN;
-        while drain(self.events.get_mut(), &mut self.pipeline) == Drained::Some
-            && std::time::Instant::now() < deadline
-        {}
+        while drain(self.events.get_mut(), &mut self.pipeline) == Drained::Some {
+            if std::time::Instant::now() >= deadline {
+                self.unread = count_unread(self.events.get_mut());
+                break;
+            }
+        }
         self.pipeline.flush(u64::MAX);
         report_losses(&self.lost_map, &mut self.pipeline.output, &mut self.lost)?;
         let Pipeline {
@@ -330,6 +336,7 @@ impl Watch {
             ..
         } = &mut self.pipeline;
         let lost_total: u64 = self.lost.iter().sum();
+        let unread = self.unread;
         let export_drops = output.exporters_mut().map(|e| e.drops());
         output.record(
             "stop",
@@ -341,6 +348,7 @@ impl Watch {
                 lost: lost_total,
                 lost_by_kind: LostByKind::new(&self.lost),
                 malformed: *malformed,
+                unread,
                 file_errors: output.file_errors,
                 console_errors: output.console_errors,
                 export_drops,
@@ -352,8 +360,8 @@ impl Watch {
             exporters.shutdown(EXPORT_FLUSH);
         }
         crate::stderr_line!(
-            "tracer: stopped on {stop_reason}: {} events reported from {} kernel records; {} records lost, {} malformed",
-            output.events_written, records, lost_total, malformed
+            "tracer: stopped on {stop_reason}: {} events reported from {} kernel records; {} records lost, {} malformed, {} left unread at the stop",
+            output.events_written, records, lost_total, malformed, unread
         );
         // Dropping the object detaches every program.
         drop(self.events);
@@ -382,6 +390,9 @@ const CLOCK_EVERY: usize = 64;
 
 /// How long the stop keeps reading what the kernel had already sent.
 const FINAL_DRAIN: Duration = Duration::from_millis(250);
+
+/// How long counting what is left in the ring at the stop may take at most.
+const UNREAD_COUNT_BUDGET: Duration = Duration::from_millis(50);
 
 /// How long the OTLP records still queued at the stop get to leave.
 const EXPORT_FLUSH: Duration = Duration::from_millis(500);
@@ -412,6 +423,22 @@ fn drain(
     }
     pipeline.output.flush();
     Drained::Some
+}
+
+/// Empties the ring without explaining what it holds, and counts it: what
+/// the final drain had no time for is reported, not dropped silently. Reading
+/// a record without explaining it takes nanoseconds, so this catches up with
+/// any storm; `UNREAD_COUNT_BUDGET` bounds it all the same.
+fn count_unread(ring: &mut aya::maps::RingBuf<aya::maps::MapData>) -> u64 {
+    let started = std::time::Instant::now();
+    let mut unread = 0;
+    while ring.next().is_some() {
+        unread += 1;
+        if unread % CLOCK_EVERY as u64 == 0 && started.elapsed() >= UNREAD_COUNT_BUDGET {
+            break;
+        }
+    }
+    unread
 }
 
 /// Losses are never silent: each increase is a `lost` record and a warning.
@@ -599,6 +626,10 @@ struct StopRecord {
     lost: u64,
     lost_by_kind: LostByKind,
     malformed: u64,
+    /// Records the kernel had sent that were still in the ring buffer when
+    /// the stop's drain had had its time (under a storm): counted, not
+    /// explained.
+    unread: u64,
     /// Lines that could not be written to --output (still shown on the console).
     file_errors: u64,
     /// Events and records the console did not take (a closed pipe or

@@ -176,7 +176,7 @@ impl Output {
         self.export_event(event);
         match self.format {
             Format::Json => {
-                self.console.extend_from_slice(&self.json);
+                escape::json_for_terminal(&self.json, &mut self.console);
                 self.console.push(b'\n');
             }
             Format::Text => {
@@ -215,7 +215,7 @@ impl Output {
             exporters.record(&self.json, None);
         }
         if self.format == Format::Json {
-            self.console.extend_from_slice(&self.json);
+            escape::json_for_terminal(&self.json, &mut self.console);
             self.console.push(b'\n');
             self.console_items += 1;
         }
