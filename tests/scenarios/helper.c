@@ -10,6 +10,8 @@
  *   helper ignore-usr1        ignore SIGUSR1, print "ready", sleep
  *   helper forge-kill PID     name itself "\e[31mS\nFORGED:" with prctl(PR_SET_NAME),
  *                             then SIGKILL PID
+ *   helper forge-c1-kill PID  the same with DEL and a C1 CSI (U+009B, in UTF-8):
+ *                             "\x7f\u009b31mC1", what JSON leaves as it is
  *   helper sigstorm PID       send SIGUSR1 to PID as fast as kill(2) goes, until
  *                             killed (a signal storm)
  *   helper thp-fallback MIB   fragment memory, then fault in transparent huge
@@ -108,6 +110,11 @@ int main(int argc, char **argv) {
         pid_t target = argc > 2 ? (pid_t)atol(argv[2]) : 0;
         if (target <= 0) return 2;
         prctl(PR_SET_NAME, "\033[31mS\nFORGED:");
+        return kill(target, SIGKILL) == 0 ? 0 : 1;
+    } else if (strcmp(mode, "forge-c1-kill") == 0) {
+        pid_t target = argc > 2 ? (pid_t)atol(argv[2]) : 0;
+        if (target <= 0) return 2;
+        prctl(PR_SET_NAME, "\x7f\xc2\x9b" "31mC1");
         return kill(target, SIGKILL) == 0 ? 0 : 1;
     } else if (strcmp(mode, "sigstorm") == 0) {
         pid_t target = argc > 2 ? (pid_t)atol(argv[2]) : 0;

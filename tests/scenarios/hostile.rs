@@ -74,6 +74,50 @@ fn forged_process_names_are_escaped_on_the_console() {
     );
 }
 
+/// What JSON leaves as it is: DEL, and CSI as a C1 control (U+009B, which
+/// terminals that take 8-bit controls act on like ESC [).
+const FORGED_C1: &str = "\u{7f}\u{9b}31mC1";
+
+/// The same with `--format json`: JSON escapes C0 controls itself but not
+/// DEL or C1, so the console writes those as `\u007f`, `\u009b` (the same
+/// JSON); the file keeps the name exactly.
+#[test]
+fn forged_names_are_escaped_in_json_on_the_console() {
+    require_root();
+    let work = Workdir::new();
+    let host = work.host_root();
+    let mut tracer = Tracer::start(&work, &host, &["--format", "json"]);
+    let mut victim = spawn(&work.program("victim"), &["sleep"]);
+    let victim_pid = victim.id();
+    wait_for_comm(victim_pid, "victim");
+    let status = Command::new(work.program("forger"))
+        .args(["forge-c1-kill", &victim_pid.to_string()])
+        .status()
+        .expect("running the forger");
+    assert!(status.success(), "{status}");
+    let _ = victim.wait();
+    let signal = tracer.wait_for("the forged SIGKILL", |r| {
+        r["kind"] == "signal" && r["target"]["pid"] == victim_pid
+    });
+    assert_eq!(
+        signal["sender"]["comm"], FORGED_C1,
+        "the file keeps the name exactly"
+    );
+    let done = tracer.stop();
+    let console = &done.stdout;
+    assert!(
+        !console.contains(['\u{7f}', '\u{9b}']),
+        "DEL or C1 reached the console:\n{console:?}"
+    );
+    let line = console
+        .lines()
+        .find(|l| l.contains(r#""kind":"signal""#) && l.contains(&format!(r#""pid":{victim_pid},"#)))
+        .unwrap_or_else(|| panic!("no signal line on the console:\n{console}"));
+    assert!(line.contains(r"\u007f\u009b31mC1"), "{line}");
+    let parsed: Value = serde_json::from_str(line).expect("the console line is JSON");
+    assert_eq!(parsed["sender"]["comm"], FORGED_C1, "the same JSON");
+}
+
 /// `tracer watch -o F | head -c1`: the console goes away at the first
 /// event; the file still gets every event and the `stop` record.
 #[test]
@@ -468,6 +512,9 @@ fn a_signal_storm_does_not_block_the_event_loop() {
     assert_eq!(stop["kind"], "stop", "{stop}");
     assert_eq!(stop["reason"], "SIGTERM", "{stop}");
     assert!(stop["lost"].as_u64().unwrap() > 0, "{stop}");
+    // What the stop's drain had no time for is counted, not dropped.
+    let unread = stop["unread"].as_u64().expect("stop.unread");
+    eprintln!("storm: stop.unread {unread}, records {}", stop["records"]);
 
     // The flood is summed up: a few whole events per sender and second,
     // and `signal_flood` records that count the rest.
