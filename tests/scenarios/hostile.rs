@@ -111,7 +111,9 @@ fn forged_names_are_escaped_in_json_on_the_console() {
     );
     let line = console
         .lines()
-        .find(|l| l.contains(r#""kind":"signal""#) && l.contains(&format!(r#""pid":{victim_pid},"#)))
+        .find(|l| {
+            l.contains(r#""kind":"signal""#) && l.contains(&format!(r#""pid":{victim_pid},"#))
+        })
         .unwrap_or_else(|| panic!("no signal line on the console:\n{console}"));
     assert!(line.contains(r"\u007f\u009b31mC1"), "{line}");
     let parsed: Value = serde_json::from_str(line).expect("the console line is JSON");

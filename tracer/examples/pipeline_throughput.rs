@@ -19,7 +19,9 @@ fn main() -> Result<()> {
         .context("usage: pipeline_throughput RECORDS FILE")?
         .parse()
         .context("RECORDS: a number")?;
-    let file = args.next().context("usage: pipeline_throughput RECORDS FILE")?;
+    let file = args
+        .next()
+        .context("usage: pipeline_throughput RECORDS FILE")?;
     let signal_flood: u64 = match args.next() {
         Some(n) => n.parse().context("SIGNAL_FLOOD: a number")?,
         None => 0,

@@ -71,7 +71,15 @@ impl WallTime {
         put(14, 2, of_day / 60 % 60);
         put(17, 2, of_day % 60);
         put(20, 9, nanos);
-        for (at, c) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (29, b'Z')] {
+        for (at, c) in [
+            (4, b'-'),
+            (7, b'-'),
+            (10, b'T'),
+            (13, b':'),
+            (16, b':'),
+            (19, b'.'),
+            (29, b'Z'),
+        ] {
             buf[at] = c;
         }
         std::str::from_utf8(buf).unwrap_or_default()
@@ -137,7 +145,11 @@ mod tests {
         let clock = Clock::new();
         // Leap years, the turn of a century, a year's last nanosecond.
         let mut times = vec![0, 1, 999_999_999, Clock::now_mono_ns(), 86_400_000_000_123];
-        for wall_ns in [951_782_400_000_000_000i128, 4_107_542_399_999_999_999, 1_709_164_800_000_000_007] {
+        for wall_ns in [
+            951_782_400_000_000_000i128,
+            4_107_542_399_999_999_999,
+            1_709_164_800_000_000_007,
+        ] {
             times.push((wall_ns - clock.offset_ns).max(0) as u64);
         }
         for mono_ns in times {

@@ -84,18 +84,17 @@ pub fn self_signal(at_ns: u64) -> Result<Vec<u8>> {
 fn bytes_of<T: aya::Pod>(record: &T) -> &[u8] {
     // SAFETY: a view of a plain-data struct's own bytes, for its lifetime.
     unsafe {
-        std::slice::from_raw_parts(
-            (record as *const T).cast::<u8>(),
-            std::mem::size_of::<T>(),
-        )
+        std::slice::from_raw_parts((record as *const T).cast::<u8>(), std::mem::size_of::<T>())
     }
 }
 
 /// This process as the kernel's records describe it.
 fn this_task() -> Result<Task> {
     let pid = std::process::id();
-    let (comm, _) = process::read_stat(Path::new("/proc/self")).context("reading /proc/self/stat")?;
-    let cgroup = std::fs::read_to_string("/proc/self/cgroup").context("reading /proc/self/cgroup")?;
+    let (comm, _) =
+        process::read_stat(Path::new("/proc/self")).context("reading /proc/self/stat")?;
+    let cgroup =
+        std::fs::read_to_string("/proc/self/cgroup").context("reading /proc/self/cgroup")?;
     let path = cgroup
         .lines()
         .find_map(|l| l.strip_prefix("0::"))

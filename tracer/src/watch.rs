@@ -406,10 +406,7 @@ enum Drained {
 }
 
 /// Handles the ring's records for one turn (see `DRAIN_BATCH`).
-fn drain(
-    ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
-    pipeline: &mut Pipeline,
-) -> Drained {
+fn drain(ring: &mut aya::maps::RingBuf<aya::maps::MapData>, pipeline: &mut Pipeline) -> Drained {
     let started = std::time::Instant::now();
     for n in 0..DRAIN_BATCH {
         if n % CLOCK_EVERY == CLOCK_EVERY - 1 && started.elapsed() >= DRAIN_BUDGET {

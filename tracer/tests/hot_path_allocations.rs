@@ -108,13 +108,21 @@ fn main() {
         let n = allocations(&mut pipeline, &records);
         let written = pipeline.output.events_written;
         if n > 0 {
-            failures.push(format!("{name}: {n} allocations for {RECORDS} records ({written} events written in all)"));
+            failures.push(format!(
+                "{name}: {n} allocations for {RECORDS} records ({written} events written in all)"
+            ));
         } else {
-            eprintln!("{name}: no allocation for {RECORDS} records ({written} events written in all)");
+            eprintln!(
+                "{name}: no allocation for {RECORDS} records ({written} events written in all)"
+            );
         }
         assert!(written > 0, "{name}: nothing was written");
     }
     unsafe { libc::dup2(saved, stdout.as_raw_fd()) };
-    assert!(failures.is_empty(), "the hot path allocates:\n  {}", failures.join("\n  "));
+    assert!(
+        failures.is_empty(),
+        "the hot path allocates:\n  {}",
+        failures.join("\n  ")
+    );
     eprintln!("hot_path_allocations: ok");
 }

@@ -230,7 +230,14 @@ fn main() -> ExitCode {
             // The pipeline arm's records, made in memory.
             cmd::run(&mut cargo(
                 &env,
-                &["build", "--package", "tracer", "--release", "--example", "pipeline_throughput"],
+                &[
+                    "build",
+                    "--package",
+                    "tracer",
+                    "--release",
+                    "--example",
+                    "pipeline_throughput",
+                ],
             ))?;
             bench::run(
                 &target_dir().join("release/tracer"),

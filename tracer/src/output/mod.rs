@@ -43,7 +43,10 @@ impl EventSink for Output {
         // Only a Serialize impl of tracer's own can fail: a bug, said once.
         if let Err(e) = self.event(event) {
             if self.encode_errors == 0 {
-                crate::stderr_line!("tracer: warning: cannot encode a {} event: {e:#}", event.kind());
+                crate::stderr_line!(
+                    "tracer: warning: cannot encode a {} event: {e:#}",
+                    event.kind()
+                );
             }
             self.encode_errors += 1;
         }

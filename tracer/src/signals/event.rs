@@ -42,17 +42,23 @@ pub struct Ancestry {
 impl Ancestry {
     /// The first `MAX_ANCESTRY` of `list`.
     pub fn from_slice(list: &[Ancestor]) -> Self {
-        let mut ancestry = Self::default();
-        ancestry.len = list.len().min(MAX_ANCESTRY);
-        ancestry.list[..ancestry.len].copy_from_slice(&list[..ancestry.len]);
+        let len = list.len().min(MAX_ANCESTRY);
+        let mut ancestry = Self {
+            len,
+            ..Self::default()
+        };
+        ancestry.list[..len].copy_from_slice(&list[..len]);
         ancestry
     }
 
     /// The kernel's record of it.
     pub fn from_record(r: &SignalRecord) -> Self {
-        let mut ancestry = Self::default();
-        ancestry.len = (r.ancestry_len as usize).min(MAX_ANCESTRY);
-        for (to, from) in ancestry.list.iter_mut().zip(&r.ancestry[..ancestry.len]) {
+        let len = (r.ancestry_len as usize).min(MAX_ANCESTRY);
+        let mut ancestry = Self {
+            len,
+            ..Self::default()
+        };
+        for (to, from) in ancestry.list.iter_mut().zip(&r.ancestry[..len]) {
             *to = Ancestor {
                 pid: from.tgid,
                 comm: Comm::new(from.comm),

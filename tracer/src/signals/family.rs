@@ -15,7 +15,9 @@ use tracer_common::{
 use super::{
     correlate::Correlator,
     decode_si_code,
-    event::{Ancestry, ExitEvent, OomEvent, OomMemcg, OomScope, OomVictim, SignalCause, SignalEvent},
+    event::{
+        Ancestry, ExitEvent, OomEvent, OomMemcg, OomScope, OomVictim, SignalCause, SignalEvent,
+    },
     flood::FloodGate,
     oom, Delivery, ExitStatus, Origin, SignalSet,
 };
@@ -233,8 +235,7 @@ impl Family for Signals {
         if now_ns != u64::MAX {
             self.correlator.expire(now_ns);
         }
-        self.floods
-            .report(now_ns, |flood| out.emit(&flood));
+        self.floods.report(now_ns, |flood| out.emit(&flood));
     }
 }
 

@@ -79,7 +79,9 @@ pub fn run(tracer: &Path, rounds: usize, filter: Option<&str>) -> Result<()> {
         export_storm::export_storm(tracer, rounds)?;
     }
     if pipeline {
-        let example = tracer.with_file_name("examples").join("pipeline_throughput");
+        let example = tracer
+            .with_file_name("examples")
+            .join("pipeline_throughput");
         pipeline::pipeline(&example, rounds)?;
     }
     Ok(())

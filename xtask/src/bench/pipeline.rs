@@ -23,8 +23,14 @@ pub fn pipeline(example: &Path, rounds: usize) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("tracer-bench-pipeline-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     println!("\n== {PIPELINE}: {RECORDS} signal records through decode, explain and output (text to /dev/null, JSON lines to a file), {rounds} rounds ==");
-    println!("{:<36} {:>14} {:>14} {:>12}", "", "records/s", "per CPU-s", "ns CPU/rec");
-    for (name, flood) in [("every signal written whole", "0"), ("floods summed up (default)", "10")] {
+    println!(
+        "{:<36} {:>14} {:>14} {:>12}",
+        "", "records/s", "per CPU-s", "ns CPU/rec"
+    );
+    for (name, flood) in [
+        ("every signal written whole", "0"),
+        ("floods summed up (default)", "10"),
+    ] {
         let mut runs = Vec::new();
         for _ in 0..rounds {
             let file = dir.join("events.jsonl");
@@ -35,7 +41,11 @@ pub fn pipeline(example: &Path, rounds: usize) -> Result<()> {
                 .with_context(|| format!("running {}", example.display()))?;
             let _ = std::fs::remove_file(&file);
             if !out.status.success() {
-                bail!("{} failed: {}", example.display(), String::from_utf8_lossy(&out.stderr));
+                bail!(
+                    "{} failed: {}",
+                    example.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
             runs.push(parse(&String::from_utf8_lossy(&out.stderr))?);
         }
@@ -64,9 +74,13 @@ fn parse(stderr: &str) -> Result<(f64, f64)> {
         .find(|l| l.starts_with("pipeline: "))
         .with_context(|| format!("no result line in: {stderr}"))?;
     let number_before = |unit: &str| -> Result<f64> {
-        let end = line.find(unit).with_context(|| format!("no `{unit}` in {line}"))?;
+        let end = line
+            .find(unit)
+            .with_context(|| format!("no `{unit}` in {line}"))?;
         let start = line[..end].rfind(['(', ' ']).map_or(0, |i| i + 1);
-        line[start..end].parse().with_context(|| format!("reading {line}"))
+        line[start..end]
+            .parse()
+            .with_context(|| format!("reading {line}"))
     };
     Ok((number_before(" s (")?, number_before(" s CPU")?))
 }
