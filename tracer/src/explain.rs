@@ -67,7 +67,7 @@ impl Explainer {
         self.kernel_log.readable()
     }
 
-    /// Feeds one record; pushes the explanations it completes onto `out`.
+    /// Feeds one record; hands the explanations it completes to `out`.
     pub fn handle(&mut self, record: &Record<'_>, out: &mut dyn EventSink) {
         match record.kind {
             RecordKind::Fork => {

@@ -69,7 +69,7 @@ pub trait Family {
     /// The record kinds it reads (several families may read one kind).
     fn kinds(&self) -> &'static [RecordKind];
 
-    /// Reads one record; pushes the events it completes onto `out`.
+    /// Reads one record; hands the events it completes to `out`.
     fn handle(&mut self, record: &Record<'_>, cx: &mut Context<'_>, out: &mut dyn EventSink);
 
     /// Releases what waited (a held event, a batch to classify) once its
