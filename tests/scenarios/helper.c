@@ -10,8 +10,12 @@
  *   helper ignore-usr1        ignore SIGUSR1, print "ready", sleep
  *   helper forge-kill PID     name itself "\e[31mS\nFORGED:" with prctl(PR_SET_NAME),
  *                             then SIGKILL PID
+ *   helper forge-c1-kill PID  the same with DEL and a C1 CSI (U+009B, in UTF-8):
+ *                             "\x7f\u009b31mC1", what JSON leaves as it is
  *   helper sigstorm PID       send SIGUSR1 to PID as fast as kill(2) goes, until
  *                             killed (a signal storm)
+ *   helper sigburst N PID     send N SIGUSR1 to PID as fast as kill(2) goes,
+ *                             print "done", sleep
  *   helper thp-fallback MIB   fragment memory, then fault in transparent huge
  *                             pages until one falls back (see fragment_then_thp)
  */
@@ -109,12 +113,26 @@ int main(int argc, char **argv) {
         if (target <= 0) return 2;
         prctl(PR_SET_NAME, "\033[31mS\nFORGED:");
         return kill(target, SIGKILL) == 0 ? 0 : 1;
+    } else if (strcmp(mode, "forge-c1-kill") == 0) {
+        pid_t target = argc > 2 ? (pid_t)atol(argv[2]) : 0;
+        if (target <= 0) return 2;
+        prctl(PR_SET_NAME, "\x7f\xc2\x9b" "31mC1");
+        return kill(target, SIGKILL) == 0 ? 0 : 1;
     } else if (strcmp(mode, "sigstorm") == 0) {
         pid_t target = argc > 2 ? (pid_t)atol(argv[2]) : 0;
         if (target <= 0) return 2;
         for (;;) {
             if (kill(target, SIGUSR1) != 0) return 1;
         }
+    } else if (strcmp(mode, "sigburst") == 0) {
+        long n = argc > 2 ? atol(argv[2]) : 0;
+        pid_t target = argc > 3 ? (pid_t)atol(argv[3]) : 0;
+        if (n <= 0 || target <= 0) return 2;
+        for (long i = 0; i < n; i++) {
+            if (kill(target, SIGUSR1) != 0) return 1;
+        }
+        printf("done\n");
+        fflush(stdout);
     } else if (strcmp(mode, "thp-fallback") == 0) {
         return fragment_then_thp(argc > 2 ? atol(argv[2]) : 256);
     } else if (strcmp(mode, "handle-term") == 0) {

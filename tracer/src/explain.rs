@@ -11,7 +11,7 @@ use crate::{
     attribution::Attributor,
     family::{Context, Family},
     kmsg::KernelLog,
-    output::{Event, Output},
+    output::{EventSink, Output},
     process::ProcessTable,
     records::Record,
     scope::Scope,
@@ -67,8 +67,8 @@ impl Explainer {
         self.kernel_log.readable()
     }
 
-    /// Feeds one record; pushes the explanations it completes onto `out`.
-    pub fn handle(&mut self, record: &Record<'_>, out: &mut Vec<Box<dyn Event>>) {
+    /// Feeds one record; hands the explanations it completes to `out`.
+    pub fn handle(&mut self, record: &Record<'_>, out: &mut dyn EventSink) {
         match record.kind {
             RecordKind::Fork => {
                 if let Some(r) = record.read::<ForkRecord>() {
@@ -106,7 +106,7 @@ impl Explainer {
 
     /// Releases held events whose wait is over (`now_ns` CLOCK_MONOTONIC),
     /// or all of them with `u64::MAX`; housekeeping too.
-    pub fn flush(&mut self, now_ns: u64, out: &mut Vec<Box<dyn Event>>) {
+    pub fn flush(&mut self, now_ns: u64, out: &mut dyn EventSink) {
         let mut cx = Context {
             processes: &mut self.processes,
             attributor: &mut self.attributor,

@@ -23,7 +23,7 @@ use crate::{
     kernel_btf::ResolvedOffsets,
     kmsg::KernelLog,
     net::drops::DropSetup,
-    output::{Event, Output},
+    output::{EventSink, Output},
     process::{Comm, ProcessRef, ProcessTable},
     records::Record,
     scope::Scope,
@@ -69,13 +69,13 @@ pub trait Family {
     /// The record kinds it reads (several families may read one kind).
     fn kinds(&self) -> &'static [RecordKind];
 
-    /// Reads one record; pushes the events it completes onto `out`.
-    fn handle(&mut self, record: &Record<'_>, cx: &mut Context<'_>, out: &mut Vec<Box<dyn Event>>);
+    /// Reads one record; hands the events it completes to `out`.
+    fn handle(&mut self, record: &Record<'_>, cx: &mut Context<'_>, out: &mut dyn EventSink);
 
     /// Releases what waited (a held event, a batch to classify) once its
     /// wait is over at `now_ns` (CLOCK_MONOTONIC), or all of it with
     /// `u64::MAX`, at the end. Called every 100 ms.
-    fn flush(&mut self, _now_ns: u64, _cx: &mut Context<'_>, _out: &mut Vec<Box<dyn Event>>) {}
+    fn flush(&mut self, _now_ns: u64, _cx: &mut Context<'_>, _out: &mut dyn EventSink) {}
 
     /// Its closing summary, if it has one: console lines and records.
     fn finish(&mut self, _out: &mut Output) -> Result<()> {

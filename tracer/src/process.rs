@@ -27,7 +27,7 @@ pub struct ProcessRef {
     pub attribution: Arc<Attribution>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Ancestor {
     pub pid: u32,
     pub comm: Comm,
@@ -316,7 +316,7 @@ impl ProcessTable {
 /// (comm, ppid) from `/proc/<pid>/stat`. The comm sits in parentheses and may
 /// itself contain spaces and parentheses, so the fields after it are found
 /// from the last ')'.
-fn read_stat(dir: &Path) -> Option<(Comm, u32)> {
+pub(crate) fn read_stat(dir: &Path) -> Option<(Comm, u32)> {
     let stat = fs::read_to_string(dir.join("stat")).ok()?;
     parse_stat(&stat)
 }

@@ -20,10 +20,10 @@ use crate::{
     family::{self, Settings, Start},
     host_paths, kernel_btf,
     kmsg::KernelLog,
-    output::{jsonl::JsonlWriter, Event, Output},
+    output::{jsonl::JsonlWriter, Output},
+    pipeline::Pipeline,
     preflight,
     process::ProcessTable,
-    records,
     scope::Scope,
     size::format_size,
 };
@@ -142,9 +142,11 @@ struct Watch {
     ebpf: aya::Ebpf,
     events: AsyncFd<aya::maps::RingBuf<aya::maps::MapData>>,
     lost_map: aya::maps::PerCpuArray<aya::maps::MapData, u64>,
-    explainer: Explainer,
-    output: Output,
-    state: LoopState,
+    pipeline: Pipeline,
+    /// Lost records per kind as last reported.
+    lost: [u64; LOST_SLOTS as usize],
+    /// Records still in the ring when the final drain's time was up.
+    unread: u64,
 }
 
 /// Loads and attaches every family's hooks, starts the families, and says
@@ -233,9 +235,9 @@ fn set_up(args: &WatchArgs, checked: Checked) -> Result<Watch> {
         ebpf,
         events,
         lost_map: lost,
-        explainer,
-        output,
-        state: LoopState::default(),
+        pipeline: Pipeline::new(explainer, output),
+        lost: [0; LOST_SLOTS as usize],
+        unread: 0,
     })
 }
 
@@ -286,24 +288,24 @@ impl Watch {
                     // scheduler's wake-up path), are submitted without a
                     // wake-up: the tick finds them, and what one turn leaves
                     // is the backlog's.
-                    backlog = drain(self.events.get_mut(), &mut self.explainer, &mut self.output, &mut self.state)? == Drained::Some;
-                    flush(&mut self.explainer, Clock::now_mono_ns(), &mut self.output, &mut self.state)?;
+                    backlog = drain(self.events.get_mut(), &mut self.pipeline) == Drained::Some;
+                    self.pipeline.flush(Clock::now_mono_ns());
                     ticks += 1;
                     if ticks.is_multiple_of(10) {
-                        report_losses(&self.lost_map, &mut self.output, &mut self.state)?;
+                        report_losses(&self.lost_map, &mut self.pipeline.output, &mut self.lost)?;
                     }
                 }
                 guard = self.events.readable_mut() => {
                     let mut guard = guard.context("waiting for the ring buffer")?;
                     guard.clear_ready();
-                    backlog = drain(guard.get_inner_mut(), &mut self.explainer, &mut self.output, &mut self.state)? == Drained::Some;
+                    backlog = drain(guard.get_inner_mut(), &mut self.pipeline) == Drained::Some;
                 }
                 // The ring had more than one turn's worth: the next turn,
                 // once the runtime has looked at signals and timers (the
                 // yield lets it). The kernel wakes tracer only when it has
                 // caught up, so the backlog is followed here, not by waiting.
                 _ = tokio::task::yield_now(), if backlog => {
-                    backlog = drain(self.events.get_mut(), &mut self.explainer, &mut self.output, &mut self.state)? == Drained::Some;
+                    backlog = drain(self.events.get_mut(), &mut self.pipeline) == Drained::Some;
                 }
             }
         }
@@ -315,29 +317,30 @@ impl Watch {
         // Within a bound: under a storm the ring never empties, and the stop
         // must not wait for the storm to end.
         let deadline = std::time::Instant::now() + FINAL_DRAIN;
-        while drain(
-            self.events.get_mut(),
-            &mut self.explainer,
-            &mut self.output,
-            &mut self.state,
-        )? == Drained::Some
-            && std::time::Instant::now() < deadline
-        {}
-        flush(
-            &mut self.explainer,
-            u64::MAX,
-            &mut self.output,
-            &mut self.state,
-        )?;
-        report_losses(&self.lost_map, &mut self.output, &mut self.state)?;
-        self.explainer.finish(&mut self.output)
+        while drain(self.events.get_mut(), &mut self.pipeline) == Drained::Some {
+            if std::time::Instant::now() >= deadline {
+                self.unread = count_unread(self.events.get_mut());
+                break;
+            }
+        }
+        self.pipeline.flush(u64::MAX);
+        report_losses(&self.lost_map, &mut self.pipeline.output, &mut self.lost)?;
+        let Pipeline {
+            explainer, output, ..
+        } = &mut self.pipeline;
+        explainer.finish(output)
     }
 
     /// The `stop` record and totals; the programs detached.
     fn stop(mut self, stop_reason: &'static str) -> Result<()> {
-        let state = &self.state;
-        let output = &mut self.output;
-        let lost_total: u64 = state.lost.iter().sum();
+        let Pipeline {
+            output,
+            records,
+            malformed,
+            ..
+        } = &mut self.pipeline;
+        let lost_total: u64 = self.lost.iter().sum();
+        let unread = self.unread;
         // The records before the stop record are sent, or given up on and
         // counted, before it says what the exporters dropped.
         if let Some(exporters) = output.exporters_mut() {
@@ -350,10 +353,11 @@ impl Watch {
             StopRecord {
                 reason: stop_reason,
                 events: output.events_written,
-                records: state.records,
+                records: *records,
                 lost: lost_total,
-                lost_by_kind: LostByKind::new(&state.lost),
-                malformed: state.malformed,
+                lost_by_kind: LostByKind::new(&self.lost),
+                malformed: *malformed,
+                unread,
                 file_errors: output.file_errors,
                 console_errors: output.console_errors,
                 export_drops,
@@ -364,23 +368,14 @@ impl Watch {
             exporters.finish(EXPORT_STOP_RECORD);
         }
         crate::stderr_line!(
-            "tracer: stopped on {stop_reason}: {} events reported from {} kernel records; {} records lost, {} malformed",
-            output.events_written, state.records, lost_total, state.malformed
+            "tracer: stopped on {stop_reason}: {} events reported from {} kernel records; {} records lost, {} malformed, {} left unread at the stop",
+            output.events_written, records, lost_total, malformed, unread
         );
         // Dropping the object detaches every program.
         drop(self.events);
         drop(self.ebpf);
         Ok(())
     }
-}
-
-#[derive(Default)]
-struct LoopState {
-    /// Reused for the events each record completes.
-    events: Vec<Box<dyn Event>>,
-    records: u64,
-    malformed: u64,
-    lost: [u64; LOST_SLOTS as usize],
 }
 
 /// Whether SIGHUP was ignored when tracer started, as `nohup` leaves it.
@@ -404,9 +399,13 @@ const CLOCK_EVERY: usize = 64;
 /// How long the stop keeps reading what the kernel had already sent.
 const FINAL_DRAIN: Duration = Duration::from_millis(250);
 
+/// How long counting what is left in the ring at the stop may take at most.
+const UNREAD_COUNT_BUDGET: Duration = Duration::from_millis(50);
+
 /// How long the OTLP records still queued at the stop get to leave, before
 /// the `stop` record counts what did not; then how long that record gets.
-/// With the drain's 250 ms, within the second a stop may take.
+/// With the drain's 250 ms and the unread count's 50, within the second a
+/// stop may take.
 const EXPORT_SETTLE: Duration = Duration::from_millis(300);
 const EXPORT_STOP_RECORD: Duration = Duration::from_millis(100);
 
@@ -419,71 +418,51 @@ enum Drained {
 }
 
 /// Handles the ring's records for one turn (see `DRAIN_BATCH`).
-fn drain(
-    ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
-    explainer: &mut Explainer,
-    output: &mut Output,
-    state: &mut LoopState,
-) -> Result<Drained> {
+fn drain(ring: &mut aya::maps::RingBuf<aya::maps::MapData>, pipeline: &mut Pipeline) -> Drained {
     let started = std::time::Instant::now();
     for n in 0..DRAIN_BATCH {
         if n % CLOCK_EVERY == CLOCK_EVERY - 1 && started.elapsed() >= DRAIN_BUDGET {
             break;
         }
         let Some(item) = ring.next() else {
-            output.flush();
-            return Ok(Drained::All);
+            pipeline.output.flush();
+            return Drained::All;
         };
-        state.records += 1;
-        match records::decode(&item) {
-            Ok(record) => {
-                explainer.handle(&record, &mut state.events);
-                for event in state.events.drain(..) {
-                    output.event(event.as_ref())?;
-                }
-            }
-            Err(e) => {
-                if state.malformed == 0 {
-                    tracing::warn!(
-                        "skipping a malformed kernel record ({e}); further ones are only counted"
-                    );
-                }
-                state.malformed += 1;
-            }
-        }
+        pipeline.record(&item);
     }
-    output.flush();
-    Ok(Drained::Some)
+    pipeline.output.flush();
+    Drained::Some
 }
 
-/// Releases the events the explainer held back once their wait is over.
-fn flush(
-    explainer: &mut Explainer,
-    now_ns: u64,
-    output: &mut Output,
-    state: &mut LoopState,
-) -> Result<()> {
-    explainer.flush(now_ns, &mut state.events);
-    for event in state.events.drain(..) {
-        output.event(event.as_ref())?;
+/// Empties the ring without explaining what it holds, and counts it: what
+/// the final drain had no time for is reported, not dropped silently. Reading
+/// a record without explaining it takes nanoseconds, so this catches up with
+/// any storm; `UNREAD_COUNT_BUDGET` bounds it all the same.
+fn count_unread(ring: &mut aya::maps::RingBuf<aya::maps::MapData>) -> u64 {
+    let started = std::time::Instant::now();
+    let mut unread = 0;
+    while ring.next().is_some() {
+        unread += 1;
+        if unread % CLOCK_EVERY as u64 == 0 && started.elapsed() >= UNREAD_COUNT_BUDGET {
+            break;
+        }
     }
-    output.flush();
-    Ok(())
+    unread
 }
 
 /// Losses are never silent: each increase is a `lost` record and a warning.
 fn report_losses(
     lost_map: &aya::maps::PerCpuArray<aya::maps::MapData, u64>,
     output: &mut Output,
-    state: &mut LoopState,
+    reported: &mut [u64; LOST_SLOTS as usize],
 ) -> Result<()> {
     let now = ebpf::lost_counts(lost_map);
-    if now == state.lost {
+    if now == *reported {
         return Ok(());
     }
     let delta: Vec<u64> = now
         .iter()
-        .zip(state.lost.iter())
+        .zip(reported.iter())
         .map(|(n, o)| n.saturating_sub(*o))
         .collect();
     let total: u64 = delta.iter().sum();
@@ -502,7 +481,7 @@ fn report_losses(
             total_since_start: now.iter().sum(),
         },
     )?;
-    state.lost = now;
+    *reported = now;
     Ok(())
 }
 
@@ -659,6 +638,10 @@ struct StopRecord {
     lost: u64,
     lost_by_kind: LostByKind,
     malformed: u64,
+    /// Records the kernel had sent that were still in the ring buffer when
+    /// the stop's drain had had its time (under a storm): counted, not
+    /// explained.
+    unread: u64,
     /// Lines that could not be written to --output (still shown on the console).
     file_errors: u64,
     /// Events and records the console did not take (a closed pipe or

@@ -165,11 +165,14 @@ enum Task {
             page-alloc faults in fresh memory: one kmem:mm_page_alloc per page. udp-loopback \
             sends and receives small datagrams: every packet passes the transmit, receive and \
             free hooks. ping-pong passes a byte between two threads on one CPU through pipes: \
-            two sched_switch per round trip, the IO-wait hook's hottest path. A benchmark, not \
+            two sched_switch per round trip, the IO-wait hook's hottest path. pipeline feeds \
+            signal records made in memory through tracer's decode, explain and output (text to \
+            /dev/null, JSON lines to a file) and reports records a second. A benchmark, not \
             a test: it reports, it does not fail on a number.",
         after_help = "Examples:\n  \
             cargo xtask bench --rounds 11             every workload, 11 rounds\n  \
             cargo xtask bench --rounds 3 ping-pong    one workload, quickly\n  \
+            cargo xtask bench --rounds 3 pipeline     decode, explain and output alone\n  \
             cargo xtask bench --rounds 11 --baseline /tmp/tracer-before udp-loopback\n                                              \
             the same workload before and after a change"
     )]
@@ -178,7 +181,7 @@ enum Task {
         #[arg(long, default_value_t = 15)]
         rounds: usize,
         /// Only the workloads whose name contains FILTER (page-alloc, udp-loopback, ping-pong,
-        /// export-storm)
+        /// export-storm, pipeline)
         filter: Option<String>,
         /// Another tracer binary to run as one more arm, for a before-and-after comparison
         /// (e.g. a release build of the previous commit)
@@ -234,6 +237,18 @@ fn main() -> ExitCode {
             baseline,
         } => setup::setup(Purpose::Test).and_then(|env| {
             build(&env, true)?;
+            // The pipeline arm's records, made in memory.
+            cmd::run(&mut cargo(
+                &env,
+                &[
+                    "build",
+                    "--package",
+                    "tracer",
+                    "--release",
+                    "--example",
+                    "pipeline_throughput",
+                ],
+            ))?;
             bench::run(
                 &target_dir().join("release/tracer"),
                 baseline.as_deref(),

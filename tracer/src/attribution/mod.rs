@@ -48,6 +48,37 @@ pub struct Attribution {
     pub pod: Option<Pod>,
 }
 
+/// [`Attribution::label_text`].
+pub struct Label<'a>(&'a Attribution);
+
+impl std::fmt::Display for Label<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(pod) = &self.0.pod {
+            match (&pod.namespace, &pod.name) {
+                (Some(namespace), Some(name)) => write!(f, "pod {namespace}/{name}")?,
+                _ => write!(f, "pod uid {}", pod.uid)?,
+            }
+        }
+        if let Some(container) = &self.0.container {
+            if self.0.pod.is_some() {
+                f.write_str(", ")?;
+            }
+            f.write_str("container ")?;
+            match &container.name {
+                Some(name) => f.write_str(name)?,
+                None => {
+                    let id = &container.id;
+                    f.write_str(id.get(..SHORT_ID_LEN).unwrap_or(id))?;
+                    if container.runtime != cgroup::Runtime::Unknown {
+                        write!(f, " ({})", container.runtime.as_str())?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The short id length that container runtimes' own listings use, so that a
 /// label can be matched against them by eye.
 const SHORT_ID_LEN: usize = 12;
@@ -64,40 +95,18 @@ impl Attribution {
 
     /// "pod default/web-7f9c-x2k4, container app" / "container 3f9a1c2b4d5e (docker)" / "" for host processes; pods whose name is unknown show "pod uid 3f1c2a4e-..."; container ids shortened to 12 hex
     pub fn label(&self) -> String {
-        let mut label = String::new();
-        if let Some(pod) = &self.pod {
-            match (&pod.namespace, &pod.name) {
-                (Some(namespace), Some(name)) => {
-                    label.push_str("pod ");
-                    label.push_str(namespace);
-                    label.push('/');
-                    label.push_str(name);
-                }
-                _ => {
-                    label.push_str("pod uid ");
-                    label.push_str(&pod.uid);
-                }
-            }
-        }
-        if let Some(container) = &self.container {
-            if !label.is_empty() {
-                label.push_str(", ");
-            }
-            label.push_str("container ");
-            match &container.name {
-                Some(name) => label.push_str(name),
-                None => {
-                    let id = &container.id;
-                    label.push_str(id.get(..SHORT_ID_LEN).unwrap_or(id));
-                    if container.runtime != cgroup::Runtime::Unknown {
-                        label.push_str(" (");
-                        label.push_str(container.runtime.as_str());
-                        label.push(')');
-                    }
-                }
-            }
-        }
-        label
+        self.label_text().to_string()
+    }
+
+    /// The label, written where it goes (no string of its own: the console
+    /// writes one or two per event).
+    pub fn label_text(&self) -> Label<'_> {
+        Label(self)
+    }
+
+    /// Whether the label says anything (not a host process).
+    pub fn has_label(&self) -> bool {
+        self.pod.is_some() || self.container.is_some()
     }
 
     /// Whether kubelet may still tell names that this value lacks.

@@ -8,7 +8,7 @@ use super::IoWaitState;
 use crate::{
     ebpf::{Attach, Hook},
     family::{every_hook, Context, Family, Registration, Settings, Start},
-    output::Event,
+    output::EventSink,
     records::Record,
 };
 
@@ -112,7 +112,7 @@ impl Family for IoWait {
         &[RecordKind::IoStall, RecordKind::HungTask]
     }
 
-    fn handle(&mut self, record: &Record<'_>, cx: &mut Context<'_>, out: &mut Vec<Box<dyn Event>>) {
+    fn handle(&mut self, record: &Record<'_>, cx: &mut Context<'_>, out: &mut dyn EventSink) {
         let Some(r) = record.read::<BlockedTaskRecord>() else {
             return;
         };
@@ -122,6 +122,6 @@ impl Family for IoWait {
             return;
         }
         let event = self.state.event(&r, hung, process, |id| cx.stack(id));
-        out.push(Box::new(event));
+        out.emit(&event);
     }
 }

@@ -15,7 +15,7 @@ use crate::{
     ebpf::{Attach, Hook},
     family::{Context, Family, Registration, Settings, Start},
     netns::NetnsIndex,
-    output::{Event, Output},
+    output::{EventSink, Output},
     records::Record,
 };
 
@@ -133,8 +133,10 @@ struct Network {
 }
 
 impl Network {
-    fn hand_over(&mut self, out: &mut Vec<Box<dyn Event>>) {
-        out.extend(self.events.drain(..).map(|e| Box::new(e) as Box<dyn Event>));
+    fn hand_over(&mut self, out: &mut dyn EventSink) {
+        for event in self.events.drain(..) {
+            out.emit(&event);
+        }
     }
 }
 
@@ -147,7 +149,7 @@ impl Family for Network {
         ]
     }
 
-    fn handle(&mut self, record: &Record<'_>, cx: &mut Context<'_>, out: &mut Vec<Box<dyn Event>>) {
+    fn handle(&mut self, record: &Record<'_>, cx: &mut Context<'_>, out: &mut dyn EventSink) {
         let Some(r) = record.read::<PacketRecord>() else {
             return;
         };
@@ -156,7 +158,7 @@ impl Family for Network {
         self.hand_over(out);
     }
 
-    fn flush(&mut self, now_ns: u64, cx: &mut Context<'_>, out: &mut Vec<Box<dyn Event>>) {
+    fn flush(&mut self, now_ns: u64, cx: &mut Context<'_>, out: &mut dyn EventSink) {
         self.family.flush(now_ns, cx, &mut self.events);
         self.hand_over(out);
     }

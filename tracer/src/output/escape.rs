@@ -9,7 +9,8 @@
 //! a reader sees, are written as visible escapes: `\n`, `\r`, `\t`, `\xNN`
 //! below U+0080, `\u{NNNN}` above. Everything else, a backslash included,
 //! is left as it is, so cgroup paths keep systemd's own `\x2d` readable.
-//! The JSON lines need none of this: JSON escapes control characters itself.
+//! JSON escapes the C0 controls itself, but leaves DEL, C1 and the rest as
+//! they are: JSON lines for the console go through [`json_for_terminal`].
 
 use std::borrow::Cow;
 use std::fmt::{self, Write};
@@ -72,6 +73,34 @@ pub fn escape(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Appends a JSON line for the console to `out`, with the characters of
+/// `Escaped` that JSON leaves raw (DEL, the C1 controls such as CSI U+009B,
+/// the line separators and bidirectional overrides) written as `\uNNNN`:
+/// the same JSON, which a terminal does not act on. Only strings can hold
+/// them, and there the escape means the same character. The file keeps
+/// serde_json's own text.
+pub fn json_for_terminal(line: &[u8], out: &mut Vec<u8>) {
+    // The same cheap look at bytes as `escape_layout` (C0 is escaped already).
+    let suspect = |b: &u8| matches!(*b, 0x7f | 0xc2 | 0xe2);
+    let text = match std::str::from_utf8(line) {
+        Ok(text) if line.iter().any(suspect) => text,
+        _ => {
+            out.extend_from_slice(line);
+            return;
+        }
+    };
+    let mut start = 0;
+    for (i, c) in text.char_indices() {
+        if needs_escape(c) {
+            out.extend_from_slice(&line[start..i]);
+            // Every such character is in the Basic Multilingual Plane.
+            let _ = std::io::Write::write_fmt(out, format_args!("\\u{:04x}", c as u32));
+            start = i + c.len_utf8();
+        }
+    }
+    out.extend_from_slice(&line[start..]);
+}
+
 /// Console text tracer laid out itself, lines separated by '\n': whatever
 /// else would act on a terminal is escaped in place. The renderers escape
 /// each tenant string already; this is the net under them, for a field a
@@ -124,6 +153,26 @@ mod tests {
         ] {
             assert!(matches!(escape(s), Cow::Borrowed(_)), "{s}");
         }
+    }
+
+    /// What serde_json leaves raw goes to the terminal as the same JSON.
+    #[test]
+    fn json_for_the_terminal() {
+        let name = "a\u{7f}b\u{9b}31m\u{85}c\u{202e}d\u{1b}[31m\né";
+        let line = serde_json::to_vec(&serde_json::json!({ "comm": name })).unwrap();
+        assert!(line.contains(&0x7f), "serde_json leaves DEL raw");
+        let mut out = Vec::new();
+        json_for_terminal(&line, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            r#"{"comm":"a\u007fb\u009b31m\u0085c\u202ed\u001b[31m\né"}"#
+        );
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back["comm"], name, "the same JSON");
+        let mut plain = Vec::new();
+        json_for_terminal(br#"{"comm":"caf\u00e9 server"}"#, &mut plain);
+        assert_eq!(plain, br#"{"comm":"caf\u00e9 server"}"#);
     }
 
     #[test]

@@ -5,7 +5,11 @@
 use serde::Serialize;
 
 use super::Event;
-use crate::{attribution::Attribution, clock::Clock, process::ProcessRef};
+use crate::{
+    attribution::Attribution,
+    clock::{Clock, WallTime},
+    process::ProcessRef,
+};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -13,7 +17,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 struct Envelope<'a, T: Serialize> {
     schema: u32,
     kind: &'static str,
-    time: String,
+    time: WallTime,
     mono_ns: u64,
     node: &'a str,
     #[serde(flatten)]
@@ -28,7 +32,7 @@ pub struct ProcessJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     thread_comm: Option<std::borrow::Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    start_time: Option<String>,
+    start_time: Option<WallTime>,
     #[serde(flatten)]
     attribution: &'a Attribution,
 }
@@ -84,7 +88,7 @@ pub fn write_record<T: Serialize>(
     body: T,
 ) -> serde_json::Result<()> {
     out.clear();
-    let time = clock.wall_rfc3339(mono_ns);
+    let time = clock.wall_time(mono_ns);
     serde_json::to_writer(
         out,
         &Envelope {
@@ -105,7 +109,7 @@ pub fn process<'a>(p: &'a ProcessRef, clock: &Clock) -> ProcessJson<'a> {
         comm: p.comm.as_str(),
         thread_comm: (p.thread_comm != p.comm && p.thread_comm != Default::default())
             .then(|| p.thread_comm.as_str()),
-        start_time: (p.start_ns != 0).then(|| clock.wall_rfc3339(p.start_ns)),
+        start_time: (p.start_ns != 0).then(|| clock.wall_time(p.start_ns)),
         attribution: &p.attribution,
     }
 }

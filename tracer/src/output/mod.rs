@@ -1,6 +1,5 @@
 //! Where events go: the console (text or JSON lines) and the `--output`
-//! JSON-lines file. Buffers are reused: no allocation per event here beyond
-//! what serde needs for the event's own strings.
+//! JSON-lines file. Buffers are reused: no allocation per event.
 //!
 //! Output knows no family: each family's events implement [`Event`], and
 //! write their JSON body and console lines themselves with the helpers of
@@ -19,8 +18,8 @@ use serde::Serialize;
 use crate::clock::Clock;
 
 /// One thing tracer reports, as its family wrote it. Families hand their
-/// events over boxed: an event is rare next to the records that lead to it
-/// (and carries strings of its own), so the box costs nothing that shows.
+/// events to an [`EventSink`] by reference: under a storm there is an event
+/// per record, and a box each would be an allocation per record.
 pub trait Event {
     /// The JSON `kind` ("signal", "io_stall", ...).
     fn kind(&self) -> &'static str;
@@ -31,6 +30,34 @@ pub trait Event {
     fn write_json(&self, out: &mut Vec<u8>, line: &json::Line<'_>) -> serde_json::Result<()>;
     /// The console lines, each ending with '\n', appended to `out`.
     fn write_text(&self, out: &mut String);
+}
+
+/// Where a family puts the events it completes: the [`Output`], which writes
+/// each into its batches at once, or a list in tests.
+pub trait EventSink {
+    fn emit(&mut self, event: &dyn Event);
+}
+
+impl EventSink for Output {
+    fn emit(&mut self, event: &dyn Event) {
+        // Only a Serialize impl of tracer's own can fail: a bug, said once.
+        if let Err(e) = self.event(event) {
+            if self.encode_errors == 0 {
+                tracing::warn!("cannot encode a {} event: {e:#}", event.kind());
+            }
+            self.encode_errors += 1;
+        }
+    }
+}
+
+/// For tests: each event as its JSON line says it.
+#[cfg(test)]
+impl EventSink for Vec<serde_json::Value> {
+    fn emit(&mut self, event: &dyn Event) {
+        let mut line = Vec::new();
+        json::write_event(&mut line, event, &Clock::new(), "node-1").unwrap();
+        self.push(serde_json::from_slice(&line).unwrap());
+    }
 }
 
 /// `eprintln!` that does not panic when stderr is gone (a closed ssh
@@ -82,6 +109,8 @@ pub struct Output {
     pub console_errors: u64,
     /// The console can never take a line again (EPIPE, EIO): not tried any more.
     console_gone: bool,
+    /// Events that could not be encoded (see `EventSink for Output`).
+    pub encode_errors: u64,
     /// Metrics and OTLP logs (`crate::export`), fed every record the file gets.
     exporters: Option<crate::export::Exporters>,
 }
@@ -107,6 +136,7 @@ impl Output {
             file_recovered: false,
             console_errors: 0,
             console_gone: false,
+            encode_errors: 0,
             exporters: None,
         }
     }
@@ -148,7 +178,7 @@ impl Output {
         self.export_event(event);
         match self.format {
             Format::Json => {
-                self.console.extend_from_slice(&self.json);
+                escape::json_for_terminal(&self.json, &mut self.console);
                 self.console.push(b'\n');
             }
             Format::Text => {
@@ -187,7 +217,7 @@ impl Output {
             exporters.record(&self.json, None);
         }
         if self.format == Format::Json {
-            self.console.extend_from_slice(&self.json);
+            escape::json_for_terminal(&self.json, &mut self.console);
             self.console.push(b'\n');
             self.console_items += 1;
         }

@@ -9,9 +9,8 @@ use crate::{attribution::Attribution, process::ProcessRef};
 
 /// ` [pod default/web container app]`, or nothing for a host process.
 pub fn label(out: &mut String, a: &Attribution) {
-    let label = a.label();
-    if !label.is_empty() {
-        let _ = write!(out, " [{}]", Escaped(&label));
+    if a.has_label() {
+        let _ = write!(out, " [{}]", Escaped(a.label_text()));
     }
 }
 

@@ -11,7 +11,7 @@ use crate::{
     clock::Clock,
     ebpf::{Attach, Hook},
     family::{every_hook, Context, Family, Registration, Settings, Start},
-    output::{Event, Output},
+    output::{EventSink, Output},
     records::Record,
 };
 
@@ -76,7 +76,7 @@ impl Family for PageAlloc {
         &[RecordKind::PageAllocFailure]
     }
 
-    fn handle(&mut self, record: &Record<'_>, cx: &mut Context<'_>, out: &mut Vec<Box<dyn Event>>) {
+    fn handle(&mut self, record: &Record<'_>, cx: &mut Context<'_>, out: &mut dyn EventSink) {
         let Some(r) = record.read::<PageAllocRecord>() else {
             return;
         };
@@ -100,7 +100,7 @@ impl Family for PageAlloc {
             cx.kernel_log
                 .take_page_failure(&process.comm.as_str(), r.order, r.gfp_flags);
         let free = self.buddy.snapshot(r.header.ktime_ns);
-        out.push(Box::new(PageAllocEvent {
+        out.emit(&PageAllocEvent {
             mono_ns: r.header.ktime_ns,
             order: r.order,
             gfp_flags: r.gfp_flags,
@@ -112,7 +112,7 @@ impl Family for PageAlloc {
             stack: cx.stack(r.stack_id),
             kernel_log,
             process,
-        }));
+        });
     }
 
     fn finish(&mut self, out: &mut Output) -> Result<()> {

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use tracer_common::{SignalRecord, MAX_ANCESTRY};
+
 use super::{json, text, Delivery, ExitStatus, SiCode};
 use crate::{
     attribution::Attribution,
@@ -23,10 +25,52 @@ pub struct SignalEvent {
     /// The task that was running when the signal was generated: the sender
     /// when a process asked for it, the context otherwise.
     pub sender: ProcessRef,
-    /// The sender's process first, then its parent, up to init.
-    pub ancestry: Vec<Ancestor>,
+    pub ancestry: Ancestry,
     pub ancestry_truncated: bool,
     pub target: ProcessRef,
+}
+
+/// The sender's process first, then its parent, up to init: as many as the
+/// kernel walks at most, kept inline, since under a storm there is an event
+/// per record and a list on the heap each would be an allocation per record.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ancestry {
+    len: usize,
+    list: [Ancestor; MAX_ANCESTRY],
+}
+
+impl Ancestry {
+    /// The first `MAX_ANCESTRY` of `list`.
+    pub fn from_slice(list: &[Ancestor]) -> Self {
+        let len = list.len().min(MAX_ANCESTRY);
+        let mut ancestry = Self {
+            len,
+            ..Self::default()
+        };
+        ancestry.list[..len].copy_from_slice(&list[..len]);
+        ancestry
+    }
+
+    /// The kernel's record of it.
+    pub fn from_record(r: &SignalRecord) -> Self {
+        let len = (r.ancestry_len as usize).min(MAX_ANCESTRY);
+        let mut ancestry = Self {
+            len,
+            ..Self::default()
+        };
+        for (to, from) in ancestry.list.iter_mut().zip(&r.ancestry[..len]) {
+            *to = Ancestor {
+                pid: from.tgid,
+                comm: Comm::new(from.comm),
+                start_ns: from.start_ns,
+            };
+        }
+        ancestry
+    }
+
+    pub fn as_slice(&self) -> &[Ancestor] {
+        &self.list[..self.len]
+    }
 }
 
 /// The signal an exit is blamed on.

@@ -15,7 +15,9 @@ use tracer_common::{
 use super::{
     correlate::Correlator,
     decode_si_code,
-    event::{ExitEvent, OomEvent, OomMemcg, OomScope, OomVictim, SignalCause, SignalEvent},
+    event::{
+        Ancestry, ExitEvent, OomEvent, OomMemcg, OomScope, OomVictim, SignalCause, SignalEvent,
+    },
     flood::FloodGate,
     oom, Delivery, ExitStatus, Origin, SignalSet,
 };
@@ -23,8 +25,8 @@ use crate::{
     attribution::Attributor,
     ebpf::{Attach, Hook},
     family::{every_hook, Context, Family, Registration, Settings, Start},
-    output::Event,
-    process::{Ancestor, Comm, ProcessTable},
+    output::EventSink,
+    process::{Comm, ProcessTable},
     records::Record,
     tracefs::Format,
 };
@@ -158,10 +160,6 @@ pub struct Signals {
     floods: FloodGate,
 }
 
-fn boxed(event: SignalEvent) -> Box<dyn Event> {
-    Box::new(event)
-}
-
 impl Family for Signals {
     fn kinds(&self) -> &'static [RecordKind] {
         &[
@@ -173,7 +171,7 @@ impl Family for Signals {
         ]
     }
 
-    fn handle(&mut self, record: &Record<'_>, cx: &mut Context<'_>, out: &mut Vec<Box<dyn Event>>) {
+    fn handle(&mut self, record: &Record<'_>, cx: &mut Context<'_>, out: &mut dyn EventSink) {
         match record.kind {
             RecordKind::Fork => {
                 if let Some(r) = record.read::<ForkRecord>() {
@@ -209,19 +207,20 @@ impl Family for Signals {
                     self.flush_oom(cx, out);
                 }
                 if let Some(event) = self.exit(&r, cx) {
-                    out.push(Box::new(event));
+                    out.emit(&event);
                 }
             }
             _ => {}
         }
     }
 
-    fn flush(&mut self, now_ns: u64, cx: &mut Context<'_>, out: &mut Vec<Box<dyn Event>>) {
+    fn flush(&mut self, now_ns: u64, cx: &mut Context<'_>, out: &mut dyn EventSink) {
         let mut i = 0;
         while i < self.held_kills.len() {
             if self.held_kills[i].deadline_ns <= now_ns {
-                let held = self.held_kills.remove(i);
-                out.extend(held.event.map(boxed));
+                if let Some(event) = self.held_kills.remove(i).event {
+                    out.emit(&event);
+                }
             } else {
                 i += 1;
             }
@@ -236,8 +235,7 @@ impl Family for Signals {
         if now_ns != u64::MAX {
             self.correlator.expire(now_ns);
         }
-        self.floods
-            .report(now_ns, |flood| out.push(Box::new(flood)));
+        self.floods.report(now_ns, |flood| out.emit(&flood));
     }
 }
 
@@ -271,7 +269,7 @@ impl Signals {
         self.oom_controls.push(r);
     }
 
-    fn signal(&mut self, r: &SignalRecord, cx: &mut Context<'_>, out: &mut Vec<Box<dyn Event>>) {
+    fn signal(&mut self, r: &SignalRecord, cx: &mut Context<'_>, out: &mut dyn EventSink) {
         let code = decode_si_code(r.sig, r.si_code);
         let target = cx.process_ref(&r.target, true);
         let sender = cx.process_ref(&r.sender, true);
@@ -290,15 +288,6 @@ impl Signals {
                 },
             );
         }
-        let len = (r.ancestry_len as usize).min(r.ancestry.len());
-        let ancestry = r.ancestry[..len]
-            .iter()
-            .map(|a| Ancestor {
-                pid: a.tgid,
-                comm: Comm::new(a.comm),
-                start_ns: a.start_ns,
-            })
-            .collect();
         let event = SignalEvent {
             mono_ns: r.header.ktime_ns,
             sig: r.sig,
@@ -307,7 +296,7 @@ impl Signals {
             thread_directed: r.group == 0,
             delivery,
             sender,
-            ancestry,
+            ancestry: Ancestry::from_record(r),
             ancestry_truncated: r.ancestry_truncated != 0,
             target,
         };
@@ -320,19 +309,20 @@ impl Signals {
                 event: in_scope.then_some(event),
             });
         } else if in_scope && self.floods.admit(&event) {
-            out.push(Box::new(event));
+            out.emit(&event);
         }
     }
 
     /// Reports the held kernel SIGKILL of `tgid`, if any, as it is.
-    fn release_kill(&mut self, tgid: u32, out: &mut Vec<Box<dyn Event>>) {
+    fn release_kill(&mut self, tgid: u32, out: &mut dyn EventSink) {
         if let Some(at) = self.held_kills.iter().position(|h| h.target == tgid) {
-            let held = self.held_kills.remove(at);
-            out.extend(held.event.map(boxed));
+            if let Some(event) = self.held_kills.remove(at).event {
+                out.emit(&event);
+            }
         }
     }
 
-    fn oom(&mut self, r: &OomRecord, cx: &mut Context<'_>, out: &mut Vec<Box<dyn Event>>) {
+    fn oom(&mut self, r: &OomRecord, cx: &mut Context<'_>, out: &mut dyn EventSink) {
         let mut fields = match &self.oom_format {
             Some(format) => oom::victim_fields(format, r),
             None => oom::VictimFields::default(),
@@ -437,7 +427,7 @@ impl Signals {
 
     /// Completes the pending OOM event with what the kernel logged and the
     /// cgroup's own counters, and reports it when it concerns what is followed.
-    fn flush_oom(&mut self, cx: &mut Context<'_>, out: &mut Vec<Box<dyn Event>>) {
+    fn flush_oom(&mut self, cx: &mut Context<'_>, out: &mut dyn EventSink) {
         let Some((_, mut event)) = self.pending_oom.take() else {
             return;
         };
@@ -482,7 +472,7 @@ impl Signals {
                 .as_ref()
                 .is_some_and(|m| cx.attribution_in_scope(&m.attribution));
         if followed {
-            out.push(Box::new(event));
+            out.emit(&event);
         }
     }
 
@@ -554,7 +544,7 @@ mod tests {
     use tracer_common::{Header, MemcgLevel, COMM_LEN, OOM_RAW_MAX};
 
     use super::*;
-    use crate::{clock::Clock, kmsg::KernelLog, output::json::write_event, scope::Scope};
+    use crate::{kmsg::KernelLog, scope::Scope};
 
     const SIGKILL: u32 = 9;
     const SIGTERM: u32 = 15;
@@ -576,7 +566,7 @@ format:
         kernel_log: KernelLog,
         scope: Scope,
         family: Signals,
-        out: Vec<Box<dyn Event>>,
+        out: Vec<serde_json::Value>,
     }
 
     impl World {
@@ -652,15 +642,7 @@ format:
 
         /// What was reported so far, as the JSON lines say it.
         fn reported(&mut self) -> Vec<Value> {
-            let clock = Clock::new();
-            self.out
-                .drain(..)
-                .map(|event| {
-                    let mut line = Vec::new();
-                    write_event(&mut line, event.as_ref(), &clock, "node-1").unwrap();
-                    serde_json::from_slice(&line).unwrap()
-                })
-                .collect()
+            std::mem::take(&mut self.out)
         }
     }
 

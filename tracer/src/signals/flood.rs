@@ -165,7 +165,7 @@ pub struct FloodJson<'a> {
 #[derive(Serialize)]
 struct FloodSignal {
     number: u32,
-    name: String,
+    name: std::borrow::Cow<'static, str>,
     /// As in the `signal` record: kill, tkill, sigqueue, kernel, ...
     origin: &'static str,
 }
@@ -183,7 +183,7 @@ impl Event for Flood {
         let body = FloodJson {
             signal: FloodSignal {
                 number: self.sig,
-                name: signal_name(self.sig).into_owned(),
+                name: signal_name(self.sig),
                 origin: self.origin.as_str(),
             },
             sender: line.process(&self.sender),
@@ -239,7 +239,7 @@ mod tests {
             thread_directed: false,
             delivery: Delivery::Ignored,
             sender: process(sender, "sigstorm"),
-            ancestry: Vec::new(),
+            ancestry: Default::default(),
             ancestry_truncated: false,
             target: process(target, "worker"),
         }

@@ -1,6 +1,8 @@
 //! The JSON bodies of `signal`, `exit` and `oom` lines (documented in the
 //! README).
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 use super::{
@@ -9,7 +11,7 @@ use super::{
 };
 use crate::{
     attribution::Attribution,
-    clock::Clock,
+    clock::{Clock, WallTime},
     output::json::{Line, ProcessJson},
     process::Ancestor,
 };
@@ -19,13 +21,28 @@ pub struct AncestorJson<'a> {
     pid: u32,
     comm: std::borrow::Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    start_time: Option<String>,
+    start_time: Option<WallTime>,
+}
+
+/// The sender's ancestry, root first, written straight from the event's
+/// own list (no list of its own: a signal line is written per record
+/// under a storm).
+pub struct AncestryJson<'a> {
+    ancestry: &'a [Ancestor],
+    clock: &'a Clock,
+}
+
+impl Serialize for AncestryJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Root first, sender last: the order the console prints.
+        serializer.collect_seq(self.ancestry.iter().rev().map(|a| ancestor(a, self.clock)))
+    }
 }
 
 #[derive(Serialize)]
 pub struct SignalJson {
     number: u32,
-    name: String,
+    name: Cow<'static, str>,
     code: i32,
     code_name: &'static str,
     origin: &'static str,
@@ -38,7 +55,7 @@ pub struct SignalJson {
 pub struct SignalBody<'a> {
     signal: SignalJson,
     sender: ProcessJson<'a>,
-    sender_ancestry: Vec<AncestorJson<'a>>,
+    sender_ancestry: AncestryJson<'a>,
     sender_ancestry_truncated: bool,
     target: ProcessJson<'a>,
 }
@@ -125,15 +142,15 @@ fn ancestor<'a>(a: &'a Ancestor, clock: &Clock) -> AncestorJson<'a> {
     AncestorJson {
         pid: a.pid,
         comm: a.comm.as_str(),
-        start_time: (a.start_ns != 0).then(|| clock.wall_rfc3339(a.start_ns)),
+        start_time: (a.start_ns != 0).then(|| clock.wall_time(a.start_ns)),
     }
 }
 
-pub fn signal_body<'a>(s: &'a SignalEvent, line: &Line<'_>) -> SignalBody<'a> {
+pub fn signal_body<'a>(s: &'a SignalEvent, line: &Line<'a>) -> SignalBody<'a> {
     SignalBody {
         signal: SignalJson {
             number: s.sig,
-            name: signal_name(s.sig).into_owned(),
+            name: signal_name(s.sig),
             code: s.si_code,
             code_name: s.code.name,
             origin: s.code.origin.as_str(),
@@ -145,13 +162,10 @@ pub fn signal_body<'a>(s: &'a SignalEvent, line: &Line<'_>) -> SignalBody<'a> {
             result: s.delivery.as_str(),
         },
         sender: line.process(&s.sender),
-        // Root first, sender last: the order the console prints.
-        sender_ancestry: s
-            .ancestry
-            .iter()
-            .rev()
-            .map(|a| ancestor(a, line.clock))
-            .collect(),
+        sender_ancestry: AncestryJson {
+            ancestry: s.ancestry.as_slice(),
+            clock: line.clock,
+        },
         sender_ancestry_truncated: s.ancestry_truncated,
         target: line.process(&s.target),
     }
@@ -240,7 +254,7 @@ mod tests {
             Event,
         },
         process::{Comm, ProcessRef},
-        signals::{decode_si_code, Delivery},
+        signals::{decode_si_code, event::Ancestry, Delivery},
     };
 
     fn server(clock_start: u64) -> ProcessRef {
@@ -297,7 +311,7 @@ mod tests {
             thread_directed: false,
             delivery: Delivery::Delivered,
             sender: pkill(),
-            ancestry: vec![
+            ancestry: Ancestry::from_slice(&[
                 Ancestor {
                     pid: 23549,
                     comm: Comm::from_str_lossy("pkill"),
@@ -313,7 +327,7 @@ mod tests {
                     comm: Comm::from_str_lossy("systemd"),
                     start_ns: 0,
                 },
-            ],
+            ]),
             ancestry_truncated: false,
             target: server(5),
         };
@@ -455,11 +469,11 @@ mod tests {
             thread_directed: true,
             delivery: Delivery::Delivered,
             sender,
-            ancestry: vec![Ancestor {
+            ancestry: Ancestry::from_slice(&[Ancestor {
                 pid: 23549,
                 comm: forged,
                 start_ns: 0,
-            }],
+            }]),
             ancestry_truncated: false,
             target,
         };

@@ -51,18 +51,18 @@ pub fn signal(out: &mut String, s: &SignalEvent) {
         if s.ancestry_truncated {
             out.push_str("... => ");
         }
-        for (i, a) in s.ancestry.iter().rev().enumerate() {
+        for (i, a) in s.ancestry.as_slice().iter().rev().enumerate() {
             if i > 0 {
                 out.push_str(" => ");
             }
             let _ = write!(out, "{}({})", Escaped(&a.comm), a.pid);
         }
         out.push('\n');
-        let sender_label = s.sender.attribution.label();
-        if sender_label.is_empty() {
-            out.push_str("  sender pod: - (host)\n");
+        let sender = &s.sender.attribution;
+        if sender.has_label() {
+            let _ = writeln!(out, "  sender pod: {}", Escaped(sender.label_text()));
         } else {
-            let _ = writeln!(out, "  sender pod: {}", Escaped(&sender_label));
+            out.push_str("  sender pod: - (host)\n");
         }
     } else if s.code.origin != Origin::Fault || s.sender.pid != s.target.pid {
         let _ = write!(out, "  while running: ");

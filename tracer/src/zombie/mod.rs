@@ -20,7 +20,7 @@ use self::event::ZombieEvent;
 use crate::{
     ebpf::{Attach, Hook},
     family::{every_hook, Context, Family, Registration, Settings, Start},
-    output::Event,
+    output::EventSink,
     process::Comm,
     records::Record,
     signals::ExitStatus,
@@ -102,9 +102,9 @@ impl Family for Zombies {
         &[]
     }
 
-    fn handle(&mut self, _: &Record<'_>, _: &mut Context<'_>, _: &mut Vec<Box<dyn Event>>) {}
+    fn handle(&mut self, _: &Record<'_>, _: &mut Context<'_>, _: &mut dyn EventSink) {}
 
-    fn flush(&mut self, now_ns: u64, cx: &mut Context<'_>, out: &mut Vec<Box<dyn Event>>) {
+    fn flush(&mut self, now_ns: u64, cx: &mut Context<'_>, out: &mut dyn EventSink) {
         if now_ns == u64::MAX || now_ns.saturating_sub(self.scanned_at_ns) < SCAN_EVERY_NS {
             return;
         }
@@ -134,7 +134,7 @@ impl Family for Zombies {
             if !(cx.in_scope(&process) || cx.in_scope(&parent)) {
                 continue;
             }
-            out.push(Box::new(ZombieEvent {
+            out.emit(&ZombieEvent {
                 mono_ns: now_ns,
                 process,
                 parent,
@@ -142,7 +142,7 @@ impl Family for Zombies {
                 age_ns,
                 wait_status: e.exit_code,
                 status: ExitStatus::from_wait_status(e.exit_code),
-            }));
+            });
         }
     }
 }

@@ -10,6 +10,7 @@
 mod arms;
 mod empty_program;
 mod export_storm;
+mod pipeline;
 mod workloads;
 
 use std::{path::Path, process::Command, thread, time::Duration};
@@ -48,7 +49,8 @@ pub fn run(
         .filter(|w| filter.is_none_or(|f| w.name.contains(f)))
         .collect();
     let export = filter.is_none_or(|f| export_storm::EXPORT_STORM.contains(f));
-    if chosen.is_empty() && !export {
+    let pipeline = filter.is_none_or(|f| pipeline::PIPELINE.contains(f));
+    if chosen.is_empty() && !export && !pipeline {
         bail!("no workload matches `{}`", filter.unwrap_or_default());
     }
     // tracer mounts tracefs when it is missing; bpftrace, which may run first,
@@ -85,6 +87,12 @@ pub fn run(
     }
     if export {
         export_storm::export_storm(tracer, rounds)?;
+    }
+    if pipeline {
+        let example = tracer
+            .with_file_name("examples")
+            .join("pipeline_throughput");
+        pipeline::pipeline(&example, rounds)?;
     }
     Ok(())
 }
