@@ -643,6 +643,60 @@ mod tests {
         assert!(ours.drop_reasons.len() > 10, "{:?}", ours.drop_reasons);
     }
 
+    /// Bitfields (with and without sizes in their offsets), members of
+    /// anonymous unions and structs, both byte orders: as btf-rs reads them.
+    #[test]
+    fn same_members_as_btf_rs_in_hand_built_btf() {
+        for big_endian in [false, true] {
+            for flag in [false, true] {
+                let blob = reader::tests::task_blob(big_endian, flag);
+                let ours = Btf::parse(blob.clone()).unwrap();
+                let theirs = btf_rs_oracle::Oracle(btf_rs::Btf::from_bytes(&blob).unwrap());
+                let bits = |btf: &dyn BtfLookup, m| btf.member_bit_offset("task", m).unwrap();
+                for member in ["pid", "in_iowait", "a", "b", "none"] {
+                    assert_eq!(bits(&ours, member), bits(&theirs, member), "{member}");
+                }
+                assert_eq!(bits(&ours, "in_iowait"), Some(35));
+                assert_eq!(bits(&ours, "b"), Some(64 + 32));
+                assert_eq!(ours.struct_size("task").unwrap(), Some(24));
+            }
+        }
+    }
+
+    /// A module's BTF, read from its file on top of vmlinux's.
+    #[test]
+    fn same_module_members_as_btf_rs_in_hand_built_split_btf() {
+        let (base, module) = reader::tests::conntrack_blobs();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nf_conntrack");
+        std::fs::write(&path, module).unwrap();
+        let ours = Btf::parse(base.clone()).unwrap();
+        let theirs = btf_rs_oracle::Oracle(btf_rs::Btf::from_bytes(&base).unwrap());
+        let (ours, theirs) = (ours.module(&path).unwrap(), theirs.module(&path).unwrap());
+        for (s, m) in [("conn", "status"), ("conn", "tuple"), ("tuple", "dst")] {
+            assert_eq!(
+                ours.member_bit_offset(s, m).unwrap(),
+                theirs.member_bit_offset(s, m).unwrap()
+            );
+        }
+        assert_eq!(ours.member_bit_offset("conn", "status").unwrap(), Some(128));
+        assert_eq!(ours.member_bit_offset("conn", "tuple").unwrap(), Some(0));
+        assert_eq!(ours.struct_size("tuple").unwrap(), Some(8));
+        assert!(Btf::parse(base).unwrap().module(&dir.path().join("none")).is_err());
+    }
+
+    /// A corrupt file whose anonymous member contains its own struct: an
+    /// error, not a stack overflow.
+    #[test]
+    fn anonymous_member_cycle_is_an_error() {
+        let mut b = reader::tests::Builder::new();
+        let id = b.strukt("loop", kind::STRUCT, false, 8, &[("", 1, 0)]);
+        assert_eq!(id, 1);
+        let btf = Btf::parse(b.build()).unwrap();
+        let err = btf.member_bit_offset("loop", "x").unwrap_err();
+        assert!(err.to_string().contains("deep"), "{err}");
+    }
+
     #[test]
     fn missing_btf_file_says_how_to_fix() {
         let err = match load(Path::new("/nonexistent/vmlinux")) {

@@ -353,3 +353,203 @@ fn hash(bytes: &[u8]) -> u32 {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     })
 }
+
+/// Hand-built BTF blobs for what the running kernel's BTF may not show:
+/// bitfields, anonymous unions, split BTF, big-endian files, corrupt files.
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Writes a BTF file type by type, as the kernel lays it out.
+    pub struct Builder {
+        types: Vec<u32>,
+        strings: Vec<u8>,
+        first_string: u32,
+        next_id: u32,
+        pub big_endian: bool,
+    }
+
+    impl Builder {
+        pub fn new() -> Builder {
+            Builder::split_after(1, 0)
+        }
+
+        /// A module's BTF on top of a base whose next id and string length
+        /// are given.
+        pub fn split_after(next_id: u32, first_string: u32) -> Builder {
+            Builder {
+                types: Vec::new(),
+                strings: vec![0],
+                first_string,
+                next_id,
+                big_endian: false,
+            }
+        }
+
+        pub fn string(&mut self, s: &str) -> u32 {
+            if s.is_empty() {
+                return 0;
+            }
+            let off = self.first_string + self.strings.len() as u32;
+            self.strings.extend_from_slice(s.as_bytes());
+            self.strings.push(0);
+            off
+        }
+
+        /// Adds a type; returns its id.
+        pub fn ty(&mut self, name: &str, kind: u32, flag: bool, size_or_type: u32, tail: &[u32]) -> u32 {
+            let vlen = match kind {
+                kind::STRUCT | kind::UNION | kind::DATASEC | kind::ENUM64 => tail.len() / 3,
+                kind::ENUM | kind::FUNC_PROTO => tail.len() / 2,
+                _ => 0,
+            } as u32;
+            let name = self.string(name);
+            self.types.extend([name, (flag as u32) << 31 | kind << 24 | vlen, size_or_type]);
+            self.types.extend_from_slice(tail);
+            self.next_id += 1;
+            self.next_id - 1
+        }
+
+        /// `(name, type, bit offset)` members; a bitfield's offset word
+        /// carries its size in the top 8 bits when `flag` is set.
+        pub fn strukt(&mut self, name: &str, kind: u32, flag: bool, size: u32, members: &[(&str, u32, u32)]) -> u32 {
+            let tail: Vec<u32> = members
+                .iter()
+                .flat_map(|&(n, t, off)| [self.string(n), t, off])
+                .collect();
+            self.ty(name, kind, flag, size, &tail)
+        }
+
+        pub fn build(&self) -> Vec<u8> {
+            let word = |w: u32| {
+                if self.big_endian {
+                    w.to_be_bytes()
+                } else {
+                    w.to_le_bytes()
+                }
+            };
+            let type_len = 4 * self.types.len() as u32;
+            let mut out = Vec::new();
+            out.extend(if self.big_endian { [0xeb, 0x9f] } else { [0x9f, 0xeb] });
+            out.extend([1, 0]);
+            for w in [HEADER_LEN as u32, 0, type_len, type_len, self.strings.len() as u32] {
+                out.extend(word(w));
+            }
+            for &w in &self.types {
+                out.extend(word(w));
+            }
+            out.extend(&self.strings);
+            out
+        }
+    }
+
+    /// `struct task { int pid; unsigned in_iowait:1 (bit 35) ; union { int a;
+    /// struct { long b; } } (at 64) }`, with bitfield sizes in the offsets
+    /// when `flag` is set, as pahole writes the kernel's.
+    pub fn task_blob(big_endian: bool, flag: bool) -> Vec<u8> {
+        let mut b = Builder::new();
+        b.big_endian = big_endian;
+        let int = b.ty("int", kind::INT, false, 4, &[32]);
+        let inner = b.strukt("", kind::STRUCT, false, 8, &[("b", int, 32)]);
+        let union = b.strukt("", kind::UNION, false, 8, &[("a", int, 0), ("", inner, 0)]);
+        let bits = if flag { 1 << 24 | 35 } else { 35 };
+        b.strukt("task", kind::STRUCT, flag, 24, &[("pid", int, 0), ("in_iowait", int, bits), ("", union, 64)]);
+        b.build()
+    }
+
+    #[test]
+    fn finds_bitfields_and_members_of_anonymous_unions() {
+        for big_endian in [false, true] {
+            for flag in [false, true] {
+                let btf = Btf::parse(task_blob(big_endian, flag)).expect("valid blob");
+                let id = btf.ids_by_name("task").next().expect("task");
+                let task = btf.type_by_id(id).unwrap();
+                assert_eq!(task.size_or_type, 24);
+                let offsets: Vec<u32> = task.members().map(|m| m.bit_offset).collect();
+                assert_eq!(offsets, [0, 35, 64], "big endian {big_endian}, kind flag {flag}");
+                assert_eq!(btf.string(task.members().nth(1).unwrap().name_off).unwrap(), "in_iowait");
+            }
+        }
+    }
+
+    #[test]
+    fn names_index_every_type_of_a_name() {
+        let mut b = Builder::new();
+        let int = b.ty("int", kind::INT, false, 4, &[32]);
+        let fwd = b.ty("dup", kind::FWD, false, 0, &[]);
+        b.ty("other", kind::TYPEDEF, false, int, &[]);
+        let full = b.strukt("dup", kind::STRUCT, false, 4, &[("x", int, 0)]);
+        let btf = Btf::parse(b.build()).unwrap();
+        assert_eq!(btf.ids_by_name("dup").collect::<Vec<_>>(), [fwd, full]);
+        assert_eq!(btf.ids_by_name("none").count(), 0);
+        assert_eq!(btf.type_by_id(0).unwrap().kind, 0, "id 0 is void");
+        assert!(btf.type_by_id(full + 1).is_err());
+    }
+
+    /// A base with `int` (id 1) and `struct tuple` (id 2), and a module on
+    /// top with `struct conn { struct tuple tuple; int status; }` (id 3),
+    /// which names its first member with the base's string.
+    pub fn conntrack_blobs() -> (Vec<u8>, Vec<u8>) {
+        let mut base = Builder::new();
+        let int = base.ty("int", kind::INT, false, 4, &[32]);
+        let tuple = base.strukt("tuple", kind::STRUCT, false, 8, &[("src", int, 0), ("dst", int, 32)]);
+        let tuple_name = base.string("tuple");
+        let mut module = Builder::split_after(tuple + 1, base.strings.len() as u32);
+        let status = module.string("status");
+        let conn = module.ty("conn", kind::STRUCT, false, 24, &[tuple_name, tuple, 0, status, int, 128]);
+        assert_eq!(conn, 3);
+        (base.build(), module.build())
+    }
+
+    #[test]
+    fn split_btf_continues_the_base_ids_and_strings() {
+        let (base, module) = conntrack_blobs();
+        let base = Btf::parse(base).unwrap();
+        let split = Btf::parse_split(module, &base).unwrap();
+        assert_eq!(split.ids_by_name("conn").collect::<Vec<_>>(), [3]);
+        assert_eq!(split.ids_by_name("tuple").collect::<Vec<_>>(), [2], "from the base");
+        let members: Vec<(String, u32, u32)> = split
+            .type_by_id(3)
+            .unwrap()
+            .members()
+            .map(|m| (split.string(m.name_off).unwrap().to_string(), m.type_id, m.bit_offset))
+            .collect();
+        assert_eq!(members, [("tuple".into(), 2, 0), ("status".into(), 1, 128)]);
+        assert_eq!(split.type_by_id(2).unwrap().size_or_type, 8);
+        assert!(base.ids_by_name("conn").next().is_none());
+    }
+
+    /// The `--btf FILE` is the user's: any file, cut anywhere, is an error,
+    /// never a panic.
+    #[test]
+    fn every_truncation_of_a_file_is_an_error() {
+        let whole = task_blob(false, true);
+        for len in 0..whole.len() {
+            assert!(Btf::parse(whole[..len].to_vec()).is_err(), "cut at {len}");
+        }
+        // The lengths in the header are checked, not the file's length.
+        let mut long = whole.clone();
+        long.extend([0; 16]);
+        assert!(Btf::parse(long).is_ok());
+    }
+
+    #[test]
+    fn corrupt_headers_and_types_are_errors() {
+        let whole = task_blob(false, false);
+        let corrupt = |at: usize, value: u32| {
+            let mut bytes = whole.clone();
+            bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+            Btf::parse(bytes).err().map(|e| format!("{e:#}"))
+        };
+        let magic = Btf::parse(b"\x7fELF and more than twenty-four bytes".to_vec());
+        assert!(magic.is_err_and(|e| e.to_string().contains("magic")));
+        // hdr_len, type_off, type_len, str_off, str_len.
+        for at in [4, 8, 12, 16, 20] {
+            assert!(corrupt(at, u32::MAX).is_some(), "header word at {at}");
+        }
+        // The first type's name offset, then its kind.
+        let first_type = HEADER_LEN;
+        assert!(corrupt(first_type, 10_000).unwrap().contains("string offset"));
+        assert!(corrupt(first_type + 4, 31 << 24).unwrap().contains("unknown kind"));
+    }
+}
