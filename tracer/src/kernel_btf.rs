@@ -139,11 +139,13 @@ pub fn resolve(btf: &dyn BtfLookup) -> Result<ResolvedOffsets> {
         bio_blkg: r.optional("bio", "bi_blkg", BLOCK_CGROUP_EFFECT)?,
         blkg_blkcg: r.optional("blkcg_gq", "blkcg", BLOCK_CGROUP_EFFECT)?,
         blkcg_css: r.optional("blkcg", "css", BLOCK_CGROUP_EFFECT)?,
-        sched_switch_prev_state_arg: btf.tracepoint_arity("sched_switch")
+        sched_switch_prev_state_arg: btf
+            .tracepoint_arity("sched_switch")
             .is_some_and(|args| args >= 4) as u32,
         // kfree_skb(skb, location, reason...) from 5.17; (skb, location) before.
-        kfree_skb_reason_arg: btf.tracepoint_arity("kfree_skb").is_none_or(|args| args >= 3)
-            as u32,
+        kfree_skb_reason_arg: btf
+            .tracepoint_arity("kfree_skb")
+            .is_none_or(|args| args >= 3) as u32,
         // block_rq_issue(q, rq) and block_bio_queue(q, bio) before 5.11.
         block_rq_issue_rq_arg: (btf.tracepoint_arity("block_rq_issue") == Some(2)) as u32,
         block_bio_queue_bio_arg: (btf.tracepoint_arity("block_bio_queue") == Some(2)) as u32,
@@ -401,7 +403,10 @@ impl BtfLookup for Btf<'_> {
     fn tracepoint_arity(&self, name: &str) -> Option<usize> {
         let typedef_name = format!("btf_trace_{name}");
         let arity = self.ids_by_name(&typedef_name).find_map(|id| {
-            let typedef = self.type_by_id(id).ok().filter(|t| t.kind == kind::TYPEDEF)?;
+            let typedef = self
+                .type_by_id(id)
+                .ok()
+                .filter(|t| t.kind == kind::TYPEDEF)?;
             let ptr = self
                 .type_by_id(typedef.size_or_type)
                 .ok()
@@ -682,7 +687,10 @@ mod tests {
         assert_eq!(ours.member_bit_offset("conn", "status").unwrap(), Some(128));
         assert_eq!(ours.member_bit_offset("conn", "tuple").unwrap(), Some(0));
         assert_eq!(ours.struct_size("tuple").unwrap(), Some(8));
-        assert!(Btf::parse(base).unwrap().module(&dir.path().join("none")).is_err());
+        assert!(Btf::parse(base)
+            .unwrap()
+            .module(&dir.path().join("none"))
+            .is_err());
     }
 
     /// A corrupt file whose anonymous member contains its own struct: an
