@@ -120,6 +120,12 @@ impl<'base> Btf<'base> {
     }
 
     fn index(data: Vec<u8>, base: Option<&'base Btf<'base>>) -> Result<Btf<'base>> {
+        if u32::try_from(data.len()).is_err() {
+            bail!(
+                "not BTF: {} bytes, over the 4 GiB BTF offsets can address",
+                data.len()
+            );
+        }
         if data.len() < HEADER_LEN {
             bail!("not BTF: {} bytes, shorter than a BTF header", data.len());
         }
@@ -213,11 +219,11 @@ impl<'base> Btf<'base> {
     /// The ids of every type called `name`, the base's first, in increasing
     /// order.
     pub fn ids_by_name<'s>(&'s self, name: &'s str) -> impl Iterator<Item = u32> + 's {
-        let base = self
-            .base
+        let mut levels: Vec<&'s Btf<'s>> = std::iter::successors(Some(self), |b| b.base).collect();
+        levels.reverse();
+        levels
             .into_iter()
-            .flat_map(move |b| b.own_ids_by_name(name));
-        base.chain(self.own_ids_by_name(name))
+            .flat_map(move |b| b.own_ids_by_name(name))
     }
 
     fn own_ids_by_name<'s>(&'s self, name: &'s str) -> impl Iterator<Item = u32> + 's {
@@ -282,10 +288,7 @@ impl<'base> Btf<'base> {
     }
 
     fn string_bytes(&self, offset: u32) -> Result<&[u8]> {
-        match self.base {
-            Some(base) if offset < self.first_string => base.string_bytes(offset),
-            _ => self.string_bytes_in(&self.data, offset),
-        }
+        self.string_bytes_in(&self.data, offset)
     }
 
     /// Like [`Self::string_bytes`], with this object's bytes given apart:
