@@ -6,7 +6,10 @@
 use std::path::Path;
 
 use anyhow::{bail, Context as _, Result};
-use btf_rs::{Btf, Type};
+mod reader;
+
+pub use reader::Btf;
+use reader::{kind, Type, MAX_NESTING};
 use tracer_common::{KernelOffsets, OFFSET_UNKNOWN};
 
 pub const DEFAULT_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -17,7 +20,7 @@ const CGROUPS_EFFECT: &str =
 
 /// The resolved offsets, and the optional members the kernel lacks (each
 /// disables only the detail that needs it).
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub struct ResolvedOffsets {
     pub offsets: KernelOffsets,
     pub missing: Vec<(&'static str, &'static str)>,
@@ -29,26 +32,17 @@ pub struct ResolvedOffsets {
 /// distribution kernels, and its structs are then not in vmlinux.
 const CONNTRACK_MODULE_BTF: &str = "/sys/kernel/btf/nf_conntrack";
 
-pub fn load(path: &Path) -> Result<Btf> {
+pub fn load(path: &Path) -> Result<Btf<'static>> {
     if !path.exists() {
         bail!(
             "no kernel BTF at {}: this kernel was built without CONFIG_DEBUG_INFO_BTF; pass a BTF file for it with --btf FILE",
             path.display()
         );
     }
-    parse(path, None).with_context(|| format!("cannot parse kernel BTF {}", path.display()))
-}
-
-/// Parses a BTF file from memory: btf-rs reads a file through a `BufReader`
-/// whose every seek is an `lseek` that drops the buffer, about 127000 of them
-/// for a 6 MB vmlinux BTF (most of tracer's start-up); from a slice it makes
-/// no system call at all.
-fn parse(path: &Path, base: Option<&Btf>) -> Result<Btf> {
-    let bytes = std::fs::read(path)?;
-    match base {
-        None => Btf::from_bytes(&bytes),
-        Some(base) => Btf::from_split_bytes(&bytes, base),
-    }
+    std::fs::read(path)
+        .map_err(anyhow::Error::from)
+        .and_then(Btf::parse)
+        .with_context(|| format!("cannot parse kernel BTF {}", path.display()))
 }
 
 /// The offsets of the running kernel (or of `--btf FILE`'s): what `watch`
@@ -57,7 +51,7 @@ pub fn load_and_resolve(btf: Option<&Path>) -> Result<ResolvedOffsets> {
     resolve(&load(btf.unwrap_or(Path::new(DEFAULT_BTF)))?)
 }
 
-pub fn resolve(btf: &Btf) -> Result<ResolvedOffsets> {
+pub fn resolve(btf: &dyn BtfLookup) -> Result<ResolvedOffsets> {
     let mut r = Resolver {
         btf,
         missing: Vec::new(),
@@ -145,14 +139,16 @@ pub fn resolve(btf: &Btf) -> Result<ResolvedOffsets> {
         bio_blkg: r.optional("bio", "bi_blkg", BLOCK_CGROUP_EFFECT)?,
         blkg_blkcg: r.optional("blkcg_gq", "blkcg", BLOCK_CGROUP_EFFECT)?,
         blkcg_css: r.optional("blkcg", "css", BLOCK_CGROUP_EFFECT)?,
-        sched_switch_prev_state_arg: tracepoint_arity(btf, "sched_switch")
+        sched_switch_prev_state_arg: btf
+            .tracepoint_arity("sched_switch")
             .is_some_and(|args| args >= 4) as u32,
         // kfree_skb(skb, location, reason...) from 5.17; (skb, location) before.
-        kfree_skb_reason_arg: tracepoint_arity(btf, "kfree_skb").is_none_or(|args| args >= 3)
-            as u32,
+        kfree_skb_reason_arg: btf
+            .tracepoint_arity("kfree_skb")
+            .is_none_or(|args| args >= 3) as u32,
         // block_rq_issue(q, rq) and block_bio_queue(q, bio) before 5.11.
-        block_rq_issue_rq_arg: (tracepoint_arity(btf, "block_rq_issue") == Some(2)) as u32,
-        block_bio_queue_bio_arg: (tracepoint_arity(btf, "block_bio_queue") == Some(2)) as u32,
+        block_rq_issue_rq_arg: (btf.tracepoint_arity("block_rq_issue") == Some(2)) as u32,
+        block_bio_queue_bio_arg: (btf.tracepoint_arity("block_bio_queue") == Some(2)) as u32,
         task_contributes_to_load_byte: 0,
         task_contributes_to_load_mask: 0,
         task_last_queued: r.nested(
@@ -176,11 +172,11 @@ pub fn resolve(btf: &Btf) -> Result<ResolvedOffsets> {
     r.conntrack(&mut offsets)?;
     r.block_devices(&mut offsets)?;
     // Only a filter for switches: without it every switch looks its next task up.
-    if let Some(bits) = member_bit_offset(btf, "task_struct", "sched_contributes_to_load")? {
+    if let Some(bits) = btf.member_bit_offset("task_struct", "sched_contributes_to_load")? {
         offsets.task_contributes_to_load_byte = bits / 8;
         offsets.task_contributes_to_load_mask = 1 << (bits % 8);
     }
-    match member_bit_offset(btf, "task_struct", "in_iowait")? {
+    match btf.member_bit_offset("task_struct", "in_iowait")? {
         Some(bits) => {
             offsets.task_in_iowait_byte = bits / 8;
             offsets.task_in_iowait_mask = 1 << (bits % 8);
@@ -208,22 +204,13 @@ const CONNTRACK_EFFECT: &str = "drops without the conntrack entry: no DNAT shown
 
 /// The values of `enum skb_drop_reason`, without their `SKB_DROP_REASON_`
 /// prefix; empty on kernels without drop reasons.
-fn drop_reasons(btf: &Btf) -> Result<Vec<(String, u32)>> {
-    let Ok(types) = btf.resolve_types_by_name("skb_drop_reason") else {
-        return Ok(Vec::new());
-    };
+fn drop_reasons(btf: &dyn BtfLookup) -> Result<Vec<(String, u32)>> {
     let mut reasons = Vec::new();
-    for ty in types {
-        if let Type::Enum(e) = ty {
-            for member in &e.members {
-                if let Ok(name) = btf.resolve_name(member) {
-                    if let Some(short) = name.strip_prefix("SKB_DROP_REASON_") {
-                        reasons.push((short.to_string(), member.val()));
-                    }
-                }
-            }
+    btf.for_each_enum_value("skb_drop_reason", &mut |name, value| {
+        if let Some(short) = name.strip_prefix("SKB_DROP_REASON_") {
+            reasons.push((short.to_string(), value));
         }
-    }
+    })?;
     Ok(reasons)
 }
 
@@ -237,7 +224,7 @@ const MEMCG_EFFECT: &str = "OOM kills cannot tell cgroup from system OOM by the 
 
 /// Looks members up and notes the optional ones the kernel lacks.
 struct Resolver<'a> {
-    btf: &'a Btf,
+    btf: &'a dyn BtfLookup,
     missing: Vec<(&'static str, &'static str)>,
 }
 
@@ -298,10 +285,10 @@ impl Resolver<'_> {
         let btf = if member_offset(self.btf, "nf_conn", "status")?.is_some() {
             self.btf
         } else {
-            match parse(Path::new(CONNTRACK_MODULE_BTF), Some(self.btf)) {
+            match self.btf.module(Path::new(CONNTRACK_MODULE_BTF)) {
                 Ok(b) => {
                     module = b;
-                    &module
+                    &*module
                 }
                 Err(_) => {
                     self.missing.push(("nf_conn", CONNTRACK_EFFECT));
@@ -311,7 +298,7 @@ impl Resolver<'_> {
         };
         let tuplehash = member_offset(btf, "nf_conn", "tuplehash")?;
         let tuple = member_offset(btf, "nf_conntrack_tuple_hash", "tuple")?;
-        let hash_size = struct_size(btf, "nf_conntrack_tuple_hash")?;
+        let hash_size = btf.struct_size("nf_conntrack_tuple_hash")?;
         let status = member_offset(btf, "nf_conn", "status")?;
         match (tuplehash, tuple, hash_size, status) {
             (Some(base), Some(tuple), Some(size), Some(status)) => {
@@ -364,92 +351,117 @@ impl Resolver<'_> {
     }
 }
 
-/// How many arguments the raw tracepoint `name` passes, from its
-/// `btf_trace_<name>` typedef (a pointer to a function whose first
-/// parameter is the probe's own data, then the tracepoint's arguments).
-pub fn tracepoint_arity(btf: &Btf, name: &str) -> Option<usize> {
-    let types = btf
-        .resolve_types_by_name(&format!("btf_trace_{name}"))
-        .ok()?;
-    types.into_iter().find_map(|ty| {
-        let Type::Typedef(typedef) = ty else {
-            return None;
-        };
-        let Ok(Type::Ptr(ptr)) = btf.resolve_chained_type(&typedef) else {
-            return None;
-        };
-        match btf.resolve_chained_type(&ptr) {
-            Ok(Type::FuncProto(proto)) => Some(proto.parameters.len().saturating_sub(1)),
-            _ => None,
+/// The questions [`resolve`] asks of a BTF object.
+pub trait BtfLookup {
+    /// Bit offset of `member` in `struct strukt`, looking through anonymous
+    /// structs and unions (`task_struct` keeps many members in them).
+    fn member_bit_offset(&self, strukt: &str, member: &str) -> Result<Option<u32>>;
+    /// Size in bytes of `struct strukt`.
+    fn struct_size(&self, strukt: &str) -> Result<Option<u32>>;
+    /// Calls `f` with each name and value of `enum enum_name`.
+    fn for_each_enum_value(&self, enum_name: &str, f: &mut dyn FnMut(&str, u32)) -> Result<()>;
+    /// How many arguments the raw tracepoint `name` passes, from its
+    /// `btf_trace_<name>` typedef (a pointer to a function whose first
+    /// parameter is the probe's own data, then the tracepoint's arguments).
+    fn tracepoint_arity(&self, name: &str) -> Option<usize>;
+    /// A module's BTF on top of this one (`/sys/kernel/btf/<module>`).
+    fn module(&self, path: &Path) -> Result<Box<dyn BtfLookup + '_>>;
+}
+
+impl BtfLookup for Btf<'_> {
+    fn member_bit_offset(&self, strukt: &str, member: &str) -> Result<Option<u32>> {
+        for id in self.ids_by_name(strukt) {
+            let ty = self.type_by_id(id)?;
+            if ty.kind == kind::STRUCT {
+                if let Some(bits) = find_member(self, ty, member, 0)? {
+                    return Ok(Some(bits));
+                }
+            }
         }
-    })
+        Ok(None)
+    }
+
+    fn struct_size(&self, strukt: &str) -> Result<Option<u32>> {
+        for id in self.ids_by_name(strukt) {
+            let ty = self.type_by_id(id)?;
+            if ty.kind == kind::STRUCT {
+                return Ok(Some(ty.size_or_type));
+            }
+        }
+        Ok(None)
+    }
+
+    fn for_each_enum_value(&self, enum_name: &str, f: &mut dyn FnMut(&str, u32)) -> Result<()> {
+        for id in self.ids_by_name(enum_name) {
+            for (name_off, value) in self.type_by_id(id)?.enum_values() {
+                f(self.string(name_off)?, value);
+            }
+        }
+        Ok(())
+    }
+
+    fn tracepoint_arity(&self, name: &str) -> Option<usize> {
+        let typedef_name = format!("btf_trace_{name}");
+        let arity = self.ids_by_name(&typedef_name).find_map(|id| {
+            let typedef = self
+                .type_by_id(id)
+                .ok()
+                .filter(|t| t.kind == kind::TYPEDEF)?;
+            let ptr = self
+                .type_by_id(typedef.size_or_type)
+                .ok()
+                .filter(|t| t.kind == kind::PTR)?;
+            let proto = self
+                .type_by_id(ptr.size_or_type)
+                .ok()
+                .filter(|t| t.kind == kind::FUNC_PROTO)?;
+            Some(proto.vlen.saturating_sub(1))
+        });
+        arity
+    }
+
+    fn module(&self, path: &Path) -> Result<Box<dyn BtfLookup + '_>> {
+        Ok(Box::new(Btf::parse_split(std::fs::read(path)?, self)?))
+    }
 }
 
-/// Byte offset of `member` in `struct strukt`, looking through anonymous
-/// structs and unions (`task_struct` keeps many members in them).
-pub fn member_offset(btf: &Btf, strukt: &str, member: &str) -> Result<Option<u32>> {
-    Ok(member_bit_offset(btf, strukt, member)?.map(|bits| bits / 8))
-}
-
-/// Bit offset of `member` in `struct strukt` (for bitfields such as
-/// `task_struct.in_iowait`).
-pub fn member_bit_offset(btf: &Btf, strukt: &str, member: &str) -> Result<Option<u32>> {
-    let Ok(types) = btf.resolve_types_by_name(strukt) else {
-        return Ok(None);
-    };
-    for ty in types {
-        if let Type::Struct(s) = ty {
-            if let Some(bits) = find_member(btf, &s, member)? {
-                return Ok(Some(bits));
+/// Bit offset of `wanted` in the struct or union `s`, or in one of its
+/// anonymous members.
+fn find_member(btf: &Btf, s: Type, wanted: &str, depth: u32) -> Result<Option<u32>> {
+    if depth > MAX_NESTING {
+        bail!("BTF nests anonymous members over {MAX_NESTING} deep");
+    }
+    for m in s.members() {
+        let name = btf.string(m.name_off)?;
+        if name == wanted {
+            return Ok(Some(m.bit_offset));
+        }
+        if name.is_empty() {
+            let inner = btf.type_by_id(m.type_id)?;
+            if matches!(inner.kind, kind::STRUCT | kind::UNION) {
+                if let Some(bits) = find_member(btf, inner, wanted, depth + 1)? {
+                    return Ok(Some(m.bit_offset + bits));
+                }
             }
         }
     }
     Ok(None)
 }
 
-/// Size in bytes of `struct strukt`.
-pub fn struct_size(btf: &Btf, strukt: &str) -> Result<Option<u32>> {
-    let Ok(types) = btf.resolve_types_by_name(strukt) else {
-        return Ok(None);
-    };
-    Ok(types.into_iter().find_map(|ty| match ty {
-        Type::Struct(s) => Some(s.size() as u32),
-        _ => None,
-    }))
+/// Byte offset of `member` in `struct strukt`.
+pub fn member_offset(btf: &dyn BtfLookup, strukt: &str, member: &str) -> Result<Option<u32>> {
+    Ok(btf.member_bit_offset(strukt, member)?.map(|bits| bits / 8))
 }
 
 /// The value of `name` in `enum enum_name`.
-pub fn enum_value(btf: &Btf, enum_name: &str, name: &str) -> Result<Option<u32>> {
-    let Ok(types) = btf.resolve_types_by_name(enum_name) else {
-        return Ok(None);
-    };
-    for ty in types {
-        if let Type::Enum(e) = ty {
-            for member in &e.members {
-                if btf.resolve_name(member).is_ok_and(|n| n == name) {
-                    return Ok(Some(member.val()));
-                }
-            }
+pub fn enum_value(btf: &dyn BtfLookup, enum_name: &str, name: &str) -> Result<Option<u32>> {
+    let mut found = None;
+    btf.for_each_enum_value(enum_name, &mut |n, value| {
+        if found.is_none() && n == name {
+            found = Some(value);
         }
-    }
-    Ok(None)
-}
-
-fn find_member(btf: &Btf, s: &btf_rs::Struct, wanted: &str) -> Result<Option<u32>> {
-    for m in &s.members {
-        let name = btf.resolve_name(m).unwrap_or_default();
-        if name == wanted {
-            return Ok(Some(m.bit_offset()));
-        }
-        if name.is_empty() {
-            if let Ok(Type::Struct(inner) | Type::Union(inner)) = btf.resolve_chained_type(m) {
-                if let Some(bits) = find_member(btf, &inner, wanted)? {
-                    return Ok(Some(m.bit_offset() + bits));
-                }
-            }
-        }
-    }
-    Ok(None)
+    })?;
+    Ok(found)
 }
 
 #[cfg(test)]
@@ -530,7 +542,7 @@ mod tests {
         }
         assert_ne!(o.css_set_io_css, o.css_set_memory_css);
         // (preempt, prev, next, prev_state) since 5.18.
-        assert_eq!(tracepoint_arity(&btf, "sched_switch"), Some(4));
+        assert_eq!(btf.tracepoint_arity("sched_switch"), Some(4));
         assert_eq!(o.sched_switch_prev_state_arg, 1);
         assert!(o.task_contributes_to_load_mask.is_power_of_two());
         // The way from a task to its run queue's clock, all inside their structs.
@@ -539,6 +551,158 @@ mod tests {
             "{o:?}"
         );
         assert!(o.cfs_rq_rq < 4096 && o.rq_clock < 4096, "{o:?}");
+    }
+
+    /// The answers btf-rs (the crate tracer used before its own reader)
+    /// gives to the same questions: the oracle of the tests below.
+    pub(crate) mod btf_rs_oracle {
+        use super::*;
+        use btf_rs::Type as T;
+
+        pub struct Oracle(pub btf_rs::Btf);
+
+        impl BtfLookup for Oracle {
+            fn member_bit_offset(&self, strukt: &str, member: &str) -> Result<Option<u32>> {
+                let Ok(types) = self.0.resolve_types_by_name(strukt) else {
+                    return Ok(None);
+                };
+                Ok(types.into_iter().find_map(|ty| match ty {
+                    T::Struct(s) => find(&self.0, &s, member),
+                    _ => None,
+                }))
+            }
+
+            fn struct_size(&self, strukt: &str) -> Result<Option<u32>> {
+                let types = self.0.resolve_types_by_name(strukt).unwrap_or_default();
+                Ok(types.into_iter().find_map(|ty| match ty {
+                    T::Struct(s) => Some(s.size() as u32),
+                    _ => None,
+                }))
+            }
+
+            fn for_each_enum_value(
+                &self,
+                enum_name: &str,
+                f: &mut dyn FnMut(&str, u32),
+            ) -> Result<()> {
+                for ty in self.0.resolve_types_by_name(enum_name).unwrap_or_default() {
+                    if let T::Enum(e) = ty {
+                        for m in &e.members {
+                            f(&self.0.resolve_name(m)?, m.val());
+                        }
+                    }
+                }
+                Ok(())
+            }
+
+            fn tracepoint_arity(&self, name: &str) -> Option<usize> {
+                let types = self.0.resolve_types_by_name(&format!("btf_trace_{name}"));
+                types.ok()?.into_iter().find_map(|ty| {
+                    let T::Typedef(typedef) = ty else { return None };
+                    let Ok(T::Ptr(ptr)) = self.0.resolve_chained_type(&typedef) else {
+                        return None;
+                    };
+                    match self.0.resolve_chained_type(&ptr) {
+                        Ok(T::FuncProto(p)) => Some(p.parameters.len().saturating_sub(1)),
+                        _ => None,
+                    }
+                })
+            }
+
+            fn module(&self, path: &Path) -> Result<Box<dyn BtfLookup + '_>> {
+                let bytes = std::fs::read(path)?;
+                Ok(Box::new(Oracle(btf_rs::Btf::from_split_bytes(
+                    &bytes, &self.0,
+                )?)))
+            }
+        }
+
+        fn find(btf: &btf_rs::Btf, s: &btf_rs::Struct, wanted: &str) -> Option<u32> {
+            s.members.iter().find_map(|m| {
+                let name = btf.resolve_name(m).unwrap_or_default();
+                if name == wanted {
+                    return Some(m.bit_offset());
+                }
+                if !name.is_empty() {
+                    return None;
+                }
+                match btf.resolve_chained_type(m) {
+                    Ok(T::Struct(inner) | T::Union(inner)) => {
+                        find(btf, &inner, wanted).map(|bits| m.bit_offset() + bits)
+                    }
+                    _ => None,
+                }
+            })
+        }
+    }
+
+    /// Everything tracer resolves on this kernel (with nf_conntrack's
+    /// module BTF when conntrack is a module here) is what btf-rs finds.
+    #[test]
+    fn same_offsets_as_btf_rs_on_this_kernel() {
+        let ours = resolve(&load(Path::new(DEFAULT_BTF)).expect("kernel BTF")).expect("offsets");
+        let bytes = std::fs::read(DEFAULT_BTF).expect("kernel BTF");
+        let oracle = btf_rs_oracle::Oracle(btf_rs::Btf::from_bytes(&bytes).expect("btf-rs"));
+        let theirs = resolve(&oracle).expect("offsets from btf-rs");
+        assert_eq!(ours, theirs);
+        assert!(ours.drop_reasons.len() > 10, "{:?}", ours.drop_reasons);
+    }
+
+    /// Bitfields (with and without sizes in their offsets), members of
+    /// anonymous unions and structs, both byte orders: as btf-rs reads them.
+    #[test]
+    fn same_members_as_btf_rs_in_hand_built_btf() {
+        for big_endian in [false, true] {
+            for flag in [false, true] {
+                let blob = reader::tests::task_blob(big_endian, flag);
+                let ours = Btf::parse(blob.clone()).unwrap();
+                let theirs = btf_rs_oracle::Oracle(btf_rs::Btf::from_bytes(&blob).unwrap());
+                let bits = |btf: &dyn BtfLookup, m| btf.member_bit_offset("task", m).unwrap();
+                for member in ["pid", "in_iowait", "a", "b", "none"] {
+                    assert_eq!(bits(&ours, member), bits(&theirs, member), "{member}");
+                }
+                assert_eq!(bits(&ours, "in_iowait"), Some(35));
+                assert_eq!(bits(&ours, "b"), Some(64 + 32));
+                assert_eq!(ours.struct_size("task").unwrap(), Some(24));
+            }
+        }
+    }
+
+    /// A module's BTF, read from its file on top of vmlinux's.
+    #[test]
+    fn same_module_members_as_btf_rs_in_hand_built_split_btf() {
+        let (base, module) = reader::tests::conntrack_blobs();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nf_conntrack");
+        std::fs::write(&path, module).unwrap();
+        let ours = Btf::parse(base.clone()).unwrap();
+        let theirs = btf_rs_oracle::Oracle(btf_rs::Btf::from_bytes(&base).unwrap());
+        let (ours, theirs) = (ours.module(&path).unwrap(), theirs.module(&path).unwrap());
+        for (s, m) in [("conn", "status"), ("conn", "tuple"), ("tuple", "dst")] {
+            assert_eq!(
+                ours.member_bit_offset(s, m).unwrap(),
+                theirs.member_bit_offset(s, m).unwrap()
+            );
+        }
+        assert_eq!(ours.member_bit_offset("conn", "status").unwrap(), Some(128));
+        assert_eq!(ours.member_bit_offset("conn", "tuple").unwrap(), Some(0));
+        assert_eq!(ours.struct_size("tuple").unwrap(), Some(8));
+        assert!(Btf::parse(base)
+            .unwrap()
+            .module(&dir.path().join("none"))
+            .is_err());
+    }
+
+    /// A corrupt file whose anonymous member contains its own struct: an
+    /// error, not a stack overflow.
+    #[test]
+    fn anonymous_member_cycle_is_an_error() {
+        let mut b = reader::tests::Builder::new();
+        let id = b.strukt("loop", kind::STRUCT, false, 8, &[("", 1, 0)]);
+        assert_eq!(id, 1);
+        let btf = Btf::parse(b.build()).unwrap();
+        let err = btf.member_bit_offset("loop", "x").unwrap_err();
+        assert!(err.to_string().contains("deep"), "{err}");
     }
 
     #[test]
