@@ -212,8 +212,9 @@ pub fn load_prepared(
     skip: &[String],
 ) -> Result<Loaded> {
     raise_memlock_limit();
-    let btf = preparation.finish();
-    let mut ebpf = EbpfLoader::new()
+    let (loader, btf) = preparation.finish();
+    let mut loader: EbpfLoader<'_> = loader;
+    let mut ebpf = loader
         .override_global(names::OFFSETS, offsets, true)
         .override_global(names::CONFIG, config, true)
         .map_max_entries(names::EVENTS, ring_buffer_size)
@@ -247,24 +248,32 @@ pub fn load_prepared(
     })
 }
 
-/// The kernel's BTF as aya reads it, which the fentry and tp_btf programs
-/// are loaded against, parsed on another thread while start-up parses it for
-/// the offsets on this one: on two cores the two take the time of one.
-///
-/// aya's loader parses it once more when it is created; that parse is not
-/// moved here, where it would overlap the others: three copies of the BTF at
-/// once raised the peak by a third and left the steady state 4 MB higher.
-pub struct Preparation(std::thread::JoinHandle<Result<Btf, String>>);
+/// What loading needs besides the offsets, made ready on two other threads
+/// while start-up reads the kernel's BTF for the offsets on this one: aya's
+/// loader, which parses the kernel's BTF when it is created (its API has no
+/// way around that), and the kernel's BTF as aya reads it, which the fentry
+/// and tp_btf programs are loaded against. The two parses are most of
+/// start-up; both copies are held until the programs are loaded either way.
+pub struct Preparation {
+    loader: std::thread::JoinHandle<EbpfLoader<'static>>,
+    btf: std::thread::JoinHandle<Result<Btf, String>>,
+}
 
 impl Preparation {
     pub fn start() -> Self {
-        Self(std::thread::spawn(parse_kernel_btf))
+        Self {
+            loader: std::thread::spawn(EbpfLoader::new),
+            btf: std::thread::spawn(parse_kernel_btf),
+        }
     }
 
-    /// An error on a kernel without BTF in sysfs: the fentry and tp_btf
-    /// programs are then refused with that reason (their fallbacks attach).
-    fn finish(self) -> Result<Btf, String> {
-        self.0.join().unwrap_or_else(|_| parse_kernel_btf())
+    /// The kernel's BTF is an error on a kernel without BTF in sysfs: the
+    /// fentry and tp_btf programs are then refused with that reason (their
+    /// fallbacks attach).
+    fn finish(self) -> (EbpfLoader<'static>, Result<Btf, String>) {
+        let loader = self.loader.join().unwrap_or_else(|_| EbpfLoader::new());
+        let btf = self.btf.join().unwrap_or_else(|_| parse_kernel_btf());
+        (loader, btf)
     }
 }
 
