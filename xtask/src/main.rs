@@ -169,12 +169,26 @@ enum Task {
             a test: it reports, it does not fail on a number.",
         after_help = "Examples:\n  \
             cargo xtask bench --rounds 11             every workload, 11 rounds\n  \
-            cargo xtask bench --rounds 3 ping-pong    one workload, quickly"
+            cargo xtask bench --rounds 3 ping-pong    one workload, quickly\n  \
+            cargo xtask bench --kernel 6.12           page-alloc in a 6.12 guest: warn_alloc against mm_page_alloc"
     )]
     Bench {
-        /// Rounds per workload (each round runs it once per arm)
-        #[arg(long, default_value_t = 15)]
-        rounds: usize,
+        /// Rounds per workload (each round runs it once per arm); 15, or 3 in a guest
+        #[arg(long)]
+        rounds: Option<usize>,
+        /// Run the benchmark inside a qemu guest on this kernel, where kprobes are allowed
+        /// (page-alloc unless FILTER says otherwise)
+        #[arg(long, value_enum)]
+        kernel: Option<vm::KernelChoice>,
+        /// Kill a guest still running after this many seconds (with --kernel)
+        #[arg(long, value_name = "SECONDS", default_value_t = VM_BENCH_TIMEOUT)]
+        timeout: u64,
+        /// Measure this tracer as it is: no setup, no build (how the guest runs it)
+        #[arg(long, hide = true)]
+        tracer: Option<PathBuf>,
+        /// Leave out the bpftrace arm (the guest has no bpftrace)
+        #[arg(long, hide = true)]
+        no_bpftrace: bool,
         /// Only the workloads whose name contains FILTER (page-alloc, udp-loopback, ping-pong,
         /// export-storm)
         filter: Option<String>,
@@ -222,12 +236,47 @@ fn main() -> ExitCode {
         }
         Task::Run { debug, args } => run(debug, args),
         Task::Test { args } => test(args),
-        Task::Bench { rounds, filter } => setup::setup(Purpose::Test).and_then(|env| {
+        Task::Bench {
+            rounds,
+            kernel: Some(kernel),
+            timeout,
+            filter,
+            ..
+        } => setup::setup(Purpose::Test).and_then(|env| {
+            vm::vm_bench(
+                &env,
+                &vm::BenchOptions {
+                    kernel,
+                    rounds: rounds.unwrap_or(VM_BENCH_ROUNDS).max(1),
+                    filter: filter.unwrap_or_else(|| "page-alloc".to_owned()),
+                    timeout: Duration::from_secs(timeout),
+                },
+            )
+        }),
+        Task::Bench {
+            rounds,
+            tracer: Some(tracer),
+            no_bpftrace,
+            filter,
+            ..
+        } => bench::run(
+            &tracer,
+            rounds.unwrap_or(BENCH_ROUNDS).max(1),
+            filter.as_deref(),
+            !no_bpftrace,
+        ),
+        Task::Bench {
+            rounds,
+            no_bpftrace,
+            filter,
+            ..
+        } => setup::setup(Purpose::Test).and_then(|env| {
             build(&env, true)?;
             bench::run(
                 &target_dir().join("release/tracer"),
-                rounds.max(1),
+                rounds.unwrap_or(BENCH_ROUNDS).max(1),
                 filter.as_deref(),
+                !no_bpftrace,
             )
         }),
         Task::Dist => setup::setup(Purpose::Build).and_then(|env| dist::dist(&env).map(drop)),
@@ -283,6 +332,16 @@ fn run(debug: bool, args: Vec<OsString>) -> Result<()> {
     let err = Command::new(&tracer).args(&args).exec();
     Err(err).with_context(|| format!("could not start `{}`", tracer.display()))
 }
+
+/// `bench`'s rounds on the host.
+const BENCH_ROUNDS: usize = 15;
+
+/// `bench --kernel`'s rounds: emulated, one round of page-alloc with its
+/// four arms takes about a minute.
+const VM_BENCH_ROUNDS: usize = 3;
+
+/// `bench --kernel`'s time limit per guest, in seconds.
+const VM_BENCH_TIMEOUT: u64 = 1800;
 
 /// `vm-test`'s time limit per guest, in seconds.
 const VM_TEST_TIMEOUT: u64 = 600;

@@ -32,7 +32,8 @@ const RUNS_PER_SIDE: usize = 3;
 /// to no run.
 const SETTLE: Duration = Duration::from_secs(2);
 
-pub fn run(tracer: &Path, rounds: usize, filter: Option<&str>) -> Result<()> {
+/// `bpftrace`: whether to run the bpftrace arm (a guest has no bpftrace).
+pub fn run(tracer: &Path, rounds: usize, filter: Option<&str>, bpftrace: bool) -> Result<()> {
     let chosen: Vec<&Workload> = WORKLOADS
         .iter()
         .filter(|w| filter.is_none_or(|f| w.name.contains(f)))
@@ -52,7 +53,7 @@ pub fn run(tracer: &Path, rounds: usize, filter: Option<&str>) -> Result<()> {
         ]))?;
     }
     for workload in chosen {
-        let arms = Arm::all_for(workload);
+        let arms = Arm::all_for(workload, bpftrace);
         let mut results: Vec<ArmResult> = arms.iter().map(|_| ArmResult::default()).collect();
         // Warm-up: first-touch effects belong to no arm.
         (workload.run)();
@@ -167,6 +168,34 @@ fn report(workload: &Workload, arms: &[Arm], results: &[ArmResult], rounds: usiz
             );
         }
         println!("{line}");
+    }
+    // A hook's fallback against tracer's own choice, round by round: the
+    // ratio of their CPU times (above 1: the fallback costs more).
+    let chosen = arms
+        .iter()
+        .position(|a| matches!(a, Arm::Tracer(f) if f.is_empty()));
+    for (arm, result) in arms.iter().zip(results).filter(|(a, _)| a.is_fallback()) {
+        let Some(chosen) = chosen.map(|i| &results[i]) else {
+            continue;
+        };
+        if result.failed.is_some() || chosen.failed.is_some() {
+            continue;
+        }
+        let mut ratios: Vec<f64> = result
+            .cpu
+            .iter()
+            .zip(&chosen.cpu)
+            .map(|(fallback, own)| fallback.as_secs_f64() / own.as_secs_f64())
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let at = |q: usize| ratios[(ratios.len() - 1) * q / 4];
+        println!(
+            "  {} / tracer watch: CPU time x{:.3} (quartiles x{:.3}..x{:.3}, paired by round)",
+            arm.label(),
+            at(2),
+            at(1),
+            at(3)
+        );
     }
 }
 

@@ -14,6 +14,9 @@ pub struct Workload {
     pub hooks: &'static [&'static str],
     /// tracer's flags that take a family's hooks on this path off, one arm each.
     pub family_off: &'static [&'static str],
+    /// tracer's flags that make a hook on this path fall back to its next
+    /// way of attaching, one arm each, compared with tracer's own choice.
+    pub fallbacks: &'static [&'static str],
     /// The same job done by bpftrace, as a user without tracer would write it.
     pub bpftrace: &'static str,
 }
@@ -25,6 +28,9 @@ pub const WORKLOADS: [Workload; 4] = [
         run: touch_fresh_memory,
         hooks: &["mm_page_alloc"],
         family_off: &[],
+        // Where kprobes are allowed tracer takes the failure path itself
+        // (kprobe warn_alloc): the fallback is the raw tracepoint.
+        fallbacks: &["--skip-hook=kprobe warn_alloc"],
         // Failed page allocations by order, flags and process.
         bpftrace: "tracepoint:kmem:mm_page_alloc /(int64)args->pfn == -1/ \
                    { @failures[comm, args->order, args->gfp_flags] = count(); }",
@@ -35,6 +41,7 @@ pub const WORKLOADS: [Workload; 4] = [
         run: udp_over_loopback,
         hooks: &["net_dev_queue", "netif_receive_skb", "kfree_skb"],
         family_off: &["--no-dns"],
+        fallbacks: &[],
         // DNS queries and answers seen on the way out and in (UDP port 53),
         // and dropped packets by reason.
         bpftrace: "tracepoint:net:net_dev_queue, tracepoint:net:netif_receive_skb { \
@@ -52,6 +59,7 @@ pub const WORKLOADS: [Workload; 4] = [
         run: pipe_ping_pong,
         hooks: &["sched_switch"],
         family_off: &[],
+        fallbacks: &[],
         // Time in uninterruptible sleep (IO wait) per process.
         bpftrace: "tracepoint:sched:sched_switch { \
                    if (args->prev_state == 2) { @asleep[args->prev_pid] = nsecs; } \
@@ -65,6 +73,7 @@ pub const WORKLOADS: [Workload; 4] = [
         run: signal_storm,
         hooks: &["signal_generate"],
         family_off: &[],
+        fallbacks: &[],
         // Signals by sender, target and number.
         bpftrace: "tracepoint:signal:signal_generate { @signals[comm, args->pid, args->sig] = count(); }",
     },
