@@ -296,6 +296,8 @@ impl Drop for KernelFailureTrace {
 /// Memory is fragmented (the kept pages mlocked, compaction told to leave
 /// them), its contiguous rest taken by huge pages, then loopback
 /// connections nobody reads are filled until no order-3 block is left.
+/// The same sender's slab allocations fail too, at order 2 with no reclaim
+/// flag at all (SLUB's first try at a larger slab drops `__GFP_RECLAIM`).
 /// The kernel's own trace of failed allocations, filtered in the kernel,
 /// is the count tracer must match, failure for failure and order for order.
 #[test]

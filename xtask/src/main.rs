@@ -189,6 +189,10 @@ enum Task {
         /// Leave out the bpftrace arm (the guest has no bpftrace)
         #[arg(long, hide = true)]
         no_bpftrace: bool,
+        /// Also show the kernel's statistics of tracer's programs on the path (runs, time a
+        /// run), on while the tracer arms run; always on with --kernel
+        #[arg(long)]
+        bpf_stats: bool,
         /// Only the workloads whose name contains FILTER (page-alloc, udp-loopback, ping-pong,
         /// export-storm)
         filter: Option<String>,
@@ -257,17 +261,22 @@ fn main() -> ExitCode {
             rounds,
             tracer: Some(tracer),
             no_bpftrace,
+            bpf_stats,
             filter,
             ..
         } => bench::run(
             &tracer,
             rounds.unwrap_or(BENCH_ROUNDS).max(1),
             filter.as_deref(),
-            !no_bpftrace,
+            bench::Extras {
+                bpftrace: !no_bpftrace,
+                bpf_stats,
+            },
         ),
         Task::Bench {
             rounds,
             no_bpftrace,
+            bpf_stats,
             filter,
             ..
         } => setup::setup(Purpose::Test).and_then(|env| {
@@ -276,7 +285,10 @@ fn main() -> ExitCode {
                 &target_dir().join("release/tracer"),
                 rounds.unwrap_or(BENCH_ROUNDS).max(1),
                 filter.as_deref(),
-                !no_bpftrace,
+                bench::Extras {
+                    bpftrace: !no_bpftrace,
+                    bpf_stats,
+                },
             )
         }),
         Task::Dist => setup::setup(Purpose::Build).and_then(|env| dist::dist(&env).map(drop)),

@@ -10,6 +10,7 @@
 mod arms;
 mod empty_program;
 mod export_storm;
+mod prog_stats;
 mod workloads;
 
 use std::{path::Path, process::Command, thread, time::Duration};
@@ -32,8 +33,17 @@ const RUNS_PER_SIDE: usize = 3;
 /// to no run.
 const SETTLE: Duration = Duration::from_secs(2);
 
-/// `bpftrace`: whether to run the bpftrace arm (a guest has no bpftrace).
-pub fn run(tracer: &Path, rounds: usize, filter: Option<&str>, bpftrace: bool) -> Result<()> {
+/// What to run besides the workloads' CPU time.
+#[derive(Clone, Copy)]
+pub struct Extras {
+    /// The bpftrace arm (a guest has no bpftrace).
+    pub bpftrace: bool,
+    /// The kernel's statistics of tracer's programs on the path, while the
+    /// tracer arms run.
+    pub bpf_stats: bool,
+}
+
+pub fn run(tracer: &Path, rounds: usize, filter: Option<&str>, extras: Extras) -> Result<()> {
     let chosen: Vec<&Workload> = WORKLOADS
         .iter()
         .filter(|w| filter.is_none_or(|f| w.name.contains(f)))
@@ -53,7 +63,7 @@ pub fn run(tracer: &Path, rounds: usize, filter: Option<&str>, bpftrace: bool) -
         ]))?;
     }
     for workload in chosen {
-        let arms = Arm::all_for(workload, bpftrace);
+        let arms = Arm::all_for(workload, extras.bpftrace);
         let mut results: Vec<ArmResult> = arms.iter().map(|_| ArmResult::default()).collect();
         // Warm-up: first-touch effects belong to no arm.
         (workload.run)();
@@ -63,7 +73,7 @@ pub fn run(tracer: &Path, rounds: usize, filter: Option<&str>, bpftrace: bool) -
                 if result.failed.is_some() {
                     continue;
                 }
-                match measure(&arms[i], tracer, workload) {
+                match measure(&arms[i], tracer, workload, extras.bpf_stats) {
                     Ok(run) => result.push(run),
                     // What a user would run instead may not run on this
                     // kernel: say so, and go on with the other arms.
@@ -85,14 +95,24 @@ struct Run {
     cpu: Duration,
     startup: Option<Duration>,
     memory: Option<arms::Memory>,
+    programs: Option<prog_stats::Stats>,
 }
 
-fn measure(arm: &Arm, tracer: &Path, workload: &Workload) -> Result<Run> {
+fn measure(arm: &Arm, tracer: &Path, workload: &Workload, bpf_stats: bool) -> Result<Run> {
     let attached = Attached::start(arm, tracer, workload)?;
     if attached.startup.is_some() {
         thread::sleep(SETTLE);
     }
+    let stats = (bpf_stats && arm.is_tracer() && !workload.programs.is_empty())
+        .then(prog_stats::on)
+        .transpose()?;
+    let before = prog_stats::Stats::now(workload.programs);
     let cpu = fastest(workload.run);
+    let programs = stats.map(|on| {
+        let ran = prog_stats::Stats::now(workload.programs).since(&before);
+        drop(on);
+        ran
+    });
     let memory = attached.memory();
     let startup = attached.startup;
     let was_attached = startup.is_some();
@@ -104,6 +124,7 @@ fn measure(arm: &Arm, tracer: &Path, workload: &Workload) -> Result<Run> {
         cpu,
         startup,
         memory,
+        programs,
     })
 }
 
@@ -112,6 +133,8 @@ struct ArmResult {
     cpu: Vec<Duration>,
     startups: Vec<Duration>,
     memory: Vec<arms::Memory>,
+    /// The kernel's statistics of tracer's programs, over every run.
+    programs: Option<prog_stats::Stats>,
     failed: Option<String>,
 }
 
@@ -120,6 +143,9 @@ impl ArmResult {
         self.cpu.push(run.cpu);
         self.startups.extend(run.startup);
         self.memory.extend(run.memory);
+        if let Some(ran) = run.programs {
+            self.programs.get_or_insert_with(Default::default).add(&ran);
+        }
     }
 }
 
@@ -129,19 +155,21 @@ fn report(workload: &Workload, arms: &[Arm], results: &[ArmResult], rounds: usiz
          ratios paired with the bare run of the same round)",
         workload.name, workload.stresses
     );
+    // The arms' labels, in a column as wide as the longest.
+    let width = arms.iter().map(|a| a.label().len()).max().unwrap_or(0).max(28);
     println!(
-        "  {:<28} {:>9} {:>9} {:>19} {:>10} {:>17}",
+        "  {:<width$} {:>9} {:>9} {:>19} {:>10} {:>17}",
         "arm", "CPU ms", "vs bare", "quartiles", "start-up", "RSS steady/peak"
     );
     let bare = &results[0].cpu;
     for (arm, result) in arms.iter().zip(results) {
         if let Some(err) = &result.failed {
-            println!("  {:<28} did not run: {err}", arm.label());
+            println!("  {:<width$} did not run: {err}", arm.label());
             continue;
         }
         let mut cpu = result.cpu.clone();
         let mut line = format!(
-            "  {:<28} {:>9.1}",
+            "  {:<width$} {:>9.1}",
             arm.label(),
             median(&mut cpu).as_secs_f64() * 1e3
         );
@@ -168,6 +196,10 @@ fn report(workload: &Workload, arms: &[Arm], results: &[ArmResult], rounds: usiz
             );
         }
         println!("{line}");
+        if let Some(programs) = &result.programs {
+            let runs = (result.cpu.len() * RUNS_PER_SIDE) as u64;
+            println!("  {:<width$}   BPF statistics: {}", "", programs.describe(runs));
+        }
     }
     // A hook's fallback against tracer's own choice, round by round: the
     // ratio of their CPU times (above 1: the fallback costs more).

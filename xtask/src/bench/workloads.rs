@@ -17,6 +17,9 @@ pub struct Workload {
     /// tracer's flags that make a hook on this path fall back to its next
     /// way of attaching, one arm each, compared with tracer's own choice.
     pub fallbacks: &'static [&'static str],
+    /// tracer's programs that may run on this path, by name: the kernel's
+    /// statistics of them are shown with `--bpf-stats`.
+    pub programs: &'static [&'static str],
     /// The same job done by bpftrace, as a user without tracer would write it.
     pub bpftrace: &'static str,
 }
@@ -31,6 +34,7 @@ pub const WORKLOADS: [Workload; 4] = [
         // Where kprobes are allowed tracer takes the failure path itself
         // (kprobe warn_alloc): the fallback is the raw tracepoint.
         fallbacks: &["--skip-hook=kprobe warn_alloc"],
+        programs: &["mm_page_alloc", "warn_alloc"],
         // Failed page allocations by order, flags and process.
         bpftrace: "tracepoint:kmem:mm_page_alloc /(int64)args->pfn == -1/ \
                    { @failures[comm, args->order, args->gfp_flags] = count(); }",
@@ -42,6 +46,7 @@ pub const WORKLOADS: [Workload; 4] = [
         hooks: &["net_dev_queue", "netif_receive_skb", "kfree_skb"],
         family_off: &["--no-dns"],
         fallbacks: &[],
+        programs: &[],
         // DNS queries and answers seen on the way out and in (UDP port 53),
         // and dropped packets by reason.
         bpftrace: "tracepoint:net:net_dev_queue, tracepoint:net:netif_receive_skb { \
@@ -60,6 +65,7 @@ pub const WORKLOADS: [Workload; 4] = [
         hooks: &["sched_switch"],
         family_off: &[],
         fallbacks: &[],
+        programs: &[],
         // Time in uninterruptible sleep (IO wait) per process.
         bpftrace: "tracepoint:sched:sched_switch { \
                    if (args->prev_state == 2) { @asleep[args->prev_pid] = nsecs; } \
@@ -74,6 +80,7 @@ pub const WORKLOADS: [Workload; 4] = [
         hooks: &["signal_generate"],
         family_off: &[],
         fallbacks: &[],
+        programs: &[],
         // Signals by sender, target and number.
         bpftrace: "tracepoint:signal:signal_generate { @signals[comm, args->pid, args->sig] = count(); }",
     },

@@ -39,6 +39,7 @@ pub fn vm_bench(env: &BuildEnv, options: &BenchOptions) -> Result<()> {
         "--tracer".to_owned(),
         binaries.tracer.to_string_lossy().into_owned(),
         "--no-bpftrace".to_owned(),
+        "--bpf-stats".to_owned(),
         "--rounds".to_owned(),
         options.rounds.to_string(),
         options.filter.clone(),
