@@ -156,7 +156,12 @@ fn report(workload: &Workload, arms: &[Arm], results: &[ArmResult], rounds: usiz
         workload.name, workload.stresses
     );
     // The arms' labels, in a column as wide as the longest.
-    let width = arms.iter().map(|a| a.label().len()).max().unwrap_or(0).max(28);
+    let width = arms
+        .iter()
+        .map(|a| a.label().len())
+        .max()
+        .unwrap_or(0)
+        .max(28);
     println!(
         "  {:<width$} {:>9} {:>9} {:>19} {:>10} {:>17}",
         "arm", "CPU ms", "vs bare", "quartiles", "start-up", "RSS steady/peak"
@@ -198,7 +203,11 @@ fn report(workload: &Workload, arms: &[Arm], results: &[ArmResult], rounds: usiz
         println!("{line}");
         if let Some(programs) = &result.programs {
             let runs = (result.cpu.len() * RUNS_PER_SIDE) as u64;
-            println!("  {:<width$}   BPF statistics: {}", "", programs.describe(runs));
+            println!(
+                "  {:<width$}   BPF statistics: {}",
+                "",
+                programs.describe(runs)
+            );
         }
     }
     // A hook's fallback against tracer's own choice, round by round: the

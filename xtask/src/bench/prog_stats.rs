@@ -31,7 +31,9 @@ impl Stats {
             let Some(name) = info.name_as_str().filter(|n| names.contains(n)) else {
                 continue;
             };
-            let entry = by_name.entry(name.to_owned()).or_insert((0, Duration::ZERO));
+            let entry = by_name
+                .entry(name.to_owned())
+                .or_insert((0, Duration::ZERO));
             entry.0 += info.run_count();
             entry.1 += info.run_time();
         }
@@ -67,8 +69,11 @@ impl Stats {
             .0
             .iter()
             .map(|(name, &(runs, time))| {
-                let each = if runs == 0 { 0 } else { time.as_nanos() as u64 / runs };
-                format!("{name} {} runs a workload run, {each} ns a run", runs / per.max(1))
+                let each = (time.as_nanos() as u64).checked_div(runs).unwrap_or(0);
+                format!(
+                    "{name} {} runs a workload run, {each} ns a run",
+                    runs / per.max(1)
+                )
             })
             .collect();
         if shown.is_empty() {
