@@ -18,14 +18,22 @@
  *                             print "done", sleep
  *   helper thp-fallback MIB   fragment memory, then fault in transparent huge
  *                             pages until one falls back (see fragment_then_thp)
+ *   helper nowait-tcp MIB CONNS  the same with the kept pages mlocked, then fill
+ *                             loopback TCP connections nobody reads until order-3
+ *                             page fragments run out (see fragment_then_nowait_tcp)
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -55,32 +63,119 @@ static long thp_fault_fallback(void) {
 }
 
 /* Touches MIB MiB of small pages and gives every other one back, so that
- * free memory is plenty but in single pages, then faults in huge pages
- * (which take the free memory still contiguous) until one falls back.
- * Prints the number of huge pages it got and exits: the memory is freed. */
-static int fragment_then_thp(long mib) {
-    const long page = 4096, huge = 2 << 20;
+ * free memory is plenty but in single pages. With `lock`, the pages kept
+ * are mlocked (MLOCK_ONFAULT: the ones given back stay out), so that
+ * compaction, told by the scenario not to move unevictable pages, cannot
+ * put the free ones back together. */
+static int fragment(long mib, int lock) {
+    const long page = 4096;
     long small = mib << 20;
     char *a = mmap(NULL, small, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (a == MAP_FAILED) return 2;
     madvise(a, small, MADV_NOHUGEPAGE);
     for (long off = 0; off < small; off += page) a[off] = 1;
     for (long off = page; off < small; off += 2 * page) madvise(a + off, page, MADV_DONTNEED);
+    if (lock && mlock2(a, small, MLOCK_ONFAULT) != 0) return 2;
+    return 0;
+}
+
+/* Faults in huge pages (which take the free memory still contiguous) until
+ * one falls back; returns how many it got, or -1 if none fell back. */
+static long fill_huge(void) {
+    const long huge = 2 << 20;
     long span = 512L << 20; /* more than the contiguous memory left */
     char *raw = mmap(NULL, span + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) return 2;
+    if (raw == MAP_FAILED) return -1;
     char *b = (char *)(((unsigned long)raw + huge - 1) & ~(unsigned long)(huge - 1));
     madvise(b, span, MADV_HUGEPAGE);
     long before = thp_fault_fallback();
     for (long off = 0; off < span; off += huge) {
         b[off] = 1;
-        if (thp_fault_fallback() != before) {
-            printf("%ld\n", off / huge);
-            fflush(stdout);
-            return 0;
+        if (thp_fault_fallback() != before) return off / huge;
+    }
+    return -1;
+}
+
+/* Fragments MIB MiB, then faults in huge pages until one falls back.
+ * Prints the number of huge pages it got and exits: the memory is freed. */
+static int fragment_then_thp(long mib) {
+    if (fragment(mib, 0) != 0) return 2;
+    long got = fill_huge();
+    if (got < 0) return 3;
+    printf("%ld\n", got);
+    fflush(stdout);
+    return 0;
+}
+
+/* Free blocks of order 3 or more in the zones ordinary kernel allocations
+ * use (all but DMA), from /proc/buddyinfo. */
+static long free_blocks_from_order_3(void) {
+    FILE *f = fopen("/proc/buddyinfo", "r");
+    char line[512];
+    long total = 0;
+    if (!f) return -1;
+    while (fgets(line, sizeof line, f)) {
+        char zone[32];
+        int used;
+        if (sscanf(line, "Node %*d, zone %31s%n", zone, &used) != 1) continue;
+        if (strcmp(zone, "DMA") == 0) continue;
+        char *p = line + used;
+        for (int order = 0;; order++) {
+            char *end;
+            long n = strtol(p, &end, 10);
+            if (end == p) break;
+            if (order >= 3) total += n;
+            p = end;
         }
     }
-    return 3;
+    fclose(f);
+    return total;
+}
+
+/* A loopback TCP connection: the sending end, non-blocking, and the
+ * receiving end, which is never read, so that what is sent stays in memory. */
+static int connect_pair(int listener, int *sender, int *receiver) {
+    struct sockaddr_in addr;
+    socklen_t len = sizeof addr;
+    if (getsockname(listener, (struct sockaddr *)&addr, &len) != 0) return -1;
+    *sender = socket(AF_INET, SOCK_STREAM, 0);
+    if (*sender < 0 || connect(*sender, (struct sockaddr *)&addr, len) != 0) return -1;
+    *receiver = accept(listener, NULL, NULL);
+    if (*receiver < 0) return -1;
+    return fcntl(*sender, F_SETFL, O_NONBLOCK);
+}
+
+/* Fragments MIB MiB (mlocked), takes the contiguous memory left with huge
+ * pages, then sends on loopback TCP connections nobody reads. A TCP sender
+ * copies its data into page fragments refilled by skb_page_frag_refill: an
+ * order-3 allocation without direct reclaim (__GFP_NORETRY, __GFP_NOWARN)
+ * that falls back to one page when it fails. Connections are filled until
+ * no free block of order 3 is left, then one more, so that refills fail;
+ * at most CONNS. Prints how many connections it filled, then exits. */
+static int fragment_then_nowait_tcp(long mib, long conns) {
+    if (fragment(mib, 1) != 0) return 2;
+    if (fill_huge() < 0) return 3;
+    int listener = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (listener < 0 || bind(listener, (struct sockaddr *)&addr, sizeof addr) != 0 ||
+        listen(listener, (int)conns) != 0)
+        return 4;
+    static char chunk[4096];
+    memset(chunk, 'x', sizeof chunk);
+    long filled = 0, after_exhaustion = -1;
+    while (filled < conns && after_exhaustion != 0) {
+        int sender, receiver;
+        if (connect_pair(listener, &sender, &receiver) != 0) return 5;
+        while (write(sender, chunk, sizeof chunk) > 0) {
+        }
+        if (errno != EAGAIN) return 6;
+        filled++;
+        if (after_exhaustion > 0) after_exhaustion--;
+        if (after_exhaustion < 0 && free_blocks_from_order_3() == 0) after_exhaustion = 1;
+    }
+    printf("%ld\n", filled);
+    fflush(stdout);
+    return 0;
 }
 
 int main(int argc, char **argv) {
@@ -135,6 +230,8 @@ int main(int argc, char **argv) {
         fflush(stdout);
     } else if (strcmp(mode, "thp-fallback") == 0) {
         return fragment_then_thp(argc > 2 ? atol(argv[2]) : 256);
+    } else if (strcmp(mode, "nowait-tcp") == 0) {
+        return fragment_then_nowait_tcp(argc > 2 ? atol(argv[2]) : 256, argc > 3 ? atol(argv[3]) : 64);
     } else if (strcmp(mode, "handle-term") == 0) {
         signal(SIGTERM, on_term);
         printf("ready\n");

@@ -72,6 +72,74 @@ fn every_candidate_program_passes_the_verifier() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// The `_q_first` variants, for kernels whose block tracepoints pass the
+/// request queue first (before 5.11), are chosen by the tracepoint's arity
+/// in the kernel's BTF. Each is loaded and attached here whatever that
+/// choice, and the kernel itself judges it: it refuses to attach a raw
+/// tracepoint program that reads past the tracepoint's arguments. So on
+/// every kernel each variant must pass the verifier, and attach exactly
+/// where the BTF says the queue comes first.
+#[test]
+fn queue_first_variants_load_and_the_kernel_agrees_with_the_btf_arity() {
+    require_root();
+    let resolved = kernel_btf::load_and_resolve(None).expect("kernel BTF");
+    let config = family::Settings::everything(&resolved, std::path::Path::new("/proc")).config();
+    let variants = [
+        (
+            "io_issue",
+            "block_rq_issue_q_first",
+            resolved.offsets.block_rq_issue_rq_arg,
+        ),
+        (
+            "io_submit",
+            "block_bio_queue_q_first",
+            resolved.offsets.block_bio_queue_bio_arg,
+        ),
+    ];
+    for (hook_name, program, arg_by_btf) in variants {
+        let hook = family::all_hooks()
+            .find(|h| h.name == hook_name)
+            .unwrap_or_else(|| panic!("no hook {hook_name}"));
+        let candidate = hook
+            .candidates
+            .iter()
+            .find(|c| matches!(c, ebpf::Attach::RawTracepoint { program: p, .. } if *p == program))
+            .unwrap_or_else(|| panic!("{hook_name} has no candidate {program}"));
+        // As if the BTF said the queue comes first, so that nothing passes
+        // the variant over before the kernel sees it.
+        let mut forced = resolved.offsets;
+        forced.block_rq_issue_rq_arg = 1;
+        forced.block_bio_queue_bio_arg = 1;
+        let alone = ebpf::Hook {
+            candidates: std::slice::from_ref(candidate),
+            ..*hook
+        };
+        let loaded = ebpf::load(&forced, &config, &[alone], ebpf::DEFAULT_RING_BUFFER_SIZE)
+            .expect("loading the BPF object");
+        let outcome = &loaded.hooks[0].attached;
+        eprintln!(
+            "hooks: {program} (BTF: queue first {}): {outcome:?}",
+            arg_by_btf == 1
+        );
+        match outcome {
+            Ok(_) => assert_eq!(
+                arg_by_btf, 1,
+                "the kernel took {program}, whose arguments the BTF says it does not have"
+            ),
+            Err(e) => {
+                assert!(
+                    e.contains("cannot attach") && !e.contains("refused program"),
+                    "{program} must pass the verifier on every kernel: {e}"
+                );
+                assert_eq!(
+                    arg_by_btf, 0,
+                    "the BTF says the queue comes first, yet: {e}"
+                );
+            }
+        }
+    }
+}
+
 /// The start record says which way each hook attached, why a better one was
 /// passed over, and what the hook cannot tell on this kernel. Checked
 /// against the kernel itself: `kfree_skb`'s tracefs format has a `reason`
@@ -95,6 +163,32 @@ fn start_record_names_each_hooks_choice_fallback_and_degradation() {
             .as_str()
             .unwrap_or_else(|| panic!("{drop}"));
         assert!(degraded.contains("nf_hook_slow"), "{drop}");
+    }
+
+    // sched_switch passes prev_state from 5.18; the task's state member is
+    // `__state` from 5.14, `state` before.
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut numbers = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let version = (numbers.next().unwrap(), numbers.next().unwrap());
+    let io_wait = hook("io_wait");
+    if version >= (5, 18) {
+        assert!(io_wait["degraded"].is_null(), "{io_wait}");
+    } else {
+        let degraded = io_wait["degraded"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{io_wait}"));
+        let member = if version >= (5, 14) {
+            "task_struct.__state"
+        } else {
+            "task_struct.state"
+        };
+        assert!(
+            degraded.contains(member) && degraded.contains("TASK_WAKING"),
+            "{io_wait}"
+        );
     }
 
     let kprobes = std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists();

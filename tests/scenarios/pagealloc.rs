@@ -224,3 +224,161 @@ fn nowait_huge_page_fault_failures(args: &[&str], hook: &str) {
         assert!(!names.contains("__GFP_DIRECT_RECLAIM"), "{failure}");
     }
 }
+
+/// The kernel's own record of failed page allocations, independent of
+/// tracer: a tracefs instance of its own with the `kmem:mm_page_alloc`
+/// event, filtered in the kernel to the allocations that returned no page
+/// (`pfn` is -1 then). Removed on drop.
+struct KernelFailureTrace {
+    dir: std::path::PathBuf,
+}
+
+impl KernelFailureTrace {
+    fn start() -> Self {
+        let dir = std::path::PathBuf::from(format!(
+            "/sys/kernel/tracing/instances/tracer-scenario-{}",
+            crate::harness::random_hex(4)
+        ));
+        fs::create_dir(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        let trace = Self { dir };
+        let event = trace.dir.join("events/kmem/mm_page_alloc");
+        fs::write(event.join("filter"), "pfn == 18446744073709551615")
+            .unwrap_or_else(|e| panic!("filtering {}: {e}", event.display()));
+        fs::write(event.join("enable"), "1")
+            .unwrap_or_else(|e| panic!("enabling {}: {e}", event.display()));
+        trace
+    }
+
+    /// The orders of the failures the kernel recorded for `pid`, once the
+    /// event is switched off.
+    fn failures_of(&self, pid: u32) -> Vec<u32> {
+        fs::write(self.dir.join("events/kmem/mm_page_alloc/enable"), "0").unwrap();
+        let text = fs::read_to_string(self.dir.join("trace")).unwrap();
+        // `# entries-in-buffer/entries-written: 12/12   #P:2`: fewer in the
+        // buffer than written means some were overwritten.
+        let (kept, written) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# entries-in-buffer/entries-written: "))
+            .and_then(|l| l.split_whitespace().next()?.split_once('/'))
+            .unwrap_or_else(|| panic!("no entry count in the kernel's trace:\n{text}"));
+        assert_eq!(kept, written, "the kernel's trace buffer overflowed");
+        // `   comm-PID     [CPU] ....  TIME: mm_page_alloc: page=... order=N ...`
+        let pid = pid.to_string();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| {
+                l.split('[')
+                    .next()
+                    .and_then(|task| task.trim().rsplit_once('-'))
+                    .is_some_and(|(_, p)| p == pid)
+            })
+            .map(|l| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix("order="))
+                    .and_then(|o| o.parse().ok())
+                    .unwrap_or_else(|| panic!("no order in the kernel's line {l}"))
+            })
+            .collect()
+    }
+}
+
+impl Drop for KernelFailureTrace {
+    fn drop(&mut self) {
+        let _ = fs::write(self.dir.join("events/kmem/mm_page_alloc/enable"), "0");
+        let _ = fs::remove_dir(&self.dir);
+    }
+}
+
+/// Allocations that may neither sleep nor reclaim, failing: a TCP sender's
+/// page fragments are order-3 blocks taken without direct reclaim
+/// (`skb_page_frag_refill`: `__GFP_NORETRY | __GFP_NOWARN`, the caller's
+/// GFP_KERNEL less `__GFP_DIRECT_RECLAIM`), with one page as the fallback.
+/// Memory is fragmented (the kept pages mlocked, compaction told to leave
+/// them), its contiguous rest taken by huge pages, then loopback
+/// connections nobody reads are filled until no order-3 block is left.
+/// The same sender's slab allocations fail too, at order 2 with no reclaim
+/// flag at all (SLUB's first try at a larger slab drops `__GFP_RECLAIM`).
+/// The kernel's own trace of failed allocations, filtered in the kernel,
+/// is the count tracer must match, failure for failure and order for order.
+#[test]
+fn guest_only_nowait_order_3_failures_are_all_reported_by_the_failure_path_hook() {
+    nowait_fragment_failures(&[], "kprobe warn_alloc");
+}
+
+/// The same with the fallback hook, `mm_page_alloc`.
+#[test]
+fn guest_only_nowait_order_3_failures_are_all_reported_by_the_fallback_hook_too() {
+    nowait_fragment_failures(
+        &["--skip-hook", "kprobe warn_alloc"],
+        "raw tracepoint mm_page_alloc",
+    );
+}
+
+fn nowait_fragment_failures(args: &[&str], hook: &str) {
+    require_disposable_guest();
+    let work = Workdir::new();
+    let host = work.host_root();
+    let mut tracer = Tracer::start(&work, &host, args);
+    let used = crate::harness::start_hook(&tracer.records(), "page_alloc");
+    assert_eq!(
+        used.as_ref().map(|h| h["attached"].clone()),
+        Some(hook.into()),
+        "{used:?}"
+    );
+    tracer.protect_from_oom_killer();
+    let _defrag = Setting::set("/sys/kernel/mm/transparent_hugepage/defrag", "never");
+    let _enabled = Setting::set("/sys/kernel/mm/transparent_hugepage/enabled", "madvise");
+    let _proactive = Setting::set("/proc/sys/vm/compaction_proactiveness", "0");
+    let _unevictable = Setting::set("/proc/sys/vm/compact_unevictable_allowed", "0");
+    let free_mib = fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemFree:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        >> 10;
+    let fragmented = free_mib.saturating_sub(160);
+    let kernel = KernelFailureTrace::start();
+    let sender = work.program("nowaitsender");
+    let child = Command::new(&sender)
+        .args(["nowait-tcp", &fragmented.to_string(), "64"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let kernel_orders = kernel.failures_of(pid);
+    let order_3 = kernel_orders.iter().filter(|&&o| o == 3).count();
+    assert!(
+        order_3 >= 1,
+        "the kernel recorded no order-3 failure of the sender (connections filled: {}; all its failures: {kernel_orders:?})",
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
+    let last = tracer.wait_for("the last order-3 failure", |r| {
+        r["kind"] == "page_alloc_failure" && r["process"]["pid"] == pid && r["order"] == 3
+    });
+    let done = tracer.stop();
+    let reported: Vec<&serde_json::Value> = done
+        .records
+        .iter()
+        .filter(|r| r["kind"] == "page_alloc_failure" && r["process"]["pid"] == pid)
+        .collect();
+    let mut reported_orders: Vec<u32> = reported
+        .iter()
+        .map(|r| r["order"].as_u64().unwrap() as u32)
+        .collect();
+    let mut kernel_sorted = kernel_orders.clone();
+    reported_orders.sort_unstable();
+    kernel_sorted.sort_unstable();
+    assert_eq!(
+        reported_orders, kernel_sorted,
+        "every failure the kernel recorded for the sender, reported once: {last}"
+    );
+    for failure in reported.iter().filter(|r| r["order"] == 3) {
+        assert_eq!(failure["tolerated"], true, "{failure}");
+        let names = failure["gfp_names"].as_str().unwrap();
+        assert!(names.contains("__GFP_NORETRY"), "{failure}");
+        assert!(!names.contains("__GFP_DIRECT_RECLAIM"), "{failure}");
+    }
+}

@@ -75,7 +75,7 @@ pub fn run(args: DoctorArgs) -> Result<()> {
             ebpf::DEFAULT_RING_BUFFER_SIZE,
         ) {
             Ok(mut loaded) => {
-                settings.drops.mark(&mut loaded.hooks);
+                settings.mark_degraded(&mut loaded.hooks);
                 for h in &loaded.hooks {
                     let label = format!("hook {}", h.hook.name);
                     match h.describe() {

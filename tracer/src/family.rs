@@ -98,6 +98,8 @@ pub struct Settings {
     /// The drops watched, by this kernel's `enum skb_drop_reason` or, before
     /// 5.17, by their caller.
     pub drops: DropSetup,
+    /// What the IO-wait hook cannot see on this kernel (before 5.18).
+    pub io_wait_degraded: Option<String>,
 }
 
 impl Settings {
@@ -110,6 +112,7 @@ impl Settings {
             iowait_threshold_ns: args.iowait_threshold,
             oom_format: oom_format(),
             drops: DropSetup::for_kernel(kernel, &args.host.procfs),
+            io_wait_degraded: crate::iowait::family::degradation(kernel),
         }
     }
 
@@ -126,6 +129,7 @@ impl Settings {
             iowait_threshold_ns: 100_000_000,
             oom_format: oom_format(),
             drops: DropSetup::for_kernel(kernel, procfs),
+            io_wait_degraded: crate::iowait::family::degradation(kernel),
         }
     }
 
@@ -139,6 +143,16 @@ impl Settings {
             iowait_threshold_ns: u64::MAX,
             oom_format: None,
             drops: DropSetup::none(),
+            io_wait_degraded: None,
+        }
+    }
+
+    /// Notes on each hook what it cannot tell on this kernel, for the
+    /// banner, `tracer doctor` and the start record.
+    pub fn mark_degraded(&self, hooks: &mut [crate::ebpf::HookStatus]) {
+        self.drops.mark(hooks);
+        for status in hooks.iter_mut().filter(|h| h.hook.name == "io_wait") {
+            status.degraded.clone_from(&self.io_wait_degraded);
         }
     }
 

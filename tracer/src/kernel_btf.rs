@@ -26,6 +26,9 @@ pub struct ResolvedOffsets {
     pub missing: Vec<(&'static str, &'static str)>,
     /// `enum skb_drop_reason` of this kernel: ("NETFILTER_DROP", 12), ...
     pub drop_reasons: Vec<(String, u32)>,
+    /// The `task_struct` member holding a task's state on this kernel:
+    /// `__state` since 5.14, `state` before; `None` if neither is there.
+    pub task_state_member: Option<&'static str>,
 }
 
 /// Where the kernel publishes a module's BTF: conntrack is a module on most
@@ -55,6 +58,14 @@ pub fn resolve(btf: &dyn BtfLookup) -> Result<ResolvedOffsets> {
     let mut r = Resolver {
         btf,
         missing: Vec::new(),
+    };
+    // `__state` since 5.14, `state` before.
+    let (task_state, task_state_member) = match member_offset(btf, "task_struct", "__state")? {
+        Some(offset) => (offset, Some("__state")),
+        None => {
+            let offset = r.optional("task_struct", "state", IOWAIT_EFFECT)?;
+            (offset, (offset != OFFSET_UNKNOWN).then_some("state"))
+        }
     };
     let offsets = KernelOffsets {
         task_pid: r.required("task_struct", "pid")?,
@@ -110,11 +121,7 @@ pub fn resolve(btf: &dyn BtfLookup) -> Result<ResolvedOffsets> {
         ct_original_tuple: OFFSET_UNKNOWN,
         ct_reply_tuple: OFFSET_UNKNOWN,
         ct_status: OFFSET_UNKNOWN,
-        // `__state` since 5.14, `state` before.
-        task_state: match member_offset(btf, "task_struct", "__state")? {
-            Some(offset) => offset,
-            None => r.optional("task_struct", "state", IOWAIT_EFFECT)?,
-        },
+        task_state,
         task_in_iowait_byte: OFFSET_UNKNOWN,
         task_in_iowait_mask: 0,
         css_set_io_css: r.subsys_css(
@@ -190,6 +197,7 @@ pub fn resolve(btf: &dyn BtfLookup) -> Result<ResolvedOffsets> {
         offsets,
         missing: r.missing,
         drop_reasons: drop_reasons(btf)?,
+        task_state_member,
     })
 }
 

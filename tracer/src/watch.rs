@@ -171,7 +171,7 @@ fn set_up(args: &WatchArgs, checked: Checked) -> Result<Watch> {
         args.ring_buffer_size,
         &args.skip_hook,
     )?;
-    settings.drops.mark(&mut loaded.hooks);
+    settings.mark_degraded(&mut loaded.hooks);
     if !loaded
         .hooks
         .iter()

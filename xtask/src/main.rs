@@ -173,13 +173,31 @@ enum Task {
             cargo xtask bench --rounds 11             every workload, 11 rounds\n  \
             cargo xtask bench --rounds 3 ping-pong    one workload, quickly\n  \
             cargo xtask bench --rounds 3 pipeline     decode, explain and output alone\n  \
+            cargo xtask bench --kernel 6.12           page-alloc in a 6.12 guest: warn_alloc against mm_page_alloc\n  \
             cargo xtask bench --rounds 11 --baseline /tmp/tracer-before udp-loopback\n                                              \
             the same workload before and after a change"
     )]
     Bench {
-        /// Rounds per workload (each round runs it once per arm)
-        #[arg(long, default_value_t = 15)]
-        rounds: usize,
+        /// Rounds per workload (each round runs it once per arm); 15, or 3 in a guest
+        #[arg(long)]
+        rounds: Option<usize>,
+        /// Run the benchmark inside a qemu guest on this kernel, where kprobes are allowed
+        /// (page-alloc unless FILTER says otherwise)
+        #[arg(long, value_enum)]
+        kernel: Option<vm::KernelChoice>,
+        /// Kill a guest still running after this many seconds (with --kernel)
+        #[arg(long, value_name = "SECONDS", default_value_t = VM_BENCH_TIMEOUT)]
+        timeout: u64,
+        /// Measure this tracer as it is: no setup, no build (how the guest runs it)
+        #[arg(long, hide = true)]
+        tracer: Option<PathBuf>,
+        /// Leave out the bpftrace arm (the guest has no bpftrace)
+        #[arg(long, hide = true)]
+        no_bpftrace: bool,
+        /// Also show the kernel's statistics of tracer's programs on the path (runs, time a
+        /// run), on while the tracer arms run; always on with --kernel
+        #[arg(long)]
+        bpf_stats: bool,
         /// Only the workloads whose name contains FILTER (page-alloc, udp-loopback, ping-pong,
         /// export-storm, pipeline)
         filter: Option<String>,
@@ -233,8 +251,46 @@ fn main() -> ExitCode {
         Task::Test { args } => test(args),
         Task::Bench {
             rounds,
+            kernel: Some(kernel),
+            timeout,
+            filter,
+            ..
+        } => setup::setup(Purpose::Test).and_then(|env| {
+            vm::vm_bench(
+                &env,
+                &vm::BenchOptions {
+                    kernel,
+                    rounds: rounds.unwrap_or(VM_BENCH_ROUNDS).max(1),
+                    filter: filter.unwrap_or_else(|| "page-alloc".to_owned()),
+                    timeout: Duration::from_secs(timeout),
+                },
+            )
+        }),
+        Task::Bench {
+            rounds,
+            tracer: Some(tracer),
+            no_bpftrace,
+            bpf_stats,
             filter,
             baseline,
+            ..
+        } => bench::run(
+            &tracer,
+            rounds.unwrap_or(BENCH_ROUNDS).max(1),
+            filter.as_deref(),
+            bench::Extras {
+                bpftrace: !no_bpftrace,
+                bpf_stats,
+                baseline: baseline.as_deref(),
+            },
+        ),
+        Task::Bench {
+            rounds,
+            no_bpftrace,
+            bpf_stats,
+            filter,
+            baseline,
+            ..
         } => setup::setup(Purpose::Test).and_then(|env| {
             build(&env, true)?;
             // The pipeline arm's records, made in memory.
@@ -251,9 +307,13 @@ fn main() -> ExitCode {
             ))?;
             bench::run(
                 &target_dir().join("release/tracer"),
-                baseline.as_deref(),
-                rounds.max(1),
+                rounds.unwrap_or(BENCH_ROUNDS).max(1),
                 filter.as_deref(),
+                bench::Extras {
+                    bpftrace: !no_bpftrace,
+                    bpf_stats,
+                    baseline: baseline.as_deref(),
+                },
             )
         }),
         Task::Dist => setup::setup(Purpose::Build).and_then(|env| dist::dist(&env).map(drop)),
@@ -309,6 +369,16 @@ fn run(debug: bool, args: Vec<OsString>) -> Result<()> {
     let err = Command::new(&tracer).args(&args).exec();
     Err(err).with_context(|| format!("could not start `{}`", tracer.display()))
 }
+
+/// `bench`'s rounds on the host.
+const BENCH_ROUNDS: usize = 15;
+
+/// `bench --kernel`'s rounds: emulated, one round of page-alloc with its
+/// four arms takes about a minute.
+const VM_BENCH_ROUNDS: usize = 3;
+
+/// `bench --kernel`'s time limit per guest, in seconds.
+const VM_BENCH_TIMEOUT: u64 = 1800;
 
 /// `vm-test`'s time limit per guest, in seconds.
 const VM_TEST_TIMEOUT: u64 = 600;

@@ -7,6 +7,7 @@
 //! initramfs; each guest runs the scenarios from its init and powers off.
 //! Nothing needs a disk image, a network or root on the host.
 
+mod bench;
 mod cpio;
 mod initramfs;
 mod kernels;
@@ -26,6 +27,8 @@ use clap::ValueEnum;
 
 use crate::{cmd, setup::BuildEnv};
 use report::Tally;
+
+pub use bench::{vm_bench, BenchOptions};
 
 /// Scenarios whose test function's name starts with this exhaust the
 /// machine's memory or need pure cgroup v2: the host suite skips them, the
@@ -62,21 +65,7 @@ pub struct Options {
 /// Runs the suite on the chosen kernels; fails if anything did not pass.
 pub fn vm_test(env: &BuildEnv, options: &Options) -> Result<()> {
     let start = Instant::now();
-    let specs: Vec<&kernels::Spec> = kernels::KERNELS
-        .iter()
-        .filter(|spec| match options.kernel {
-            KernelChoice::V5_10 => spec.name == "5.10",
-            KernelChoice::V6_1 => spec.name == "6.1",
-            KernelChoice::V6_12 => spec.name == "6.12",
-            KernelChoice::Newest => spec.name == "newest",
-            KernelChoice::All => true,
-        })
-        .collect();
-    // Kernels first: a machine that cannot get them fails before the build.
-    let kernels = specs
-        .into_iter()
-        .map(kernels::fetch)
-        .collect::<Result<Vec<_>>>()?;
+    let kernels = fetch_kernels(options.kernel)?;
 
     let work = crate::target_dir().join("vm");
     fs::create_dir_all(&work).with_context(|| format!("could not create {}", work.display()))?;
@@ -85,7 +74,7 @@ pub fn vm_test(env: &BuildEnv, options: &Options) -> Result<()> {
     let expected = list_scenarios(&binaries.scenarios, options.filter.as_deref())?;
     let helper = work.join("helper");
     compile_helper(&helper)?;
-    let runs = test_runs(&expected);
+    let runs = test_runs(&binaries.scenarios, &expected);
     let modules = kernel_modules(&kernels)?;
     let image = work.join("initramfs.cpio");
     let size = initramfs::build(
@@ -94,6 +83,7 @@ pub fn vm_test(env: &BuildEnv, options: &Options) -> Result<()> {
             scenarios: &binaries.scenarios,
             helper: &helper,
             runs: &runs,
+            extra: &[],
             modules: &modules,
         },
         &image,
@@ -129,6 +119,22 @@ pub fn vm_test(env: &BuildEnv, options: &Options) -> Result<()> {
         work.display()
     );
     Ok(())
+}
+
+/// The chosen kernels, fetched. Called first: a machine that cannot get them
+/// fails before the build.
+fn fetch_kernels(choice: KernelChoice) -> Result<Vec<kernels::Kernel>> {
+    kernels::KERNELS
+        .iter()
+        .filter(|spec| match choice {
+            KernelChoice::V5_10 => spec.name == "5.10",
+            KernelChoice::V6_1 => spec.name == "6.1",
+            KernelChoice::V6_12 => spec.name == "6.12",
+            KernelChoice::Newest => spec.name == "newest",
+            KernelChoice::All => true,
+        })
+        .map(kernels::fetch)
+        .collect()
 }
 
 /// Each kernel's modules the scenarios need, dependencies first.
@@ -322,7 +328,7 @@ fn list_scenarios(scenarios: &Path, filter: Option<&str>) -> Result<Vec<String>>
 /// time (one per guest CPU, as on the host), then the guest-only ones one at
 /// a time, since they exhaust the machine. Names are passed exactly, so that
 /// each run gets its own share of what the filter chose.
-fn test_runs(expected: &[String]) -> Vec<Vec<String>> {
+fn test_runs(scenarios: &Path, expected: &[String]) -> Vec<Vec<String>> {
     let guest_only = |name: &String| {
         name.rsplit("::")
             .next()
@@ -335,6 +341,7 @@ fn test_runs(expected: &[String]) -> Vec<Vec<String>> {
         .filter(|(_, names)| !names.is_empty())
         .map(|(threads, names)| {
             let mut args = vec![
+                scenarios.to_string_lossy().into_owned(),
                 threads.to_owned(),
                 "--color=never".to_owned(),
                 "--exact".to_owned(),

@@ -93,6 +93,30 @@ pub const HOOKS: &[Hook] = &[
     },
 ];
 
+/// What the IO-wait hook cannot see on this kernel, for the banner, `tracer
+/// doctor` and the start record. Before 5.18 `sched_switch` passes no
+/// `prev_state`, so the sleeper's state is read from its `task_struct` as it
+/// switches out. By then a waker on another CPU may already have written
+/// TASK_WAKING there (try_to_wake_up does, since 5.8, while the sleeper is
+/// still in schedule() on its own CPU): that D sleep, over before the switch
+/// ended, is not seen. 5.18 passes the state schedule() read first, for
+/// this reason.
+pub fn degradation(kernel: &crate::kernel_btf::ResolvedOffsets) -> Option<String> {
+    if kernel.offsets.sched_switch_prev_state_arg != 0 {
+        return None;
+    }
+    Some(match kernel.task_state_member {
+        Some(member) => format!(
+            "sched_switch passes no prev_state before 5.18: the sleeper's state is read from \
+             task_struct.{member} as it switches out, where a wake-up from another CPU may \
+             already have written TASK_WAKING: those D sleeps, the shortest, are not counted"
+        ),
+        None => "sched_switch passes no prev_state before 5.18 and task_struct has neither \
+                 __state nor state: no D-state sleep is seen"
+            .to_owned(),
+    })
+}
+
 fn configure(settings: &Settings, config: &mut Config) {
     config.iowait_threshold_ns = settings.iowait_threshold_ns;
     config.iowait_stacks = settings.stacks as u32;
@@ -123,5 +147,30 @@ impl Family for IoWait {
         }
         let event = self.state.event(&r, hung, process, |id| cx.stack(id));
         out.emit(&event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::degradation;
+    use crate::kernel_btf;
+
+    /// On this machine's kernel (5.18 or later) nothing is degraded; the same
+    /// offsets as a 5.10 kernel has them (no `prev_state`, the member
+    /// `state`) name the member read and what it misses.
+    #[test]
+    fn io_wait_degradation_names_the_member_read_before_5_18() {
+        let btf = kernel_btf::load(std::path::Path::new(kernel_btf::DEFAULT_BTF)).expect("BTF");
+        let mut kernel = kernel_btf::resolve(&btf).expect("offsets");
+        assert_eq!(kernel.task_state_member, Some("__state"));
+        assert_eq!(degradation(&kernel), None);
+        kernel.offsets.sched_switch_prev_state_arg = 0;
+        kernel.task_state_member = Some("state");
+        let said = degradation(&kernel).expect("degraded");
+        assert!(
+            said.contains("from task_struct.state as it switches out"),
+            "{said}"
+        );
+        assert!(said.contains("TASK_WAKING"), "{said}");
     }
 }

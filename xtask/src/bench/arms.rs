@@ -27,17 +27,27 @@ pub enum Arm {
 }
 
 impl Arm {
-    pub fn all_for(workload: &Workload, baseline: Option<&Path>) -> Vec<Arm> {
+    pub fn all_for(workload: &Workload, baseline: Option<&Path>, bpftrace: bool) -> Vec<Arm> {
         let mut arms = vec![Arm::Bare, Arm::Tracer(Vec::new())];
         arms.extend(baseline.map(|path| Arm::Baseline(path.to_owned())));
         arms.extend(
             workload
                 .family_off
                 .iter()
+                .chain(workload.fallbacks)
                 .map(|flag| Arm::Tracer(vec![flag])),
         );
-        arms.extend([Arm::Bpftrace, Arm::Limit]);
+        if bpftrace {
+            arms.push(Arm::Bpftrace);
+        }
+        arms.push(Arm::Limit);
         arms
+    }
+
+    /// A tracer arm whose hook falls back (`--skip-hook`): it is also
+    /// compared with the plain tracer arm.
+    pub fn is_fallback(&self) -> bool {
+        matches!(self, Arm::Tracer(flags) if flags.iter().any(|f| f.starts_with("--skip-hook")))
     }
 
     pub fn label(&self) -> String {

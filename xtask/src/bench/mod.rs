@@ -11,6 +11,7 @@ mod arms;
 mod empty_program;
 mod export_storm;
 mod pipeline;
+mod prog_stats;
 mod workloads;
 
 use std::{path::Path, process::Command, thread, time::Duration};
@@ -33,13 +34,20 @@ const RUNS_PER_SIDE: usize = 3;
 /// to no run.
 const SETTLE: Duration = Duration::from_secs(2);
 
-pub fn run(
-    tracer: &Path,
-    baseline: Option<&Path>,
-    rounds: usize,
-    filter: Option<&str>,
-) -> Result<()> {
-    if let Some(build) = baseline {
+/// What to run besides the workloads' CPU time.
+#[derive(Clone, Copy)]
+pub struct Extras<'a> {
+    /// The bpftrace arm (a guest has no bpftrace).
+    pub bpftrace: bool,
+    /// The kernel's statistics of tracer's programs on the path, while the
+    /// tracer arms run.
+    pub bpf_stats: bool,
+    /// Another tracer build, run as one more arm (`--baseline`).
+    pub baseline: Option<&'a Path>,
+}
+
+pub fn run(tracer: &Path, rounds: usize, filter: Option<&str>, extras: Extras) -> Result<()> {
+    if let Some(build) = extras.baseline {
         if !build.is_file() {
             bail!("--baseline {}: no such file", build.display());
         }
@@ -64,7 +72,7 @@ pub fn run(
         ]))?;
     }
     for workload in chosen {
-        let arms = Arm::all_for(workload, baseline);
+        let arms = Arm::all_for(workload, extras.baseline, extras.bpftrace);
         let mut results: Vec<ArmResult> = arms.iter().map(|_| ArmResult::default()).collect();
         // Warm-up: first-touch effects belong to no arm.
         (workload.run)();
@@ -74,7 +82,7 @@ pub fn run(
                 if result.failed.is_some() {
                     continue;
                 }
-                match measure(&arms[i], tracer, workload) {
+                match measure(&arms[i], tracer, workload, extras.bpf_stats) {
                     Ok(run) => result.push(run),
                     // What a user would run instead may not run on this
                     // kernel: say so, and go on with the other arms.
@@ -102,14 +110,24 @@ struct Run {
     cpu: Duration,
     startup: Option<Duration>,
     memory: Option<arms::Memory>,
+    programs: Option<prog_stats::Stats>,
 }
 
-fn measure(arm: &Arm, tracer: &Path, workload: &Workload) -> Result<Run> {
+fn measure(arm: &Arm, tracer: &Path, workload: &Workload, bpf_stats: bool) -> Result<Run> {
     let attached = Attached::start(arm, tracer, workload)?;
     if attached.startup.is_some() {
         thread::sleep(SETTLE);
     }
+    let stats = (bpf_stats && arm.is_tracer() && !workload.programs.is_empty())
+        .then(prog_stats::on)
+        .transpose()?;
+    let before = prog_stats::Stats::now(workload.programs);
     let cpu = fastest(workload.run);
+    let programs = stats.map(|on| {
+        let ran = prog_stats::Stats::now(workload.programs).since(&before);
+        drop(on);
+        ran
+    });
     let memory = attached.memory();
     let startup = attached.startup;
     let was_attached = startup.is_some();
@@ -121,6 +139,7 @@ fn measure(arm: &Arm, tracer: &Path, workload: &Workload) -> Result<Run> {
         cpu,
         startup,
         memory,
+        programs,
     })
 }
 
@@ -129,6 +148,8 @@ struct ArmResult {
     cpu: Vec<Duration>,
     startups: Vec<Duration>,
     memory: Vec<arms::Memory>,
+    /// The kernel's statistics of tracer's programs, over every run.
+    programs: Option<prog_stats::Stats>,
     failed: Option<String>,
 }
 
@@ -137,6 +158,9 @@ impl ArmResult {
         self.cpu.push(run.cpu);
         self.startups.extend(run.startup);
         self.memory.extend(run.memory);
+        if let Some(ran) = run.programs {
+            self.programs.get_or_insert_with(Default::default).add(&ran);
+        }
     }
 }
 
@@ -146,19 +170,26 @@ fn report(workload: &Workload, arms: &[Arm], results: &[ArmResult], rounds: usiz
          ratios paired with the bare run of the same round)",
         workload.name, workload.stresses
     );
+    // The arms' labels, in a column as wide as the longest.
+    let width = arms
+        .iter()
+        .map(|a| a.label().len())
+        .max()
+        .unwrap_or(0)
+        .max(28);
     println!(
-        "  {:<28} {:>9} {:>9} {:>19} {:>10} {:>17}",
+        "  {:<width$} {:>9} {:>9} {:>19} {:>10} {:>17}",
         "arm", "CPU ms", "vs bare", "quartiles", "start-up", "RSS steady/peak"
     );
     let bare = &results[0].cpu;
     for (arm, result) in arms.iter().zip(results) {
         if let Some(err) = &result.failed {
-            println!("  {:<28} did not run: {err}", arm.label());
+            println!("  {:<width$} did not run: {err}", arm.label());
             continue;
         }
         let mut cpu = result.cpu.clone();
         let mut line = format!(
-            "  {:<28} {:>9.1}",
+            "  {:<width$} {:>9.1}",
             arm.label(),
             median(&mut cpu).as_secs_f64() * 1e3
         );
@@ -185,6 +216,42 @@ fn report(workload: &Workload, arms: &[Arm], results: &[ArmResult], rounds: usiz
             );
         }
         println!("{line}");
+        if let Some(programs) = &result.programs {
+            let runs = (result.cpu.len() * RUNS_PER_SIDE) as u64;
+            println!(
+                "  {:<width$}   BPF statistics: {}",
+                "",
+                programs.describe(runs)
+            );
+        }
+    }
+    // A hook's fallback against tracer's own choice, round by round: the
+    // ratio of their CPU times (above 1: the fallback costs more).
+    let chosen = arms
+        .iter()
+        .position(|a| matches!(a, Arm::Tracer(f) if f.is_empty()));
+    for (arm, result) in arms.iter().zip(results).filter(|(a, _)| a.is_fallback()) {
+        let Some(chosen) = chosen.map(|i| &results[i]) else {
+            continue;
+        };
+        if result.failed.is_some() || chosen.failed.is_some() {
+            continue;
+        }
+        let mut ratios: Vec<f64> = result
+            .cpu
+            .iter()
+            .zip(&chosen.cpu)
+            .map(|(fallback, own)| fallback.as_secs_f64() / own.as_secs_f64())
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let at = |q: usize| ratios[(ratios.len() - 1) * q / 4];
+        println!(
+            "  {} / tracer watch: CPU time x{:.3} (quartiles x{:.3}..x{:.3}, paired by round)",
+            arm.label(),
+            at(2),
+            at(1),
+            at(3)
+        );
     }
 }
 

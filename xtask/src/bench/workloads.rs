@@ -14,6 +14,12 @@ pub struct Workload {
     pub hooks: &'static [&'static str],
     /// tracer's flags that take a family's hooks on this path off, one arm each.
     pub family_off: &'static [&'static str],
+    /// tracer's flags that make a hook on this path fall back to its next
+    /// way of attaching, one arm each, compared with tracer's own choice.
+    pub fallbacks: &'static [&'static str],
+    /// tracer's programs that may run on this path, by name: the kernel's
+    /// statistics of them are shown with `--bpf-stats`.
+    pub programs: &'static [&'static str],
     /// The same job done by bpftrace, as a user without tracer would write it.
     pub bpftrace: &'static str,
 }
@@ -25,6 +31,10 @@ pub const WORKLOADS: [Workload; 4] = [
         run: touch_fresh_memory,
         hooks: &["mm_page_alloc"],
         family_off: &[],
+        // Where kprobes are allowed tracer takes the failure path itself
+        // (kprobe warn_alloc): the fallback is the raw tracepoint.
+        fallbacks: &["--skip-hook=kprobe warn_alloc"],
+        programs: &["mm_page_alloc", "warn_alloc"],
         // Failed page allocations by order, flags and process.
         bpftrace: "tracepoint:kmem:mm_page_alloc /(int64)args->pfn == -1/ \
                    { @failures[comm, args->order, args->gfp_flags] = count(); }",
@@ -35,6 +45,8 @@ pub const WORKLOADS: [Workload; 4] = [
         run: udp_over_loopback,
         hooks: &["net_dev_queue", "netif_receive_skb", "kfree_skb"],
         family_off: &["--no-dns"],
+        fallbacks: &[],
+        programs: &[],
         // DNS queries and answers seen on the way out and in (UDP port 53),
         // and dropped packets by reason.
         bpftrace: "tracepoint:net:net_dev_queue, tracepoint:net:netif_receive_skb { \
@@ -52,6 +64,8 @@ pub const WORKLOADS: [Workload; 4] = [
         run: pipe_ping_pong,
         hooks: &["sched_switch"],
         family_off: &[],
+        fallbacks: &[],
+        programs: &[],
         // Time in uninterruptible sleep (IO wait) per process.
         bpftrace: "tracepoint:sched:sched_switch { \
                    if (args->prev_state == 2) { @asleep[args->prev_pid] = nsecs; } \
@@ -65,6 +79,8 @@ pub const WORKLOADS: [Workload; 4] = [
         run: signal_storm,
         hooks: &["signal_generate"],
         family_off: &[],
+        fallbacks: &[],
+        programs: &[],
         // Signals by sender, target and number.
         bpftrace: "tracepoint:signal:signal_generate { @signals[comm, args->pid, args->sig] = count(); }",
     },
@@ -215,10 +231,28 @@ fn udp_over_loopback() {
 }
 
 /// Faults in 1 GiB of fresh anonymous memory, 64 MiB at a time: one page
-/// allocation per 4 KiB page, all of them through `mm_page_alloc`.
+/// allocation per 4 KiB page, all of them through `mm_page_alloc`. In small
+/// pages whatever the machine's transparent huge pages setting: Debian's
+/// 6.12 defaults to `always`, which made it 512 huge-page faults in a guest.
 fn touch_fresh_memory() {
+    const BLOCK: usize = 64 << 20;
     for _ in 0..16 {
-        let block = vec![1u8; 64 << 20];
-        black_box(&block);
+        // SAFETY: a fresh private anonymous mapping of BLOCK bytes, written
+        // within its bounds and unmapped once; nothing else refers to it.
+        unsafe {
+            let block = libc::mmap(
+                std::ptr::null_mut(),
+                BLOCK,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(block, libc::MAP_FAILED, "mmap of 64 MiB");
+            libc::madvise(block, BLOCK, libc::MADV_NOHUGEPAGE);
+            std::ptr::write_bytes(block.cast::<u8>(), 1, BLOCK);
+            black_box(block);
+            libc::munmap(block, BLOCK);
+        }
     }
 }

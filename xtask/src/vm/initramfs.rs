@@ -93,9 +93,12 @@ pub struct Contents<'a> {
     pub tracer: &'a Path,
     pub scenarios: &'a Path,
     pub helper: &'a Path,
-    /// The scenario binary's runs, one after the other: libtest's arguments
-    /// for each.
+    /// What the guest runs, one after the other: each a program in the image
+    /// and its arguments.
     pub runs: &'a [Vec<String>],
+    /// Programs of the host the runs need besides tracer and the scenario
+    /// binary (`cargo xtask bench` itself, for `bench --kernel`).
+    pub extra: &'a [&'a Path],
     /// The modules of every kernel the image boots.
     pub modules: &'a [KernelModules],
 }
@@ -109,6 +112,7 @@ pub fn build(contents: &Contents, out: &Path) -> Result<u64> {
         contents.scenarios.to_path_buf(),
         contents.helper.to_path_buf(),
     ];
+    elves.extend(contents.extra.iter().map(|p| p.to_path_buf()));
     for (name, package) in PROGRAMS {
         elves.push(find_program(name, package)?);
     }
@@ -155,13 +159,12 @@ fn find_program(name: &str, package: &str) -> Result<PathBuf> {
 /// from the kernel's messages on ttyS0 so that it parses cleanly), prints the
 /// exit marker and powers off.
 fn init_script(contents: &Contents) -> String {
-    let scenarios = shell_quote(&contents.scenarios.to_string_lossy());
     let runs: String = contents
         .runs
         .iter()
-        .map(|args| {
-            let args: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
-            format!("run {scenarios} {}\n", args.join(" "))
+        .map(|command| {
+            let words: Vec<String> = command.iter().map(|a| shell_quote(a)).collect();
+            format!("run {}\n", words.join(" "))
         })
         .collect();
     let helper = shell_quote(&contents.helper.to_string_lossy());
