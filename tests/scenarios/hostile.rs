@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::bad_input::assert_one_line_error;
 use crate::harness::{
     read_line, read_records, require_root, run_tracer, spawn, spawn_in_cgroup, v1_or_v2_hierarchy,
-    wait_for_comm, Driver, Pod, Tracer, Workdir, TRACER,
+    wait_for_comm, Driver, Finished, Pod, Tracer, Workdir, TRACER,
 };
 
 fn kill(pid: u32, signal: Signal) {
@@ -31,31 +31,7 @@ const FORGED: &str = "\u{1b}[31mS\nFORGED:";
 /// shows its name escaped, on tracer's lines only; the file keeps it exact.
 #[test]
 fn forged_process_names_are_escaped_on_the_console() {
-    require_root();
-    let work = Workdir::new();
-    let host = work.host_root();
-    let mut tracer = Tracer::start(&work, &host, &[]);
-    let mut victim = spawn(&work.program("victim"), &["sleep"]);
-    let victim_pid = victim.id();
-    wait_for_comm(victim_pid, "victim");
-    // The helper names itself with prctl(PR_SET_NAME), then kills.
-    let status = Command::new(work.program("forger"))
-        .args(["forge-kill", &victim_pid.to_string()])
-        .status()
-        .expect("running the forger");
-    assert!(status.success(), "{status}");
-    let _ = victim.wait();
-    let signal = tracer.wait_for("the forged SIGKILL", |r| {
-        r["kind"] == "signal" && r["target"]["pid"] == victim_pid
-    });
-    assert_eq!(
-        signal["sender"]["comm"], FORGED,
-        "the file keeps the name exactly"
-    );
-    tracer.wait_for("the victim's exit", |r| {
-        r["kind"] == "exit" && r["process"]["pid"] == victim_pid
-    });
-    let done = tracer.stop();
+    let (signal, victim_pid, done) = forged_kill(&[], "forge-kill", FORGED);
     let sender = signal["sender"]["pid"].as_u64().unwrap();
     let console = &done.stdout;
     assert!(
@@ -74,6 +50,36 @@ fn forged_process_names_are_escaped_on_the_console() {
     );
 }
 
+/// tracer with `args` while the forger (helper mode `mode`) names itself
+/// `forged` with prctl(PR_SET_NAME) and kills a victim. Returns the file's
+/// signal record, which must keep the name exactly, the victim's pid, and
+/// what tracer wrote, stopped once the victim's exit is in.
+fn forged_kill(args: &[&str], mode: &str, forged: &str) -> (Value, u32, Finished) {
+    require_root();
+    let work = Workdir::new();
+    let mut tracer = Tracer::start(&work, &work.host_root(), args);
+    let mut victim = spawn(&work.program("victim"), &["sleep"]);
+    let victim_pid = victim.id();
+    wait_for_comm(victim_pid, "victim");
+    let status = Command::new(work.program("forger"))
+        .args([mode, &victim_pid.to_string()])
+        .status()
+        .expect("running the forger");
+    assert!(status.success(), "{status}");
+    let _ = victim.wait();
+    let signal = tracer.wait_for("the forged SIGKILL", |r| {
+        r["kind"] == "signal" && r["target"]["pid"] == victim_pid
+    });
+    assert_eq!(
+        signal["sender"]["comm"], forged,
+        "the file keeps the name exactly"
+    );
+    tracer.wait_for("the victim's exit", |r| {
+        r["kind"] == "exit" && r["process"]["pid"] == victim_pid
+    });
+    (signal, victim_pid, tracer.stop())
+}
+
 /// What JSON leaves as it is: DEL, and CSI as a C1 control (U+009B, which
 /// terminals that take 8-bit controls act on like ESC [).
 const FORGED_C1: &str = "\u{7f}\u{9b}31mC1";
@@ -83,27 +89,7 @@ const FORGED_C1: &str = "\u{7f}\u{9b}31mC1";
 /// JSON); the file keeps the name exactly.
 #[test]
 fn forged_names_are_escaped_in_json_on_the_console() {
-    require_root();
-    let work = Workdir::new();
-    let host = work.host_root();
-    let mut tracer = Tracer::start(&work, &host, &["--format", "json"]);
-    let mut victim = spawn(&work.program("victim"), &["sleep"]);
-    let victim_pid = victim.id();
-    wait_for_comm(victim_pid, "victim");
-    let status = Command::new(work.program("forger"))
-        .args(["forge-c1-kill", &victim_pid.to_string()])
-        .status()
-        .expect("running the forger");
-    assert!(status.success(), "{status}");
-    let _ = victim.wait();
-    let signal = tracer.wait_for("the forged SIGKILL", |r| {
-        r["kind"] == "signal" && r["target"]["pid"] == victim_pid
-    });
-    assert_eq!(
-        signal["sender"]["comm"], FORGED_C1,
-        "the file keeps the name exactly"
-    );
-    let done = tracer.stop();
+    let (_, victim_pid, done) = forged_kill(&["--format", "json"], "forge-c1-kill", FORGED_C1);
     let console = &done.stdout;
     assert!(
         !console.contains(['\u{7f}', '\u{9b}']),
@@ -380,6 +366,43 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// `tracer watch --signals all --no-dns` with `args`, writing `output`,
+/// its stderr in `stderr`; once it follows, a process that ignores SIGUSR1,
+/// for storms to aim at. Returns tracer's pid, the target's, and both
+/// processes, killed on drop.
+fn watch_signals_to_a_target(
+    work: &Workdir,
+    host: &std::path::Path,
+    args: &[&str],
+    output: &std::path::Path,
+    stderr: &std::path::Path,
+) -> (u32, String, KillOnDrop) {
+    let tracer = Command::new(TRACER)
+        .args(["watch", "--signals", "all", "--no-dns"])
+        .args(args)
+        .arg("--output")
+        .arg(output)
+        .arg("--host-root")
+        .arg(host)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(stderr).unwrap())
+        .spawn()
+        .expect("starting tracer");
+    let pid = tracer.id();
+    let mut children = KillOnDrop(vec![tracer]);
+    assert!(
+        wait_for_text(stderr, "following:", Duration::from_secs(20)),
+        "tracer did not start:\n{}",
+        fs::read_to_string(stderr).unwrap_or_default()
+    );
+    let mut target = spawn(&work.program("stormed"), &["ignore-usr1"]);
+    assert_eq!(read_line(&mut target), "ready");
+    let target_pid = target.id().to_string();
+    children.0.push(target);
+    (pid, target_pid, children)
+}
+
 /// Waits until `path` (tracer's stderr) contains `needle`.
 fn wait_for_text(path: &std::path::Path, needle: &str, within: Duration) -> bool {
     let deadline = Instant::now() + within;
@@ -423,36 +446,16 @@ fn a_signal_storm_does_not_block_the_event_loop() {
     let host = work.host_root();
     let output = work.path().join("storm.jsonl");
     let stderr = work.path().join("stderr.txt");
-    let tracer = Command::new(TRACER)
-        .args([
-            "watch",
-            "--signals",
-            "all",
-            "--no-dns",
-            "--output-max-size",
-            "16MiB",
-        ])
-        .args(["--output-max-files", "2", "--ring-buffer-size", "64KiB"])
-        .arg("--output")
-        .arg(&output)
-        .arg("--host-root")
-        .arg(&host)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&stderr).unwrap())
-        .spawn()
-        .expect("starting tracer");
-    let pid = tracer.id();
-    let mut children = KillOnDrop(vec![tracer]);
-    assert!(
-        wait_for_text(&stderr, "following:", Duration::from_secs(20)),
-        "tracer did not start:\n{}",
-        fs::read_to_string(&stderr).unwrap_or_default()
-    );
-    let mut target = spawn(&work.program("stormed"), &["ignore-usr1"]);
-    assert_eq!(read_line(&mut target), "ready");
-    let target_pid = target.id().to_string();
-    children.0.push(target);
+    let storm_args = [
+        "--output-max-size",
+        "16MiB",
+        "--output-max-files",
+        "2",
+        "--ring-buffer-size",
+        "64KiB",
+    ];
+    let (pid, target_pid, mut children) =
+        watch_signals_to_a_target(&work, &host, &storm_args, &output, &stderr);
     let storm_program = work.program("sigstorm");
     for _ in 0..3 {
         children
@@ -568,28 +571,13 @@ fn records_left_in_the_ring_at_the_stop_are_counted() {
     let host = work.host_root();
     let output = work.path().join("burst.jsonl");
     let stderr = work.path().join("stderr.txt");
-    let tracer = Command::new(TRACER)
-        .args(["watch", "--signals", "all", "--no-dns"])
-        .args(["--ring-buffer-size", "128MiB", "--output"])
-        .arg(&output)
-        .arg("--host-root")
-        .arg(&host)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&stderr).unwrap())
-        .spawn()
-        .expect("starting tracer");
-    let pid = tracer.id();
-    let mut children = KillOnDrop(vec![tracer]);
-    assert!(
-        wait_for_text(&stderr, "following:", Duration::from_secs(20)),
-        "tracer did not start:\n{}",
-        fs::read_to_string(&stderr).unwrap_or_default()
+    let (pid, target_pid, mut children) = watch_signals_to_a_target(
+        &work,
+        &host,
+        &["--ring-buffer-size", "128MiB"],
+        &output,
+        &stderr,
     );
-    let mut target = spawn(&work.program("stormed"), &["ignore-usr1"]);
-    assert_eq!(read_line(&mut target), "ready");
-    let target_pid = target.id().to_string();
-    children.0.push(target);
     kill(pid, Signal::SIGSTOP);
     let mut burst = spawn(
         &work.program("sigburst"),

@@ -138,6 +138,42 @@ impl Drop for Setting {
     }
 }
 
+/// tracer with `args`, checked to follow page allocations through `hook`
+/// and spared by the OOM killer, on memory set up to be fragmented: huge
+/// pages only where asked, no defragmentation at fault, no proactive
+/// compaction (it would rebuild the blocks the tests take apart). The
+/// settings are restored when their guards drop.
+fn tracer_on_fragmentable_memory(
+    work: &Workdir,
+    args: &[&str],
+    hook: &str,
+) -> (Tracer, [Setting; 3]) {
+    let tracer = Tracer::start(work, &work.host_root(), args);
+    let used = crate::harness::start_hook(&tracer.records(), "page_alloc");
+    assert_eq!(
+        used.as_ref().map(|h| h["attached"].clone()),
+        Some(hook.into()),
+        "{used:?}"
+    );
+    tracer.protect_from_oom_killer();
+    let settings = [
+        Setting::set("/sys/kernel/mm/transparent_hugepage/defrag", "never"),
+        Setting::set("/sys/kernel/mm/transparent_hugepage/enabled", "madvise"),
+        Setting::set("/proc/sys/vm/compaction_proactiveness", "0"),
+    ];
+    (tracer, settings)
+}
+
+fn free_mib() -> u64 {
+    fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemFree:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        >> 10
+}
+
 fn vmstat(name: &str) -> u64 {
     fs::read_to_string("/proc/vmstat")
         .unwrap()
@@ -171,28 +207,9 @@ fn guest_only_nowait_huge_page_fault_failures_are_all_seen_by_the_fallback_hook_
 fn nowait_huge_page_fault_failures(args: &[&str], hook: &str) {
     require_disposable_guest();
     let work = Workdir::new();
-    let host = work.host_root();
-    let mut tracer = Tracer::start(&work, &host, args);
-    let used = crate::harness::start_hook(&tracer.records(), "page_alloc");
-    assert_eq!(
-        used.as_ref().map(|h| h["attached"].clone()),
-        Some(hook.into()),
-        "{used:?}"
-    );
-    tracer.protect_from_oom_killer();
-    let _defrag = Setting::set("/sys/kernel/mm/transparent_hugepage/defrag", "never");
-    let _enabled = Setting::set("/sys/kernel/mm/transparent_hugepage/enabled", "madvise");
-    // Background compaction would rebuild huge blocks out of the fragments.
-    let _proactive = Setting::set("/proc/sys/vm/compaction_proactiveness", "0");
-    let free_mib = fs::read_to_string("/proc/meminfo")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("MemFree:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap()
-        >> 10;
+    let (mut tracer, _settings) = tracer_on_fragmentable_memory(&work, args, hook);
     // Leave 160 MiB contiguous for the huge pages to use up.
-    let fragmented = free_mib.saturating_sub(160);
+    let fragmented = free_mib().saturating_sub(160);
     let before = vmstat("thp_fault_fallback");
     let faulter = work.program("thpfaulter");
     let out = Command::new(&faulter)
@@ -317,27 +334,9 @@ fn guest_only_nowait_order_3_failures_are_all_reported_by_the_fallback_hook_too(
 fn nowait_fragment_failures(args: &[&str], hook: &str) {
     require_disposable_guest();
     let work = Workdir::new();
-    let host = work.host_root();
-    let mut tracer = Tracer::start(&work, &host, args);
-    let used = crate::harness::start_hook(&tracer.records(), "page_alloc");
-    assert_eq!(
-        used.as_ref().map(|h| h["attached"].clone()),
-        Some(hook.into()),
-        "{used:?}"
-    );
-    tracer.protect_from_oom_killer();
-    let _defrag = Setting::set("/sys/kernel/mm/transparent_hugepage/defrag", "never");
-    let _enabled = Setting::set("/sys/kernel/mm/transparent_hugepage/enabled", "madvise");
-    let _proactive = Setting::set("/proc/sys/vm/compaction_proactiveness", "0");
+    let (mut tracer, _settings) = tracer_on_fragmentable_memory(&work, args, hook);
     let _unevictable = Setting::set("/proc/sys/vm/compact_unevictable_allowed", "0");
-    let free_mib = fs::read_to_string("/proc/meminfo")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("MemFree:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap()
-        >> 10;
-    let fragmented = free_mib.saturating_sub(160);
+    let fragmented = free_mib().saturating_sub(160);
     let kernel = KernelFailureTrace::start();
     let sender = work.program("nowaitsender");
     let child = Command::new(&sender)

@@ -268,54 +268,45 @@ fn main() -> ExitCode {
         }),
         Task::Bench {
             rounds,
-            tracer: Some(tracer),
+            tracer,
             no_bpftrace,
             bpf_stats,
             filter,
             baseline,
             ..
-        } => bench::run(
-            &tracer,
-            rounds.unwrap_or(BENCH_ROUNDS).max(1),
-            filter.as_deref(),
-            bench::Extras {
+        } => {
+            let rounds = rounds.unwrap_or(BENCH_ROUNDS).max(1);
+            let extras = bench::Extras {
                 bpftrace: !no_bpftrace,
                 bpf_stats,
                 baseline: baseline.as_deref(),
-            },
-        ),
-        Task::Bench {
-            rounds,
-            no_bpftrace,
-            bpf_stats,
-            filter,
-            baseline,
-            ..
-        } => setup::setup(Purpose::Test).and_then(|env| {
-            build(&env, true)?;
-            // The pipeline arm's records, made in memory.
-            cmd::run(&mut cargo(
-                &env,
-                &[
-                    "build",
-                    "--package",
-                    "tracer",
-                    "--release",
-                    "--example",
-                    "pipeline_throughput",
-                ],
-            ))?;
-            bench::run(
-                &target_dir().join("release/tracer"),
-                rounds.unwrap_or(BENCH_ROUNDS).max(1),
-                filter.as_deref(),
-                bench::Extras {
-                    bpftrace: !no_bpftrace,
-                    bpf_stats,
-                    baseline: baseline.as_deref(),
-                },
-            )
-        }),
+            };
+            match tracer {
+                // Inside a guest: this tracer as it is, no setup, no build.
+                Some(tracer) => bench::run(&tracer, rounds, filter.as_deref(), extras),
+                None => setup::setup(Purpose::Test).and_then(|env| {
+                    build(&env, true)?;
+                    // The pipeline arm's records, made in memory.
+                    cmd::run(&mut cargo(
+                        &env,
+                        &[
+                            "build",
+                            "--package",
+                            "tracer",
+                            "--release",
+                            "--example",
+                            "pipeline_throughput",
+                        ],
+                    ))?;
+                    bench::run(
+                        &target_dir().join("release/tracer"),
+                        rounds,
+                        filter.as_deref(),
+                        extras,
+                    )
+                }),
+            }
+        }
         Task::Dist => setup::setup(Purpose::Build).and_then(|env| dist::dist(&env).map(drop)),
         Task::Image => setup::setup(Purpose::Build).and_then(|env| image::image(&env).map(drop)),
         Task::DeployTest => setup::setup(Purpose::Build).and_then(|env| deploy_test::run(&env)),
