@@ -452,17 +452,52 @@ fn one_line(message: &str) -> String {
     if lines.len() <= 3 {
         return lines.join(" | ");
     }
-    format!(
-        "{} | ... | {}",
-        lines[0],
-        lines[lines.len() - 2..].join(" | ")
-    )
+    // The verifier ends with statistics (instructions processed, stack
+    // depth, a line per subprogram on newer kernels, the time it took);
+    // why it refused is the last line before them.
+    const STATISTICS: [&str; 5] = [
+        "processed ",
+        "verification time",
+        "stack depth",
+        "subprog ",
+        "func#",
+    ];
+    let reason = lines
+        .iter()
+        .rposition(|l| !STATISTICS.iter().any(|s| l.starts_with(s)))
+        .unwrap_or(0);
+    let last = lines.len() - 1;
+    if reason == 0 || reason == last {
+        format!("{} | ... | {}", lines[0], lines[last])
+    } else {
+        format!("{} | ... | {} | ... | {}", lines[0], lines[reason], lines[last])
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::kernel_btf;
+
+    /// A refusal names the verifier's reason, not only its statistics (a
+    /// 7.x kernel ends its log with a line per subprogram).
+    #[test]
+    fn a_refusal_keeps_the_verifiers_reason() {
+        let log = "refused: Verifier output: 0: R1=ctx() R10=fp0\n\
+                   1: (79) r2 = *(u64 *)(r1 +0)\n\
+                   17: R1 invalid mem access 'scalar'\n\
+                   verification time 120 usec\n\
+                   stack depth 64+0\n\
+                   subprog 1 (memset) static insns_self 332 insns_total 332 stack 0\n\
+                   processed 1360 insns (limit 1000000) max_states_per_insn 3";
+        assert_eq!(
+            one_line(log),
+            "refused: Verifier output: 0: R1=ctx() R10=fp0 | ... | \
+             17: R1 invalid mem access 'scalar' | ... | \
+             processed 1360 insns (limit 1000000) max_states_per_insn 3"
+        );
+        assert_eq!(one_line("a\nb"), "a | b");
+    }
 
     /// The names userspace uses for programs, maps and globals are checked
     /// against the embedded object itself, without root: a typo or a rename
