@@ -337,23 +337,35 @@ fn nowait_fragment_failures(args: &[&str], hook: &str) {
     let (mut tracer, _settings) = tracer_on_fragmentable_memory(&work, args, hook);
     let _unevictable = Setting::set("/proc/sys/vm/compact_unevictable_allowed", "0");
     let fragmented = free_mib().saturating_sub(160);
-    let kernel = KernelFailureTrace::start();
     let sender = work.program("nowaitsender");
-    let child = Command::new(&sender)
-        .args(["nowait-tcp", &fragmented.to_string(), "64"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let kernel_orders = kernel.failures_of(pid);
-    let order_3 = kernel_orders.iter().filter(|&&o| o == 3).count();
-    assert!(
-        order_3 >= 1,
-        "the kernel recorded no order-3 failure of the sender (connections filled: {}; all its failures: {kernel_orders:?})",
-        String::from_utf8_lossy(&out.stdout).trim()
-    );
+    // The trigger is the kernel's, not tracer's: order-3 blocks may still
+    // come from a CPU's free lists or from kswapd after /proc/buddyinfo
+    // showed none, and a sender then fails only at other orders. Another
+    // sender (another pid) tries again; each is compared on its own.
+    let mut tries = Vec::new();
+    let (pid, kernel_orders) = loop {
+        let kernel = KernelFailureTrace::start();
+        let child = Command::new(&sender)
+            .args(["nowait-tcp", &fragmented.to_string(), "64"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let kernel_orders = kernel.failures_of(pid);
+        if kernel_orders.contains(&3) {
+            break (pid, kernel_orders);
+        }
+        tries.push(format!(
+            "connections filled: {}, the kernel's failures: {kernel_orders:?}",
+            String::from_utf8_lossy(&out.stdout).trim()
+        ));
+        assert!(
+            tries.len() < 3,
+            "the kernel recorded no order-3 failure of any sender: {tries:?}"
+        );
+    };
     let last = tracer.wait_for("the last order-3 failure", |r| {
         r["kind"] == "page_alloc_failure" && r["process"]["pid"] == pid && r["order"] == 3
     });

@@ -71,10 +71,12 @@ pub fn kfree_skb(ctx: RawTracePointContext) -> i32 {
 /// still carry their socket here and run in the sender's context, which is
 /// how a DNS query gets its process.
 ///
-/// As a BTF tracepoint, the socket, its protocol and where the packet
-/// starts are plain loads: a UDP packet costs one helper call (its ports),
-/// anything else none. Where the kernel refuses tp_btf, `net_dev_queue`
-/// below does the same with four more reads.
+/// As a BTF tracepoint, the socket and its protocol are plain loads: a
+/// packet that is not UDP costs no helper call, a UDP packet two (where it
+/// starts, and its ports). `skb->head` is read, not loaded: 7.x verifiers
+/// type a loaded `unsigned char *` as a pointer, which they then refuse as
+/// a helper's argument. Where the kernel refuses tp_btf, `net_dev_queue`
+/// below does the same with two more reads.
 #[btf_tracepoint(function = "net_dev_queue")]
 pub fn net_dev_queue_btf(ctx: BtfTracePointContext) -> i32 {
     let o = kernel::offsets();
@@ -95,7 +97,7 @@ pub fn net_dev_queue_btf(ctx: BtfTracePointContext) -> i32 {
     {
         return 0;
     }
-    let start = kernel::load::<KPtr>(skb, o.skb_head)
+    let start = read_or_zero::<KPtr>(skb, o.skb_head)
         + kernel::load::<u16>(skb, o.skb_network_header) as u64;
     if udp_ports(start).1 == DNS_PORT {
         emit(o, skb, start, packet_event::DNS_SENT, 0, 0);
@@ -129,23 +131,9 @@ pub fn net_dev_queue(ctx: RawTracePointContext) -> i32 {
     0
 }
 
-/// A packet received by a device: `skb->data` is at its network header. As
-/// a BTF tracepoint, that pointer is a plain load, and a packet costs one
-/// helper call, its first bytes; `netif_receive_skb` below reads it.
-#[btf_tracepoint(function = "netif_receive_skb")]
-pub fn netif_receive_skb_btf(ctx: BtfTracePointContext) -> i32 {
-    let o = kernel::offsets();
-    if kernel::config().dns == 0 || o.skb_data == OFFSET_UNKNOWN {
-        return 0;
-    }
-    let skb: KPtr = ctx.arg(0);
-    let start = kernel::load::<KPtr>(skb, o.skb_data);
-    if udp_ports(start).0 == DNS_PORT {
-        emit(o, skb, start, packet_event::DNS_RECEIVED, 0, 0);
-    }
-    0
-}
-
+/// A packet received by a device: `skb->data` is at its network header.
+/// A raw tracepoint on every kernel: as a BTF tracepoint it would still
+/// read `skb->data` (see `net_dev_queue_btf`), and save nothing.
 #[raw_tracepoint(tracepoint = "netif_receive_skb")]
 pub fn netif_receive_skb(ctx: RawTracePointContext) -> i32 {
     if kernel::config().dns == 0 {

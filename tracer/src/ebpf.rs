@@ -453,8 +453,9 @@ fn one_line(message: &str) -> String {
         return lines.join(" | ");
     }
     // The verifier ends with statistics (instructions processed, stack
-    // depth, a line per subprogram on newer kernels, the time it took);
-    // why it refused is the last line before them.
+    // depth, a line per subprogram on newer kernels, the time it took),
+    // and newer kernels put a "Suggestion:" between its reason and them;
+    // the reason is the last line before both.
     const STATISTICS: [&str; 5] = [
         "processed ",
         "verification time",
@@ -462,15 +463,21 @@ fn one_line(message: &str) -> String {
         "subprog ",
         "func#",
     ];
-    let reason = lines
-        .iter()
-        .rposition(|l| !STATISTICS.iter().any(|s| l.starts_with(s)))
-        .unwrap_or(0);
+    let reason = match lines.iter().rposition(|l| *l == "Suggestion:") {
+        Some(suggestion) => suggestion.saturating_sub(1),
+        None => lines
+            .iter()
+            .rposition(|l| !STATISTICS.iter().any(|s| l.starts_with(s)))
+            .unwrap_or(0),
+    };
     let last = lines.len() - 1;
     if reason == 0 || reason == last {
         format!("{} | ... | {}", lines[0], lines[last])
     } else {
-        format!("{} | ... | {} | ... | {}", lines[0], lines[reason], lines[last])
+        format!(
+            "{} | ... | {} | ... | {}",
+            lines[0], lines[reason], lines[last]
+        )
     }
 }
 
@@ -486,6 +493,8 @@ mod tests {
         let log = "refused: Verifier output: 0: R1=ctx() R10=fp0\n\
                    1: (79) r2 = *(u64 *)(r1 +0)\n\
                    17: R1 invalid mem access 'scalar'\n\
+                   Suggestion:\n\
+                   Pass a value with one of the accepted pointer or scalar types for this call.\n\
                    verification time 120 usec\n\
                    stack depth 64+0\n\
                    subprog 1 (memset) static insns_self 332 insns_total 332 stack 0\n\

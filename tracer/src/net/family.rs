@@ -56,17 +56,11 @@ pub const HOOKS: &[Hook] = &[
     },
     Hook {
         name: "dns_received",
-        candidates: &[
-            Attach::BtfTracepoint {
-                program: "netif_receive_skb_btf",
-                tracepoint: "netif_receive_skb",
-            },
-            Attach::RawTracepoint {
-                program: "netif_receive_skb",
-                group: "net",
-                tracepoint: "netif_receive_skb",
-            },
-        ],
+        candidates: &[Attach::RawTracepoint {
+            program: "netif_receive_skb",
+            group: "net",
+            tracepoint: "netif_receive_skb",
+        }],
         without_it: "no DNS responses: every lookup looks unanswered",
         essential: false,
     },
