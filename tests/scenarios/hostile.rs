@@ -514,8 +514,16 @@ fn a_signal_storm_does_not_block_the_event_loop() {
         "SIGTERM obeyed (stop record written) after {obeyed_after:?}"
     );
     // And gone, programs detached, within the second a pod's stop expects.
+    // The emulated guests get two: there detaching also waits for RCU grace
+    // periods (the kprobes and fentry this host lacks), at a tenth of the
+    // speed; once on 6.1 the exit came 1.1 s after SIGTERM.
+    let exit_within = if std::env::var("TRACER_DISPOSABLE_GUEST").as_deref() == Ok("1") {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_secs(1)
+    };
     assert!(
-        exited_after < Duration::from_secs(1),
+        exited_after < exit_within,
         "tracer exited {exited_after:?} after SIGTERM"
     );
     assert!(
