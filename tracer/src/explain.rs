@@ -19,15 +19,33 @@ use crate::{
 };
 
 pub struct Explainer {
-    pub processes: ProcessTable,
-    pub attributor: Attributor,
+    shared: Shared,
+    families: Vec<Box<dyn Family>>,
+    /// For each record kind (by its `lost_slot`), the families that read it.
+    routes: Vec<Vec<usize>>,
+}
+
+/// What the families share, lent to each as a [`Context`].
+struct Shared {
+    processes: ProcessTable,
+    attributor: Attributor,
     scope: Scope,
     procfs: PathBuf,
     kernel_log: KernelLog,
     stacks: Option<KernelStacks>,
-    families: Vec<Box<dyn Family>>,
-    /// For each record kind (by its `lost_slot`), the families that read it.
-    routes: Vec<Vec<usize>>,
+}
+
+impl Shared {
+    fn context(&mut self) -> Context<'_> {
+        Context {
+            processes: &mut self.processes,
+            attributor: &mut self.attributor,
+            scope: &self.scope,
+            stacks: self.stacks.as_ref(),
+            kernel_log: &mut self.kernel_log,
+            procfs: &self.procfs,
+        }
+    }
 }
 
 impl Explainer {
@@ -46,12 +64,14 @@ impl Explainer {
             }
         }
         Self {
-            processes,
-            attributor,
-            scope,
-            procfs,
-            kernel_log,
-            stacks: None,
+            shared: Shared {
+                processes,
+                attributor,
+                scope,
+                procfs,
+                kernel_log,
+                stacks: None,
+            },
             families,
             routes,
         }
@@ -59,12 +79,12 @@ impl Explainer {
 
     /// Kernel stacks (`--stacks`), for the families whose records carry them.
     pub fn set_stacks(&mut self, stacks: KernelStacks) {
-        self.stacks = Some(stacks);
+        self.shared.stacks = Some(stacks);
     }
 
     /// Whether /dev/kmsg could be opened (for corroboration only).
     pub fn kernel_log_readable(&self) -> bool {
-        self.kernel_log.readable()
+        self.shared.kernel_log.readable()
     }
 
     /// Feeds one record; hands the explanations it completes to `out`.
@@ -72,26 +92,21 @@ impl Explainer {
         match record.kind {
             RecordKind::Fork => {
                 if let Some(r) = record.read::<ForkRecord>() {
-                    self.processes
-                        .on_fork(&r.parent, &r.child, &mut self.attributor);
+                    self.shared
+                        .processes
+                        .on_fork(&r.parent, &r.child, &mut self.shared.attributor);
                 }
             }
             RecordKind::Exec => {
                 if let Some(r) = record.read::<ExecRecord>() {
-                    self.processes
-                        .on_exec(&r.task, r.ppid, &mut self.attributor);
+                    self.shared
+                        .processes
+                        .on_exec(&r.task, r.ppid, &mut self.shared.attributor);
                 }
             }
             _ => {}
         }
-        let mut cx = Context {
-            processes: &mut self.processes,
-            attributor: &mut self.attributor,
-            scope: &self.scope,
-            stacks: self.stacks.as_ref(),
-            kernel_log: &mut self.kernel_log,
-            procfs: &self.procfs,
-        };
+        let mut cx = self.shared.context();
         for &i in &self.routes[record.kind.lost_slot() as usize] {
             self.families[i].handle(record, &mut cx, out);
         }
@@ -99,7 +114,9 @@ impl Explainer {
         // exit with what the table knew.
         if record.kind == RecordKind::Exit {
             if let Some(r) = record.read::<ExitRecord>() {
-                self.processes.on_exit(&r.task, r.ppid, r.header.ktime_ns);
+                self.shared
+                    .processes
+                    .on_exit(&r.task, r.ppid, r.header.ktime_ns);
             }
         }
     }
@@ -107,19 +124,12 @@ impl Explainer {
     /// Releases held events whose wait is over (`now_ns` CLOCK_MONOTONIC),
     /// or all of them with `u64::MAX`; housekeeping too.
     pub fn flush(&mut self, now_ns: u64, out: &mut dyn EventSink) {
-        let mut cx = Context {
-            processes: &mut self.processes,
-            attributor: &mut self.attributor,
-            scope: &self.scope,
-            stacks: self.stacks.as_ref(),
-            kernel_log: &mut self.kernel_log,
-            procfs: &self.procfs,
-        };
+        let mut cx = self.shared.context();
         for family in &mut self.families {
             family.flush(now_ns, &mut cx, out);
         }
         if now_ns != u64::MAX {
-            self.processes.expire(now_ns);
+            self.shared.processes.expire(now_ns);
         }
     }
 
