@@ -54,14 +54,6 @@ struct BlockedSince {
 #[map(name = "IO_BLOCKED")]
 static BLOCKED: LruHashMap<u64, BlockedSince> = LruHashMap::with_max_entries(16384, 0);
 
-/// Single fields of `OFFSETS`: the hot programs must not copy the whole
-/// struct for the one or two members they read.
-macro_rules! offset {
-    ($field:ident) => {
-        kernel::offset_of(|o| core::ptr::addr_of!(o.$field))
-    };
-}
-
 shared_map! {
     static IO_TASKS: LruHashMap<u32, TaskIoTotals> = LruHashMap::with_max_entries(32768, 0);
 }
@@ -101,12 +93,10 @@ static CGROUP_DEV: LruHashMap<u64, LastDevice> = LruHashMap::with_max_entries(81
 #[btf_tracepoint(function = "sched_switch")]
 pub fn sched_switch_btf(ctx: BtfTracePointContext) -> i32 {
     let next: KPtr = ctx.arg(2);
-    let mask = offset!(task_contributes_to_load_mask);
+    let mask = kernel::offsets().task_contributes_to_load_mask;
     let slept_in_d = mask == 0 || {
-        let byte = offset!(task_contributes_to_load_byte);
-        // SAFETY: a load through the BTF-typed task pointer at a member's
-        // offset: the verifier checks it against the type, faults read zero.
-        let bits = unsafe { core::ptr::read_volatile((next + byte as u64) as *const u8) };
+        let byte = kernel::offsets().task_contributes_to_load_byte;
+        let bits = kernel::load::<u8>(next, byte);
         bits as u32 & mask != 0
     };
     if slept_in_d {
@@ -121,9 +111,10 @@ pub fn sched_switch_btf(ctx: BtfTracePointContext) -> i32 {
 #[raw_tracepoint(tracepoint = "sched_switch")]
 pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
     let next: KPtr = ctx.arg(2);
-    let mask = offset!(task_contributes_to_load_mask);
+    let mask = kernel::offsets().task_contributes_to_load_mask;
     if mask == 0
-        || read_or_zero::<u8>(next, offset!(task_contributes_to_load_byte)) as u32 & mask != 0
+        || read_or_zero::<u8>(next, kernel::offsets().task_contributes_to_load_byte) as u32 & mask
+            != 0
     {
         switched_in(next);
     }
@@ -145,10 +136,10 @@ fn switched_out<C: StackIdContext>(
     if preempt & 0xff != 0 {
         return;
     }
-    let state = if offset!(sched_switch_prev_state_arg) != 0 {
+    let state = if kernel::offsets().sched_switch_prev_state_arg != 0 {
         prev_state() as u32
     } else {
-        read_or_zero::<u32>(prev, offset!(task_state))
+        read_or_zero::<u32>(prev, kernel::offsets().task_state)
     };
     if state & TASK_UNINTERRUPTIBLE == 0 || state & TASK_NOLOAD != 0 {
         return;

@@ -26,12 +26,6 @@ pub fn offsets() -> &'static KernelOffsets {
     opaque(&OFFSETS)
 }
 
-/// One member of `OFFSETS`, read on its own (`pick` gives its address).
-#[inline(always)]
-pub fn offset_of(pick: impl Fn(&KernelOffsets) -> *const u32) -> u32 {
-    unsafe { core::ptr::read_volatile(pick(&OFFSETS)) }
-}
-
 /// The configuration, as [`offsets`]: each setting loaded where it is used.
 #[inline(always)]
 pub fn config() -> &'static Config {

@@ -36,7 +36,7 @@ pub fn kfree_skb(ctx: RawTracePointContext) -> i32 {
     // the verifier, which then never sees the third argument read on a
     // kernel whose tracepoint has two (it would refuse the attach).
     let location = ctx.arg::<u64>(1);
-    let reason = if kernel::offset_of(|o| core::ptr::addr_of!(o.kfree_skb_reason_arg)) != 0 {
+    let reason = if kernel::offsets().kfree_skb_reason_arg != 0 {
         ctx.arg::<u64>(2) as u32
     } else {
         let config = kernel::config();
