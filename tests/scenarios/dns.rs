@@ -406,6 +406,63 @@ fn full_conntrack_table_drops_are_reported_as_table_full() {
     );
 }
 
+/// Resolvers send from a connected socket (glibc, Go, c-ares) or name the
+/// server in each `sendto` on an unconnected one (musl, dnsmasq). The send
+/// side decides on a connected socket by the port it is connected to, and
+/// reads the packet of an unconnected one: both queries must be followed
+/// to their answers. Each loses its first try to the lab's rule and is
+/// answered on the retry, so tracer reports both with the retry linked.
+#[test]
+fn queries_from_connected_and_unconnected_sockets_are_both_followed() {
+    require_root();
+    let work = Workdir::new();
+    let lab = Lab::new();
+    lab.drop_queries(QTYPE_AAAA, DropMode::Nth(2));
+    let mut tracer = Tracer::start(&work, &work.host_root(), &[]);
+    let service = std::net::SocketAddr::from((lab.service_ip(), DNS_PORT));
+    let ids: [(u16, &str); 2] = [(0x5eed, "connected"), (0x5eee, "unconnected")];
+    for (id, how) in ids {
+        let answered = lab.run_in(Ns::Client, move || {
+            let socket = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
+            let send = |q: &[u8]| {
+                if how == "connected" {
+                    socket.send(q)
+                } else {
+                    socket.send_to(q, service)
+                }
+            };
+            if how == "connected" {
+                socket.connect(service).expect("connect");
+            }
+            socket
+                .set_read_timeout(Some(Duration::from_millis(1200)))
+                .unwrap();
+            let q = query(id, &format!("{how}.sockets.test"), QTYPE_AAAA);
+            let mut buf = [0u8; 512];
+            for _ in 0..2 {
+                send(&q).expect("send");
+                if socket.recv(&mut buf).is_ok() {
+                    return true;
+                }
+            }
+            false
+        });
+        assert!(answered, "the {how} socket's retry must be answered");
+    }
+    let client = lab.netns_inode(Ns::Client);
+    for (id, how) in ids {
+        let lookup = tracer.wait_for(&format!("the {how} socket's lookup"), |r| {
+            r["kind"] == "dns" && r["netns"] == client && r["id"] == id
+        });
+        assert_eq!(lookup["name"], format!("{how}.sockets.test."), "{lookup}");
+        assert_eq!(lookup["retries"], 1, "{lookup}");
+        assert_eq!(
+            lookup["verdict"], "slow",
+            "answered after the 1.2 s retry: {lookup}"
+        );
+    }
+}
+
 /// On every kernel of the matrix (this test also runs in the guests): the
 /// packet programs pass the verifier and attach, so drops and DNS are
 /// watched wherever tracer runs.

@@ -33,6 +33,10 @@ pub struct Config {
     pub drop_caller_end: u64,
     pub drop_caller_reason: u32,
     pub _pad_drop_caller: u32,
+    /// How long after the last DNS query sent on the node a received packet
+    /// is still read for a response: userspace matches a response only to a
+    /// query it still waits for, so after this nothing received can match.
+    pub dns_response_window_ns: u64,
 }
 
 impl Config {
@@ -52,6 +56,7 @@ impl Config {
         drop_caller_end: 0,
         drop_caller_reason: 0,
         _pad_drop_caller: 0,
+        dns_response_window_ns: 0,
     };
 }
 

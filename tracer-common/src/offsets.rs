@@ -55,6 +55,9 @@ pub struct KernelOffsets {
     pub netdev_ifindex: u32,
     /// `sock.__sk_common.skc_net`.
     pub sock_net: u32,
+    /// `sock.__sk_common.skc_dport`: the port a connected socket sends to
+    /// (network byte order), 0 on a socket that is not connected.
+    pub sock_dport: u32,
     /// `task_struct.flags`, `task_struct.nsproxy` and `nsproxy.net_ns`.
     pub task_flags: u32,
     pub task_nsproxy: u32,
@@ -166,6 +169,7 @@ impl KernelOffsets {
         netdev_net: OFFSET_UNKNOWN,
         netdev_ifindex: OFFSET_UNKNOWN,
         sock_net: OFFSET_UNKNOWN,
+        sock_dport: OFFSET_UNKNOWN,
         sock_protocol: OFFSET_UNKNOWN,
         task_flags: OFFSET_UNKNOWN,
         task_nsproxy: OFFSET_UNKNOWN,

@@ -9,7 +9,7 @@
 //! each returns after a few reads for anything else.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_task, generated as gen},
+    helpers::{bpf_get_current_task, bpf_ktime_get_ns, generated as gen},
     macros::{btf_tracepoint, kprobe, kretprobe, map, raw_tracepoint},
     maps::PerCpuArray,
     programs::{BtfTracePointContext, ProbeContext, RawTracePointContext, RetProbeContext},
@@ -27,6 +27,45 @@ const IPPROTO_UDP: u8 = 17;
 const DNS_PORT: u16 = 53;
 /// The low bits of `skb->_nfct` are the ctinfo, the rest the `nf_conn *`.
 const NFCT_PTRMASK: u64 = !7;
+
+/// When the last DNS query on the node was sent (monotonic ns), 0 before
+/// the first. One for the node, not per CPU: a response can arrive on any
+/// CPU. Written by the send side, read by the receive side.
+#[unsafe(no_mangle)]
+static mut LAST_DNS_QUERY_NS: u64 = 0;
+
+/// The send side saw a DNS query: responses are worth reading for a while.
+#[inline(always)]
+fn dns_query_sent() {
+    // SAFETY: an aligned u64 in the program's .bss; a racing writer on
+    // another CPU writes a time just as recent.
+    unsafe { core::ptr::write_volatile(&raw mut LAST_DNS_QUERY_NS, bpf_ktime_get_ns()) };
+}
+
+/// Whether a packet received now could be a response userspace still
+/// waits for: only within `dns_response_window_ns` of the last query sent.
+/// Outside it, the receive side costs one load and a clock read instead of
+/// two helper reads per packet.
+#[inline(always)]
+fn dns_response_possible() -> bool {
+    // SAFETY: as in `dns_query_sent`.
+    let last = unsafe { core::ptr::read_volatile(&raw const LAST_DNS_QUERY_NS) };
+    last != 0
+        && unsafe { bpf_ktime_get_ns() }.wrapping_sub(last)
+            < kernel::config().dns_response_window_ns
+}
+
+/// Whether a local socket's datagram may be a DNS query. A connected
+/// socket sends to the port it is connected to: one load, and no packet to
+/// read, decides for most of what a node sends over UDP (`dport` as the
+/// socket keeps it, network byte order; 0 when not connected). A program
+/// may still name another address in one `sendmsg` on a connected socket;
+/// resolvers do not (glibc, Go, c-ares connect, musl does not), and such a
+/// query is then not seen as sent: a drop of it still is.
+#[inline(always)]
+fn may_be_dns_query(dport: u16) -> bool {
+    dport == 0 || dport == DNS_PORT.to_be()
+}
 
 #[raw_tracepoint(tracepoint = "kfree_skb")]
 pub fn kfree_skb(ctx: RawTracePointContext) -> i32 {
@@ -71,12 +110,13 @@ pub fn kfree_skb(ctx: RawTracePointContext) -> i32 {
 /// still carry their socket here and run in the sender's context, which is
 /// how a DNS query gets its process.
 ///
-/// As a BTF tracepoint, the socket and its protocol are plain loads: a
-/// packet that is not UDP costs no helper call, a UDP packet two (where it
-/// starts, and its ports). `skb->head` is read, not loaded: 7.x verifiers
-/// type a loaded `unsigned char *` as a pointer, which they then refuse as
-/// a helper's argument. Where the kernel refuses tp_btf, `net_dev_queue`
-/// below does the same with two more reads.
+/// As a BTF tracepoint, the socket, its protocol and the port it is
+/// connected to are plain loads: a packet that is not UDP, or that a socket
+/// connected to another port sends, costs no helper call; any other UDP
+/// packet two (where it starts, and its ports). `skb->head` is read, not
+/// loaded: 7.x verifiers type a loaded `unsigned char *` as a pointer,
+/// which they then refuse as a helper's argument. Where the kernel refuses
+/// tp_btf, `net_dev_queue` below does the same with reads.
 #[btf_tracepoint(function = "net_dev_queue")]
 pub fn net_dev_queue_btf(ctx: BtfTracePointContext) -> i32 {
     let o = kernel::offsets();
@@ -94,12 +134,14 @@ pub fn net_dev_queue_btf(ctx: BtfTracePointContext) -> i32 {
     if sk == 0
         || o.sock_protocol != OFFSET_UNKNOWN
             && kernel::load::<u16>(sk, o.sock_protocol) != IPPROTO_UDP as u16
+        || o.sock_dport != OFFSET_UNKNOWN && !may_be_dns_query(kernel::load(sk, o.sock_dport))
     {
         return 0;
     }
     let start = read_or_zero::<KPtr>(skb, o.skb_head)
         + kernel::load::<u16>(skb, o.skb_network_header) as u64;
     if udp_ports(start).1 == DNS_PORT {
+        dns_query_sent();
         emit(o, skb, start, packet_event::DNS_SENT, 0, 0);
     }
     0
@@ -123,20 +165,26 @@ pub fn net_dev_queue(ctx: RawTracePointContext) -> i32 {
     {
         return 0;
     }
+    if o.sock_dport != OFFSET_UNKNOWN && !may_be_dns_query(read_or_zero(sk, o.sock_dport)) {
+        return 0;
+    }
     let start = read_or_zero::<KPtr>(skb, o.skb_head)
         + read_or_zero::<u16>(skb, o.skb_network_header) as u64;
     if udp_ports(start).1 == DNS_PORT {
+        dns_query_sent();
         emit(o, skb, start, packet_event::DNS_SENT, 0, 0);
     }
     0
 }
 
 /// A packet received by a device: `skb->data` is at its network header.
+/// Read only while a response can still match a query (see
+/// `dns_response_possible`).
 /// A raw tracepoint on every kernel: as a BTF tracepoint it would still
 /// read `skb->data` (see `net_dev_queue_btf`), and save nothing.
 #[raw_tracepoint(tracepoint = "netif_receive_skb")]
 pub fn netif_receive_skb(ctx: RawTracePointContext) -> i32 {
-    if kernel::config().dns == 0 {
+    if kernel::config().dns == 0 || !dns_response_possible() {
         return 0;
     }
     let skb = ctx.arg::<KPtr>(0);

@@ -113,6 +113,13 @@ pub fn resolve(btf: &dyn BtfLookup) -> Result<ResolvedOffsets> {
             "skc_net",
             NETNS_EFFECT,
         )?,
+        sock_dport: r.nested(
+            "sock",
+            "__sk_common",
+            "sock_common",
+            "skc_dport",
+            SOCK_DPORT_EFFECT,
+        )?,
         sock_protocol: r.optional("sock", "sk_protocol", SOCK_PROTOCOL_EFFECT)?,
         task_flags: r.optional("task_struct", "flags", DNS_SENDER_EFFECT)?,
         task_nsproxy: r.optional("task_struct", "nsproxy", DNS_SENDER_EFFECT)?,
@@ -207,6 +214,8 @@ const NETNS_EFFECT: &str = "packets without their network namespace: pods by add
 const DNS_EFFECT: &str = "DNS queries not reported";
 const SOCK_PROTOCOL_EFFECT: &str =
     "every packet a local socket sends is read to find DNS queries, not only UDP ones";
+const SOCK_DPORT_EFFECT: &str =
+    "every datagram a connected UDP socket sends is read to find DNS queries";
 const DNS_SENDER_EFFECT: &str = "DNS queries without the process that sent them";
 const CONNTRACK_EFFECT: &str = "drops without the conntrack entry: no DNAT shown";
 
@@ -513,6 +522,7 @@ mod tests {
             o.skb_nfct,
             o.netdev_net,
             o.sock_net,
+            o.sock_dport,
             o.sock_protocol,
             o.task_flags,
             o.task_nsproxy,

@@ -164,7 +164,9 @@ enum Task {
             and the resident memory after the workload and at its peak.\n\n\
             page-alloc faults in fresh memory: one kmem:mm_page_alloc per page. udp-loopback \
             sends and receives small datagrams: every packet passes the transmit, receive and \
-            free hooks. ping-pong passes a byte between two threads on one CPU through pipes: \
+            free hooks, and a connected socket's datagrams are told apart from DNS without \
+            reading them. udp-dns-busy sends the same with sendto(2), after a DNS query: \
+            tracer's DNS programs then read every packet, their dearest case. ping-pong passes a byte between two threads on one CPU through pipes: \
             two sched_switch per round trip, the IO-wait hook's hottest path. pipeline feeds \
             signal records made in memory through tracer's decode, explain and output (text to \
             /dev/null, JSON lines to a file) and reports records a second. A benchmark, not \
@@ -198,8 +200,8 @@ enum Task {
         /// run), on while the tracer arms run; always on with --kernel
         #[arg(long)]
         bpf_stats: bool,
-        /// Only the workloads whose name contains FILTER (page-alloc, udp-loopback, ping-pong,
-        /// export-storm, pipeline)
+        /// Only the workloads whose name contains FILTER (page-alloc, udp-loopback,
+        /// udp-dns-busy, ping-pong, signal-storm, export-storm, pipeline)
         filter: Option<String>,
         /// Another tracer binary to run as one more arm, for a before-and-after comparison
         /// (e.g. a release build of the previous commit)

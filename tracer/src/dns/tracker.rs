@@ -62,6 +62,18 @@ impl Default for Settings {
     }
 }
 
+impl Settings {
+    /// How long after the last query sent a received packet can still be
+    /// a response that [`DnsTracker::on_response`] matches: up to
+    /// `give_up_after` after the query, plus the time until the next
+    /// [`DnsTracker::expire`] runs. The kernel side reads received packets
+    /// only within this window, so a node that sends no DNS pays nothing
+    /// for the responses it will never get.
+    pub fn response_window(&self) -> Duration {
+        self.give_up_after + Duration::from_secs(2)
+    }
+}
+
 /// One DNS packet seen by tracer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observation {
@@ -170,7 +182,9 @@ pub struct DnsStats {
     /// Responses that matched no pending query: answers to queries sent
     /// before tracer started or already evicted, the later hops of an
     /// answer that was already matched at an earlier one, and messages
-    /// without a question section.
+    /// without a question section. Only responses the kernel side read
+    /// count: it reads none after [`Settings::response_window`] without a
+    /// query.
     pub unmatched_responses: u64,
 }
 

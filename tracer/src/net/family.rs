@@ -12,6 +12,7 @@ use super::{
 };
 use crate::{
     clock::Clock,
+    dns::tracker::Settings as DnsSettings,
     ebpf::{Attach, Hook},
     family::{Context, Family, Registration, Settings, Start},
     netns::NetnsIndex,
@@ -78,6 +79,7 @@ pub const HOOKS: &[Hook] = &[
 
 fn configure(settings: &Settings, config: &mut Config) {
     config.dns = settings.dns as u32;
+    config.dns_response_window_ns = DnsSettings::default().response_window().as_nanos() as u64;
     settings.drops.configure(config);
 }
 

@@ -24,7 +24,7 @@ pub struct Workload {
     pub bpftrace: &'static str,
 }
 
-pub const WORKLOADS: [Workload; 4] = [
+pub const WORKLOADS: [Workload; 5] = [
     Workload {
         name: "page-alloc",
         stresses: "kmem:mm_page_alloc (every page the kernel hands out)",
@@ -46,17 +46,19 @@ pub const WORKLOADS: [Workload; 4] = [
         hooks: &["net_dev_queue", "netif_receive_skb", "kfree_skb"],
         family_off: &["--no-dns"],
         fallbacks: &[],
-        programs: &[],
-        // DNS queries and answers seen on the way out and in (UDP port 53),
-        // and dropped packets by reason.
-        bpftrace: "tracepoint:net:net_dev_queue, tracepoint:net:netif_receive_skb { \
-                   $skb = (struct sk_buff *)args->skbaddr; \
-                   if ($skb->protocol == 0x0008) { \
-                   $ip = (struct iphdr *)($skb->head + $skb->network_header); \
-                   if ($ip->protocol == 17) { \
-                   $udp = (struct udphdr *)($skb->head + $skb->network_header + ($ip->ihl << 2)); \
-                   if ($udp->dest == 0x3500 || $udp->source == 0x3500) { @dns[probe] = count(); } } } } \
-                   tracepoint:skb:kfree_skb /args->reason > 2/ { @drops[args->reason] = count(); }",
+        programs: UDP_PROGRAMS,
+        bpftrace: UDP_BPFTRACE,
+    },
+    Workload {
+        name: "udp-dns-busy",
+        stresses: "the same datagrams, sent with sendto(2) from an unconnected socket, \
+                   on a node that sent a DNS query (tracer's worst case: every datagram read)",
+        run: udp_unconnected_after_a_dns_query,
+        hooks: &["net_dev_queue", "netif_receive_skb", "kfree_skb"],
+        family_off: &["--no-dns"],
+        fallbacks: &[],
+        programs: UDP_PROGRAMS,
+        bpftrace: UDP_BPFTRACE,
     },
     Workload {
         name: "ping-pong",
@@ -85,6 +87,26 @@ pub const WORKLOADS: [Workload; 4] = [
         bpftrace: "tracepoint:signal:signal_generate { @signals[comm, args->pid, args->sig] = count(); }",
     },
 ];
+
+/// tracer's programs on the UDP workloads' path, as the kernel names them
+/// (15 bytes).
+const UDP_PROGRAMS: &[&str] = &[
+    "net_dev_queue_b",
+    "net_dev_queue",
+    "netif_receive_s",
+    "kfree_skb",
+];
+
+/// DNS queries and answers seen on the way out and in (UDP port 53), and
+/// dropped packets by reason.
+const UDP_BPFTRACE: &str = "tracepoint:net:net_dev_queue, tracepoint:net:netif_receive_skb { \
+    $skb = (struct sk_buff *)args->skbaddr; \
+    if ($skb->protocol == 0x0008) { \
+    $ip = (struct iphdr *)($skb->head + $skb->network_header); \
+    if ($ip->protocol == 17) { \
+    $udp = (struct udphdr *)($skb->head + $skb->network_header + ($ip->ihl << 2)); \
+    if ($udp->dest == 0x3500 || $udp->source == 0x3500) { @dns[probe] = count(); } } } } \
+    tracepoint:skb:kfree_skb /args->reason > 2/ { @drops[args->reason] = count(); }";
 
 /// Signals per signal-storm run.
 const STORM_SIGNALS: u32 = 300_000;
@@ -226,6 +248,24 @@ fn udp_over_loopback() {
     let mut buf = [0u8; 64];
     for i in 0..100_000u32 {
         sender.send(&i.to_ne_bytes()).expect("send");
+        black_box(receiver.recv(&mut buf).expect("recv"));
+    }
+}
+
+/// `udp_over_loopback` as tracer's DNS programs see it at their dearest: a
+/// DNS query first (to 127.0.0.1:53, where nothing needs to answer), so the
+/// receive side reads every packet for a response; then datagrams named in
+/// each `sendto`, so the send side reads every packet for a query.
+fn udp_unconnected_after_a_dns_query() {
+    let receiver = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let query = [0x7e, 0x57, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1];
+    // Refused (nothing listens) or not: the query left either way.
+    let _ = sender.send_to(&query, "127.0.0.1:53");
+    let to = receiver.local_addr().expect("address");
+    let mut buf = [0u8; 64];
+    for i in 0..100_000u32 {
+        sender.send_to(&i.to_ne_bytes(), to).expect("sendto");
         black_box(receiver.recv(&mut buf).expect("recv"));
     }
 }
