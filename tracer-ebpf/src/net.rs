@@ -280,6 +280,26 @@ fn emit(o: &KernelOffsets, skb: KPtr, start: KPtr, event: u32, reason: u32, loca
         return;
     };
     let rec = entry.as_mut_ptr();
+    // The packet first, while its length is still in a register: bounds of
+    // a value spilled to the stack and filled again are lost on older
+    // verifiers (5.10, 6.1), which then refuse it as the read's size.
+    // Up to the end of the packet's linear data: tail is an offset from head.
+    let end = read_or_zero::<KPtr>(skb, o.skb_head) + read_or_zero::<u32>(skb, o.skb_tail) as u64;
+    let mut len = end.wrapping_sub(start);
+    if start == 0 || end < start {
+        len = 0;
+    }
+    if len > PACKET_CAPTURE as u64 {
+        len = PACKET_CAPTURE as u64;
+    }
+    unsafe {
+        let copied = gen::bpf_probe_read_kernel(
+            (*rec).packet.as_mut_ptr().cast(),
+            len as u32,
+            start as *const core::ffi::c_void,
+        );
+        (*rec).captured = if copied == 0 { len as u32 } else { 0 };
+    }
     let current = unsafe { bpf_get_current_task() };
     let dev = read_or_zero::<KPtr>(skb, o.skb_dev);
     // The device's namespace; a packet without one (freed at a socket) is
@@ -290,15 +310,6 @@ fn emit(o: &KernelOffsets, skb: KPtr, start: KPtr, event: u32, reason: u32, loca
         read_or_zero::<KPtr>(read_or_zero::<KPtr>(skb, o.skb_sk), o.sock_net)
     };
     let ct = read_or_zero::<u64>(skb, o.skb_nfct) & NFCT_PTRMASK;
-    // Up to the end of the packet's linear data: tail is an offset from head.
-    let end = read_or_zero::<KPtr>(skb, o.skb_head) + read_or_zero::<u32>(skb, o.skb_tail) as u64;
-    let mut len = end.wrapping_sub(start);
-    if start == 0 || end < start {
-        len = 0;
-    }
-    if len > PACKET_CAPTURE as u64 {
-        len = PACKET_CAPTURE as u64;
-    }
     unsafe {
         (*rec).header = ring::header(kind);
         (*rec).task = kernel::task_identity_with_cgroups(current, o);
@@ -318,12 +329,6 @@ fn emit(o: &KernelOffsets, skb: KPtr, start: KPtr, event: u32, reason: u32, loca
         // Without an entry both read from near address 0 and come out zeroed.
         kernel::read_bytes_into(&mut (*rec).ct_original, ct, o.ct_original_tuple);
         kernel::read_bytes_into(&mut (*rec).ct_reply, ct, o.ct_reply_tuple);
-        let copied = gen::bpf_probe_read_kernel(
-            (*rec).packet.as_mut_ptr().cast(),
-            len as u32,
-            start as *const core::ffi::c_void,
-        );
-        (*rec).captured = if copied == 0 { len as u32 } else { 0 };
     }
     if event == packet_event::DNS_SENT || event == packet_event::DNS_RECEIVED {
         ring::submit_quietly(entry);
