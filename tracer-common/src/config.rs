@@ -36,7 +36,10 @@ pub struct Config {
     /// How long after the last DNS query sent on the node a received packet
     /// is still read for a response: userspace matches a response only to a
     /// query it still waits for, so after this nothing received can match.
-    pub dns_response_window_ns: u64,
+    /// In jiffies counted at 1000 a second, the highest `CONFIG_HZ`: where
+    /// the kernel ticks slower the window is longer, which costs reads and
+    /// never loses a response.
+    pub dns_response_window_jiffies: u64,
 }
 
 impl Config {
@@ -56,7 +59,7 @@ impl Config {
         drop_caller_end: 0,
         drop_caller_reason: 0,
         _pad_drop_caller: 0,
-        dns_response_window_ns: 0,
+        dns_response_window_jiffies: 0,
     };
 }
 

@@ -9,7 +9,7 @@
 //! each returns after a few reads for anything else.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_task, bpf_ktime_get_ns, generated as gen},
+    helpers::{bpf_get_current_task, generated as gen},
     macros::{btf_tracepoint, kprobe, kretprobe, map, raw_tracepoint},
     maps::PerCpuArray,
     programs::{BtfTracePointContext, ProbeContext, RawTracePointContext, RetProbeContext},
@@ -28,31 +28,38 @@ const DNS_PORT: u16 = 53;
 /// The low bits of `skb->_nfct` are the ctinfo, the rest the `nf_conn *`.
 const NFCT_PTRMASK: u64 = !7;
 
-/// When the last DNS query on the node was sent (monotonic ns), 0 before
-/// the first. One for the node, not per CPU: a response can arrive on any
-/// CPU. Written by the send side, read by the receive side.
+/// When the last DNS query on the node was sent, in jiffies; 0 before the
+/// first. One for the node, not per CPU: a response can arrive on any CPU.
+/// Written by the send side, read by the receive side.
 #[unsafe(no_mangle)]
-static mut LAST_DNS_QUERY_NS: u64 = 0;
+static mut LAST_DNS_QUERY_JIFFIES: u64 = 0;
+
+/// The kernel's tick count: on 64-bit kernels the verifier inlines the
+/// helper into one load of `jiffies`, where a nanosecond clock is a call
+/// (measured at 80 ns a packet on this host's virtual clock).
+#[inline(always)]
+fn jiffies() -> u64 {
+    // SAFETY: no arguments; available to tracing programs since 5.8.
+    unsafe { gen::bpf_jiffies64() }
+}
 
 /// The send side saw a DNS query: responses are worth reading for a while.
 #[inline(always)]
 fn dns_query_sent() {
     // SAFETY: an aligned u64 in the program's .bss; a racing writer on
     // another CPU writes a time just as recent.
-    unsafe { core::ptr::write_volatile(&raw mut LAST_DNS_QUERY_NS, bpf_ktime_get_ns()) };
+    unsafe { core::ptr::write_volatile(&raw mut LAST_DNS_QUERY_JIFFIES, jiffies()) };
 }
 
 /// Whether a packet received now could be a response userspace still
-/// waits for: only within `dns_response_window_ns` of the last query sent.
-/// Outside it, the receive side costs one load and a clock read instead of
-/// two helper reads per packet.
+/// waits for: only within `dns_response_window_jiffies` of the last query
+/// sent. Outside it, the receive side costs two loads instead of two
+/// helper reads per packet.
 #[inline(always)]
 fn dns_response_possible() -> bool {
     // SAFETY: as in `dns_query_sent`.
-    let last = unsafe { core::ptr::read_volatile(&raw const LAST_DNS_QUERY_NS) };
-    last != 0
-        && unsafe { bpf_ktime_get_ns() }.wrapping_sub(last)
-            < kernel::config().dns_response_window_ns
+    let last = unsafe { core::ptr::read_volatile(&raw const LAST_DNS_QUERY_JIFFIES) };
+    last != 0 && jiffies().wrapping_sub(last) < kernel::config().dns_response_window_jiffies
 }
 
 /// Whether a local socket's datagram may be a DNS query. A connected

@@ -79,7 +79,9 @@ pub const HOOKS: &[Hook] = &[
 
 fn configure(settings: &Settings, config: &mut Config) {
     config.dns = settings.dns as u32;
-    config.dns_response_window_ns = DnsSettings::default().response_window().as_nanos() as u64;
+    // Counted at HZ=1000, the fastest tick a kernel can have (see Config).
+    config.dns_response_window_jiffies =
+        DnsSettings::default().response_window().as_millis() as u64;
     settings.drops.configure(config);
 }
 
