@@ -197,7 +197,8 @@ enum Task {
         #[arg(long, hide = true)]
         no_bpftrace: bool,
         /// Also show the kernel's statistics of tracer's programs on the path (runs, time a
-        /// run), on while the tracer arms run; always on with --kernel
+        /// run), on while the tracer arms run, and of the limit arm's empty programs beside
+        /// them; always on with --kernel
         #[arg(long)]
         bpf_stats: bool,
         /// Only the workloads whose name contains FILTER (page-alloc, udp-loopback,

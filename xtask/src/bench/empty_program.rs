@@ -18,6 +18,9 @@ const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
 const BPF_PROG_TYPE_RAW_TRACEPOINT: u32 = 17;
 
+/// The empty programs' name, for the kernel's statistics of them.
+pub const NAME: &str = "empty";
+
 /// `mov64 r0, 0` and `exit`, as the kernel reads them (opcode, registers,
 /// offset, immediate).
 const EMPTY: [u64; 2] = [0xb7, 0x95];
@@ -75,7 +78,7 @@ fn load() -> io::Result<OwnedFd> {
         license: license.as_ptr() as u64,
         ..Default::default()
     };
-    attr.prog_name[..5].copy_from_slice(b"empty");
+    attr.prog_name[..NAME.len()].copy_from_slice(NAME.as_bytes());
     bpf(BPF_PROG_LOAD, &attr)
 }
 

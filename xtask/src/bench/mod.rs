@@ -40,7 +40,7 @@ pub struct Extras<'a> {
     /// The bpftrace arm (a guest has no bpftrace).
     pub bpftrace: bool,
     /// The kernel's statistics of tracer's programs on the path, while the
-    /// tracer arms run.
+    /// tracer arms run, and of the empty programs in the limit arm.
     pub bpf_stats: bool,
     /// Another tracer build, run as one more arm (`--baseline`).
     pub baseline: Option<&'a Path>,
@@ -118,13 +118,20 @@ fn measure(arm: &Arm, tracer: &Path, workload: &Workload, bpf_stats: bool) -> Re
     if attached.startup.is_some() {
         thread::sleep(SETTLE);
     }
-    let stats = (bpf_stats && arm.is_tracer() && !workload.programs.is_empty())
+    // The limit arm's programs side by side with tracer's: the steadier
+    // figure of what tracer's code adds to the dispatch.
+    let programs: &[&str] = match arm {
+        Arm::Limit => &[empty_program::NAME],
+        _ if arm.is_tracer() => workload.programs,
+        _ => &[],
+    };
+    let stats = (bpf_stats && !programs.is_empty())
         .then(prog_stats::on)
         .transpose()?;
-    let before = prog_stats::Stats::now(workload.programs);
+    let before = prog_stats::Stats::now(programs);
     let cpu = fastest(workload.run);
     let programs = stats.map(|on| {
-        let ran = prog_stats::Stats::now(workload.programs).since(&before);
+        let ran = prog_stats::Stats::now(programs).since(&before);
         drop(on);
         ran
     });
