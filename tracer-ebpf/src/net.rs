@@ -36,7 +36,7 @@ static mut LAST_DNS_QUERY_JIFFIES: u64 = 0;
 
 /// The kernel's tick count: on 64-bit kernels the verifier inlines the
 /// helper into one load of `jiffies`, where a nanosecond clock is a call
-/// (measured at 80 ns a packet on this host's virtual clock).
+/// (measured at about 80 ns a packet on a virtual machine's clock).
 #[inline(always)]
 fn jiffies() -> u64 {
     // SAFETY: no arguments; available to tracing programs since 5.8.
