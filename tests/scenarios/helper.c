@@ -7,15 +7,19 @@
  *   helper hog MIB [hold]     allocate and touch MIB MiB, 1 MiB at a time (until
  *                             the OOM killer stops it); with "hold", print "held"
  *                             and keep the memory
- *   helper ignore-usr1        ignore SIGUSR1, print "ready", sleep
+ *   helper ignore-urg         ignore SIGURG, print "ready", sleep
  *   helper forge-kill PID     name itself "\e[31mS\nFORGED:" with prctl(PR_SET_NAME),
  *                             then SIGKILL PID
  *   helper forge-c1-kill PID  the same with DEL and a C1 CSI (U+009B, in UTF-8):
  *                             "\x7f\u009b31mC1", what JSON leaves as it is
- *   helper sigstorm PID       send SIGUSR1 to PID as fast as kill(2) goes, until
+ *   helper sigstorm PID       send SIGURG to PID as fast as kill(2) goes, until
  *                             killed (a signal storm)
- *   helper sigburst N PID     send N SIGUSR1 to PID as fast as kill(2) goes,
+ *   helper sigburst N PID     send N SIGURG to PID as fast as kill(2) goes,
  *                             print "done", sleep
+ *                             (SIGURG: ignored by default, so outside the signals
+ *                             a default tracer watches; the storms then reach only
+ *                             the tracers that ask for every signal, and never fill
+ *                             the rings of the scenarios running beside them)
  *   helper thp-fallback MIB   fragment memory, then fault in transparent huge
  *                             pages until one falls back (see fragment_then_thp)
  *   helper nowait-tcp MIB CONNS  the same with the kept pages mlocked, then fill
@@ -199,8 +203,8 @@ int main(int argc, char **argv) {
         } else {
             return 0;
         }
-    } else if (strcmp(mode, "ignore-usr1") == 0) {
-        signal(SIGUSR1, SIG_IGN);
+    } else if (strcmp(mode, "ignore-urg") == 0) {
+        signal(SIGURG, SIG_IGN);
         printf("ready\n");
         fflush(stdout);
     } else if (strcmp(mode, "forge-kill") == 0) {
@@ -217,14 +221,14 @@ int main(int argc, char **argv) {
         pid_t target = argc > 2 ? (pid_t)atol(argv[2]) : 0;
         if (target <= 0) return 2;
         for (;;) {
-            if (kill(target, SIGUSR1) != 0) return 1;
+            if (kill(target, SIGURG) != 0) return 1;
         }
     } else if (strcmp(mode, "sigburst") == 0) {
         long n = argc > 2 ? atol(argv[2]) : 0;
         pid_t target = argc > 3 ? (pid_t)atol(argv[3]) : 0;
         if (n <= 0 || target <= 0) return 2;
         for (long i = 0; i < n; i++) {
-            if (kill(target, SIGUSR1) != 0) return 1;
+            if (kill(target, SIGURG) != 0) return 1;
         }
         printf("done\n");
         fflush(stdout);
