@@ -1,7 +1,12 @@
 //! The workloads `cargo xtask bench` measures: each runs in this process, so
 //! that its CPU time holds what the hooks add to the kernel work it does.
 
-use std::{hint::black_box, thread, time::Duration};
+use std::{
+    hint::black_box,
+    net::{SocketAddr, UdpSocket},
+    thread,
+    time::Duration,
+};
 
 /// A workload: a name for the report and the work, run in this process.
 pub struct Workload {
@@ -240,16 +245,10 @@ fn pipe_ping_pong() {
 /// passes the transmit and receive hooks (and is freed), in this process's
 /// context, which is what the CPU time measures.
 fn udp_over_loopback() {
-    let receiver = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    sender
-        .connect(receiver.local_addr().expect("address"))
-        .expect("connect");
-    let mut buf = [0u8; 64];
-    for i in 0..100_000u32 {
-        sender.send(&i.to_ne_bytes()).expect("send");
-        black_box(receiver.recv(&mut buf).expect("recv"));
-    }
+    exchange_datagrams(|sender, receiver| {
+        sender.connect(receiver).expect("connect");
+        |sender: &UdpSocket, datagram: &[u8]| sender.send(datagram)
+    });
 }
 
 /// `udp_over_loopback` as tracer's DNS programs see it at their dearest: a
@@ -257,15 +256,27 @@ fn udp_over_loopback() {
 /// receive side reads every packet for a response; then datagrams named in
 /// each `sendto`, so the send side reads every packet for a query.
 fn udp_unconnected_after_a_dns_query() {
-    let receiver = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    let query = [0x7e, 0x57, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1];
-    // Refused (nothing listens) or not: the query left either way.
-    let _ = sender.send_to(&query, "127.0.0.1:53");
-    let to = receiver.local_addr().expect("address");
+    exchange_datagrams(|sender, receiver| {
+        let query = [0x7e, 0x57, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1];
+        // Refused (nothing listens) or not: the query left either way.
+        let _ = sender.send_to(&query, "127.0.0.1:53");
+        move |sender: &UdpSocket, datagram: &[u8]| sender.send_to(datagram, receiver)
+    });
+}
+
+/// 100000 datagrams from one loopback socket to another, each received
+/// before the next is sent. `prepare` gets the sender and the receiver's
+/// address, and returns how to send.
+fn exchange_datagrams<S>(prepare: impl FnOnce(&UdpSocket, SocketAddr) -> S)
+where
+    S: Fn(&UdpSocket, &[u8]) -> std::io::Result<usize>,
+{
+    let receiver = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let sender = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let send = prepare(&sender, receiver.local_addr().expect("address"));
     let mut buf = [0u8; 64];
     for i in 0..100_000u32 {
-        sender.send_to(&i.to_ne_bytes(), to).expect("sendto");
+        send(&sender, &i.to_ne_bytes()).expect("send");
         black_box(receiver.recv(&mut buf).expect("recv"));
     }
 }
