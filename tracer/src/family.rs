@@ -92,6 +92,9 @@ pub struct Settings {
     /// `--stacks`: kernel stacks of page-allocation failures and IO stalls.
     pub stacks: bool,
     pub dns: bool,
+    /// How DNS queries are followed; the kernel side's response window
+    /// derives from it (`Settings::response_window`).
+    pub dns_tracking: crate::dns::tracker::Settings,
     pub iowait_threshold_ns: u64,
     /// The `oom:mark_victim` trace record's layout on this kernel.
     pub oom_format: Option<Format>,
@@ -109,6 +112,7 @@ impl Settings {
             signal_flood: args.signal_flood,
             stacks: args.stacks,
             dns: !args.no_dns,
+            dns_tracking: Default::default(),
             iowait_threshold_ns: args.iowait_threshold,
             oom_format: oom_format(),
             drops: DropSetup::for_kernel(kernel, &args.host.procfs),
@@ -125,6 +129,7 @@ impl Settings {
             signal_flood: crate::signals::flood::KEEP_WHOLE,
             stacks: true,
             dns: true,
+            dns_tracking: Default::default(),
             // `--iowait-threshold`'s default.
             iowait_threshold_ns: 100_000_000,
             oom_format: oom_format(),
@@ -140,6 +145,7 @@ impl Settings {
             signal_flood: 0,
             stacks: false,
             dns: false,
+            dns_tracking: Default::default(),
             iowait_threshold_ns: u64::MAX,
             oom_format: None,
             drops: DropSetup::none(),

@@ -142,11 +142,11 @@ pub struct NetworkFamily {
 impl NetworkFamily {
     /// Reads every namespace's conntrack counters now: what happens from
     /// here on is what tracer reports.
-    pub fn new(reasons: DropReasons, index: NetnsIndex) -> Self {
+    pub fn new(reasons: DropReasons, dns: Settings, index: NetnsIndex) -> Self {
         let addresses = AddressIndex::build(&index);
         let mut family = Self {
             reasons,
-            dns: DnsTracker::new(Settings::default()),
+            dns: DnsTracker::new(dns),
             index,
             addresses,
             indexed_at_ns: crate::clock::Clock::now_mono_ns(),

@@ -12,7 +12,6 @@ use super::{
 };
 use crate::{
     clock::Clock,
-    dns::tracker::Settings as DnsSettings,
     ebpf::{Attach, Hook},
     family::{Context, Family, Registration, Settings, Start},
     netns::NetnsIndex,
@@ -80,8 +79,7 @@ pub const HOOKS: &[Hook] = &[
 fn configure(settings: &Settings, config: &mut Config) {
     config.dns = settings.dns as u32;
     // Counted at HZ=1000, the fastest tick a kernel can have (see Config).
-    config.dns_response_window_jiffies =
-        DnsSettings::default().response_window().as_millis() as u64;
+    config.dns_response_window_jiffies = settings.dns_tracking.response_window().as_millis() as u64;
     settings.drops.configure(config);
 }
 
@@ -107,7 +105,7 @@ fn start(start: &mut Start<'_>) -> Option<Box<dyn Family>> {
     );
     match index {
         Ok(index) => {
-            let mut family = NetworkFamily::new(reasons, index);
+            let mut family = NetworkFamily::new(reasons, start.settings.dns_tracking, index);
             family.set_clash_hook(start.attached("conntrack_clash"));
             Some(Box::new(Network {
                 family,
